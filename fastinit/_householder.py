@@ -1,0 +1,408 @@
+"""Numba kernels for blocked Householder QR and for forming Q (compact WY, BLAS-3).
+
+Private module. :mod:`fastinit.linalg` and :mod:`fastinit._orthogonal` validate their
+arguments; the kernels here trust their inputs (shapes, dtypes, one unit stride per operand).
+
+Storage conventions
+-------------------
+* The matrix being factorised, ``A`` (``m x n``), is held **transposed**: ``at`` is a
+  C-contiguous ``(n, m)`` array, so column ``k`` of ``A`` is the contiguous row ``at[k]``.
+  This is LAPACK's column-major layout, and every Householder vector is a contiguous slice.
+  After :func:`_geqrf`, ``at[k, k:]`` holds ``R[k, k]`` followed by the tail ``v[1:]`` of the
+  k-th Householder vector (``v[0] = 1`` is implicit), and ``at[c, :c]`` holds ``R[:c, c]``:
+  exactly the output of LAPACK ``?geqrf`` (which numpy returns, transposed, as ``mode="raw"``).
+* A block of ``jb`` reflectors ``H_j ... H_{j+jb-1}`` is kept in compact WY form
+  ``I - Y T Y^T`` (Schreiber & Van Loan 1989): ``yt = Y^T`` is an explicit ``(jb, L)``
+  row-major array (zeros above the unit diagonal) and ``T`` is ``jb x jb`` upper triangular.
+
+Convention of one reflector (LAPACK ``?larfg``): for ``x = (alpha, x_tail)``,
+``H = I - tau v v^T`` with ``v[0] = 1`` maps ``x`` to ``(beta, 0, ..., 0)``,
+``beta = -sign(alpha) ||x||``, ``tau = (beta - alpha) / beta``. If ``x_tail = 0`` then
+``tau = 0`` and ``beta = alpha`` (``H = I``).
+
+BLAS
+----
+All ``O(n^3)`` work is in ``?gemm`` calls made from inside ``@njit`` code through the function
+pointers that SciPy exports in :mod:`scipy.linalg.cython_blas` (the same BLAS Numba's own
+``np.dot`` uses). Calling ``?gemm`` directly, with leading dimensions, lets the kernels update
+sub-blocks of the output in place; ``np.dot`` in Numba would copy every non-contiguous block.
+The BLAS library runs its own threads. GEMM partitions the output among threads and never
+splits the inner (K) sum, so results do not depend on the BLAS thread count either; nothing
+here uses ``prange``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import os
+
+import numpy as np
+from numba import njit
+from numba.extending import get_cython_function_address
+
+# Compile cache is opt-in (numba issue #4807: stale caches across environments).
+_CACHE = os.environ.get("FASTINIT_NUMBA_CACHE", "0") not in ("", "0")
+
+# Fortran BLAS takes every argument by reference: 13 pointers, no return value.
+_GEMM_T = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * 13))
+_sgemm = _GEMM_T(get_cython_function_address("scipy.linalg.cython_blas", "sgemm"))
+_dgemm = _GEMM_T(get_cython_function_address("scipy.linalg.cython_blas", "dgemm"))
+
+#: default outer block size (reflectors per compact-WY block) for large matrices
+NB_LARGE = 128
+#: default outer block size for matrices with min(m, n) < 1024
+NB_SMALL = 64
+#: inner block size inside a QR panel (columns factorised with level-2 loops)
+IB = 16
+
+_ORD_N = 78  # ord("N")
+_ORD_T = 84  # ord("T")
+
+
+def block_size(k):
+    """Default outer block size for ``k`` reflectors (bigger blocks = bigger GEMM K-dim)."""
+    return NB_LARGE if k >= 1024 else NB_SMALL
+
+
+# ---------------------------------------------------------------------------------------
+# GEMM on strided 2-D views
+# ---------------------------------------------------------------------------------------
+
+
+@njit(cache=_CACHE)
+def _major(x):
+    """Return ``(row_major, ld)`` of a 2-D view that has one unit stride.
+
+    A row-major ``p x q`` view with leading dimension ``ld`` is, to column-major BLAS, the
+    ``q x p`` matrix ``x^T`` with the same ``ld``.
+    """
+    p, q = x.shape
+    isz = x.itemsize
+    if q == 1 or x.strides[1] == isz:
+        if p > 1:
+            return True, x.strides[0] // isz
+        return True, max(q, 1)
+    if p == 1 or x.strides[0] == isz:
+        if q > 1:
+            return False, x.strides[1] // isz
+        return False, max(p, 1)
+    raise ValueError("gemm operand has no unit stride")
+
+
+@njit(cache=_CACHE)
+def _xgemm(fa, fb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+    """Column-major ``C(m x n) = alpha op(A) op(B) + beta C`` on raw views (s/d by dtype)."""
+    chars = np.empty(2, np.uint8)
+    chars[0] = _ORD_T if fa else _ORD_N
+    chars[1] = _ORD_T if fb else _ORD_N
+    ints = np.empty(6, np.int32)
+    ints[0] = m
+    ints[1] = n
+    ints[2] = k
+    ints[3] = lda
+    ints[4] = ldb
+    ints[5] = ldc
+    sc = np.empty(2, c.dtype)
+    sc[0] = alpha
+    sc[1] = beta
+    if c.itemsize == 4:
+        _sgemm(chars[0:].ctypes, chars[1:].ctypes, ints[0:].ctypes, ints[1:].ctypes,
+               ints[2:].ctypes, sc[0:].ctypes, a.ctypes, ints[3:].ctypes, b.ctypes,
+               ints[4:].ctypes, sc[1:].ctypes, c.ctypes, ints[5:].ctypes)
+    else:
+        _dgemm(chars[0:].ctypes, chars[1:].ctypes, ints[0:].ctypes, ints[1:].ctypes,
+               ints[2:].ctypes, sc[0:].ctypes, a.ctypes, ints[3:].ctypes, b.ctypes,
+               ints[4:].ctypes, sc[1:].ctypes, c.ctypes, ints[5:].ctypes)
+
+
+@njit(cache=_CACHE)
+def _gemm(ta, tb, alpha, a, b, beta, c):
+    """``c = alpha * op(a) @ op(b) + beta * c`` in place, for row- or column-major views.
+
+    ``op(x)`` is ``x.T`` when the flag is true. All three arrays share one float dtype and
+    each has a unit stride in one dimension (any leading dimension).
+    """
+    m, n = c.shape
+    k = a.shape[0] if ta else a.shape[1]
+    if m == 0 or n == 0:
+        return
+    if k == 0:  # BLAS would reject k = 0 with lda < 1; the product is empty
+        for i in range(m):
+            for j in range(n):
+                c[i, j] = 0.0 if beta == 0.0 else beta * c[i, j]
+        return
+    ra, lda = _major(a)
+    rb, ldb = _major(b)
+    rc, ldc = _major(c)
+    fa = ta != ra  # transpose flag for the column-major matrix that stores a
+    fb = tb != rb
+    if rc:
+        # c is row-major: BLAS sees c^T, and c^T = op(b)^T op(a)^T.
+        _xgemm(not fb, not fa, n, m, k, alpha, b, ldb, a, lda, beta, c, ldc)
+    else:
+        _xgemm(fa, fb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+
+
+# ---------------------------------------------------------------------------------------
+# Level-1/2 pieces
+# ---------------------------------------------------------------------------------------
+
+
+@njit(cache=_CACHE, fastmath={"reassoc", "nsz", "arcp", "contract"})
+def _dot_tail(x, y):
+    """``sum(x[1:] * y[1:])`` (vectorised: the sum is re-associated)."""
+    s = x[0] * 0
+    for i in range(1, x.shape[0]):
+        s += x[i] * y[i]
+    return s
+
+
+@njit(cache=_CACHE)
+def _larfg(x):
+    """Householder reflector for the contiguous vector ``x``, in place (LAPACK ``?larfg``).
+
+    On return ``x[0] = beta`` and ``x[1:] = v[1:]``; returns ``tau`` (float64).
+    The tail norm is accumulated in float64, rescaled only if it could over/underflow.
+    """
+    n = x.shape[0]
+    alpha = np.float64(x[0])
+    ss = 0.0
+    for i in range(1, n):
+        t = np.float64(x[i])
+        ss += t * t
+    if not (1e-280 < ss < 1e280):  # zero, denormal range, overflow or NaN: rescale
+        scale = 0.0
+        for i in range(1, n):
+            a = abs(np.float64(x[i]))
+            if a > scale:
+                scale = a
+        if scale == 0.0:
+            return 0.0  # H = I, beta = alpha already in x[0]
+        ss = 0.0
+        for i in range(1, n):
+            t = np.float64(x[i]) / scale
+            ss += t * t
+        xnorm = scale * math.sqrt(ss)
+    else:
+        xnorm = math.sqrt(ss)
+    beta = -math.copysign(math.hypot(alpha, xnorm), alpha)
+    tau = (beta - alpha) / beta
+    f = 1.0 / (alpha - beta)
+    for i in range(1, n):
+        x[i] = x[i] * f
+    x[0] = beta
+    return tau
+
+
+@njit(cache=_CACHE)
+def _householder_panel(at, j, jb, tau):
+    """Unblocked Householder QR of columns ``j .. j+jb-1`` of ``A = at.T`` (rows ``j:``).
+
+    Level-2 loop over the panel (LAPACK ``?geqr2``): for each column, form the reflector with
+    :func:`_larfg` and apply it to the remaining columns of the panel,
+    ``a_c <- a_c - tau v (v^T a_c)``. Work ``~4 L jb^2 / 2`` flops for panel height ``L``.
+    """
+    for i in range(j, j + jb):
+        x = at[i, i:]
+        t = _larfg(x)
+        tau[i] = t
+        if t != 0.0:
+            for c in range(i + 1, j + jb):
+                y = at[c, i:]
+                s = t * (y[0] + _dot_tail(x, y))
+                y[0] -= s
+                for r in range(1, y.shape[0]):
+                    y[r] -= s * x[r]
+
+
+@njit(cache=_CACHE)
+def _form_y(at, j, jb, yt):
+    """Copy reflectors ``j .. j+jb-1`` from ``at`` into explicit ``yt[:jb, :m-j]`` (= Y^T)."""
+    m = at.shape[1]
+    L = m - j
+    for r in range(jb):
+        row = yt[r]
+        for i in range(r):
+            row[i] = 0.0
+        row[r] = 1.0
+        src = at[j + r]
+        for i in range(r + 1, L):
+            row[i] = src[j + i]
+
+
+@njit(cache=_CACHE)
+def _form_t(yt, tau, t, g):
+    """Upper-triangular ``T`` with ``H_0 ... H_{jb-1} = I - Y T Y^T`` (LAPACK ``?larft``).
+
+    ``yt`` is ``(jb, L)`` = ``Y^T`` with explicit unit diagonal, ``tau`` has ``jb`` entries,
+    ``t`` and ``g`` are ``(jb, jb)`` outputs/workspace. ``G = Y^T Y`` comes from one GEMM
+    (``2 L jb^2`` flops); then ``T[:i, i] = -tau_i T[:i, :i] G[:i, i]`` (``jb^3 / 3`` flops).
+    """
+    jb = yt.shape[0]
+    _gemm(False, True, 1.0, yt, yt, 0.0, g)
+    for i in range(jb):
+        ti = tau[i]
+        for r in range(jb):
+            t[r, i] = 0.0
+        t[i, i] = ti
+        if ti != 0.0:
+            for r in range(i):
+                s = 0.0
+                for c in range(r, i):
+                    s += np.float64(t[r, c]) * np.float64(g[c, i])
+                t[r, i] = -ti * s
+
+
+@njit(cache=_CACHE)
+def _larfb(yt, t, c, w1, w2, trans):
+    """Apply a compact-WY block reflector from the left, in place (LAPACK ``?larfb``).
+
+    ``c <- (I - Y op(T) Y^T) c`` with ``op(T) = T^T`` if ``trans`` (that is ``H^T c``, used by
+    the factorisation) else ``T`` (``H c``, used to form Q). ``c`` is an ``L x nc`` view of
+    either layout; ``w1``, ``w2`` are ``(jb, nc)`` workspace. Three GEMMs,
+    ``4 L jb nc + 2 jb^2 nc`` flops.
+    """
+    _gemm(False, False, 1.0, yt, c, 0.0, w1)  # W1 = Y^T C
+    _gemm(trans, False, 1.0, t, w1, 0.0, w2)  # W2 = op(T) W1
+    _gemm(True, False, -1.0, yt, w2, 1.0, c)  # C -= Y W2
+
+
+# ---------------------------------------------------------------------------------------
+# Blocked drivers
+# ---------------------------------------------------------------------------------------
+
+
+@njit(cache=_CACHE)
+def _geqrf(at, tau, nb, ib):
+    """Blocked Householder QR of ``A = at.T`` in place (LAPACK ``?geqrf`` layout).
+
+    Two levels of blocking: a panel of ``nb`` columns is factorised in sub-panels of ``ib``
+    columns (:func:`_householder_panel`), each applied to the rest of the panel as a block
+    reflector; the whole panel is then applied to the trailing matrix with :func:`_larfb`.
+    Flops: ``2 m n^2 - 2 n^3 / 3`` (``4 n^3 / 3`` when square), all but ``O(m n ib)`` in GEMM.
+    Workspace: ``O((m + n) nb)``.
+    """
+    n, m = at.shape
+    k = min(m, n)
+    dt = at.dtype
+    yt = np.empty((nb, m), dt)
+    tt = np.empty((nb, nb), dt)
+    g = np.empty((nb, nb), dt)
+    w1 = np.empty((nb, max(n, 1)), dt)
+    w2 = np.empty((nb, max(n, 1)), dt)
+    for j in range(0, k, nb):
+        jb = min(nb, k - j)
+        pe = j + jb
+        for i in range(j, pe, ib):
+            ibb = min(ib, pe - i)
+            _householder_panel(at, i, ibb, tau)
+            if i + ibb < pe:
+                L = m - i
+                nc = pe - i - ibb
+                _form_y(at, i, ibb, yt[:ibb, :L])
+                _form_t(yt[:ibb, :L], tau[i:i + ibb], tt[:ibb, :ibb], g[:ibb, :ibb])
+                _larfb(yt[:ibb, :L], tt[:ibb, :ibb], at[i + ibb:pe, i:].T,
+                       w1[:ibb, :nc], w2[:ibb, :nc], True)
+        if pe < n:
+            L = m - j
+            nc = n - pe
+            _form_y(at, j, jb, yt[:jb, :L])
+            _form_t(yt[:jb, :L], tau[j:pe], tt[:jb, :jb], g[:jb, :jb])
+            _larfb(yt[:jb, :L], tt[:jb, :jb], at[pe:, j:].T, w1[:jb, :nc], w2[:jb, :nc], True)
+
+
+@njit(cache=_CACHE)
+def _set_identity(q):
+    """``q[:] = I`` (rectangular), looping in memory order for either layout."""
+    m, n = q.shape
+    if n == 1 or q.strides[1] == q.itemsize:
+        for i in range(m):
+            for c in range(n):
+                q[i, c] = 0.0
+    else:
+        for c in range(n):
+            for i in range(m):
+                q[i, c] = 0.0
+    for d in range(min(m, n)):
+        q[d, d] = 1.0
+
+
+@njit(cache=_CACHE)
+def _orgqr(at, tau, k, q, nb):
+    """Form ``Q = H_0 H_1 ... H_{k-1} I[:, :nq]`` into the ``m x nq`` view ``q`` (``?orgqr``).
+
+    Backward accumulation: starting from the identity, block ``b`` (last first) updates only
+    ``q[j:, j:]``, because the blocks after it act on rows ``>= j + jb``. Flops:
+    ``4 m nq k - 2 (m + nq) k^2 + 4 k^3 / 3`` (``4 n^3 / 3`` for a square ``n x n``), in GEMM.
+    Workspace ``O((m + nq) nb)``.
+    """
+    m, nq = q.shape
+    dt = q.dtype
+    _set_identity(q)
+    yt = np.empty((nb, m), dt)
+    tt = np.empty((nb, nb), dt)
+    g = np.empty((nb, nb), dt)
+    w1 = np.empty((nb, max(nq, 1)), dt)
+    w2 = np.empty((nb, max(nq, 1)), dt)
+    nblk = (k + nb - 1) // nb
+    for b in range(nblk - 1, -1, -1):
+        j = b * nb
+        jb = min(nb, k - j)
+        L = m - j
+        nc = nq - j
+        _form_y(at, j, jb, yt[:jb, :L])
+        _form_t(yt[:jb, :L], tau[j:j + jb], tt[:jb, :jb], g[:jb, :jb])
+        _larfb(yt[:jb, :L], tt[:jb, :jb], q[j:, j:], w1[:jb, :nc], w2[:jb, :nc], False)
+
+
+# ---------------------------------------------------------------------------------------
+# Stewart (1980): reflectors drawn directly from Gaussians
+# ---------------------------------------------------------------------------------------
+
+
+@njit(cache=_CACHE)
+def _stewart_block(z, j, jb, m, q, dsign, yt, tt, g, w1, w2):
+    """Apply one block of Stewart reflectors ``j .. j+jb-1`` to ``q`` (backward step).
+
+    ``z`` holds the block's Gaussians back to back: reflector ``k = j + r`` uses the next
+    ``m - k`` values, exactly the column ``k`` of a Gaussian matrix below the diagonal after
+    ``k`` Householder steps (rotational invariance). Each vector becomes a reflector through
+    :func:`_larfg`; ``dsign[k] = sign(beta_k) = sign(R[k, k])`` is the Mezzadri/Stewart sign
+    correction, applied later by the caller. Then ``q[j:, j:] <- (I - Y T Y^T) q[j:, j:]``.
+    """
+    L = m - j
+    tau = np.empty(jb, np.float64)
+    pos = 0
+    for r in range(jb):
+        row = yt[r]
+        for i in range(r):
+            row[i] = 0.0
+        ln = L - r
+        for i in range(ln):
+            row[r + i] = z[pos + i]
+        pos += ln
+        x = row[r:L]
+        t = _larfg(x)
+        tau[r] = t
+        dsign[j + r] = 1.0 if x[0] >= 0 else -1.0
+        x[0] = 1.0
+    y = yt[:jb, :L]
+    _form_t(y, tau, tt[:jb, :jb], g[:jb, :jb])
+    nc = q.shape[1] - j
+    _larfb(y, tt[:jb, :jb], q[j:, j:], w1[:jb, :nc], w2[:jb, :nc], False)
+
+
+@njit(cache=_CACHE)
+def _scale_columns(q, s):
+    """``q[:, c] *= s[c]`` in memory order for either layout."""
+    m, n = q.shape
+    if n == 1 or q.strides[1] == q.itemsize:
+        for i in range(m):
+            for c in range(n):
+                q[i, c] = q[i, c] * s[c]
+    else:
+        for c in range(n):
+            sc = s[c]
+            for i in range(m):
+                q[i, c] = q[i, c] * sc
