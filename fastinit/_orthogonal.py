@@ -1,0 +1,202 @@
+r"""Engine behind ``orthogonal_``: Haar-random (semi-)orthogonal matrices, in place.
+
+Private module; the public torch-style wrapper lives in :mod:`fastinit.init`.
+See ``docs/orthogonal.md`` for the derivations summarised in the docstrings.
+"""
+
+from __future__ import annotations
+
+import operator
+
+import numpy as np
+
+from . import _householder as _hh
+
+METHODS = ("householder", "qr")
+
+
+# ---------------------------------------------------------------------------------------
+# Gaussian source
+# ---------------------------------------------------------------------------------------
+# TEMPORARY FALLBACK (remove when fastinit._fill.fill_normal exists): a deterministic
+# Philox (numpy's 4x64 variant) + Box-Muller stream with the same contract as fill_normal:
+# element i of ``out`` is the N(0, 1) value at logical index offset + i of (seed, stream).
+def _normals(out, seed, stream, offset):
+    n = out.size
+    if n == 0:
+        return out
+    p0 = offset // 2
+    p1 = (offset + n - 1) // 2  # last Box-Muller pair touched
+    q0 = 2 * p0  # first raw 64-bit word: pair p uses words 2p and 2p+1
+    nq = 2 * (p1 - p0 + 1)
+    bg = np.random.Philox(key=(seed % 2**64) + ((stream % 2**64) << 64), counter=q0 // 4)
+    raw = bg.random_raw(q0 % 4 + nq)[q0 % 4:]
+    u1 = ((raw[0::2] >> np.uint64(11)).astype(np.float64) + 1.0) * 2.0**-53  # (0, 1]
+    u2 = (raw[1::2] >> np.uint64(11)).astype(np.float64) * 2.0**-53
+    r = np.sqrt(-2.0 * np.log(u1))
+    z = np.empty(2 * r.size)
+    z[0::2] = r * np.cos(2 * np.pi * u2)
+    z[1::2] = r * np.sin(2 * np.pi * u2)
+    out.reshape(-1)[:] = z[offset - 2 * p0: offset - 2 * p0 + n]
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# The two methods, on a tall view q (m x n, m >= n) of the output
+# ---------------------------------------------------------------------------------------
+
+
+def _stewart(q, seed, stream, nb):
+    """Stewart (1980): reflector ``k`` from a fresh N(0, I_{m-k}) vector; returns signs."""
+    m, n = q.shape
+    dt = q.dtype
+    _hh._set_identity(q)
+    dsign = np.empty(n, np.float64)
+    yt = np.empty((nb, m), dt)
+    tt = np.empty((nb, nb), dt)
+    g = np.empty((nb, nb), dt)
+    w1 = np.empty((nb, n), dt)
+    w2 = np.empty((nb, n), dt)
+    z = np.empty(nb * m, dt)
+    nblk = (n + nb - 1) // nb
+    for b in range(nblk - 1, -1, -1):  # backward accumulation: last block first
+        j = b * nb
+        jb = min(nb, n - j)
+        # vector k has m - k entries and starts at logical index sum_{i<k} (m - i)
+        offset = j * m - j * (j - 1) // 2
+        count = jb * (m - j) - jb * (jb - 1) // 2
+        _normals(z[:count], seed, stream, offset)
+        _hh._stewart_block(z, j, jb, m, q, dsign, yt, tt, g, w1, w2)
+    return dsign
+
+
+def _qr(q, seed, stream, nb):
+    """Householder QR of a Gaussian ``m x n`` matrix, Q into ``q``; returns sign(diag R)."""
+    m, n = q.shape
+    at = np.empty((n, m), q.dtype)  # A^T: G[i, k] is logical index k*m + i
+    _normals(at, seed, stream, 0)
+    tau = np.empty(n, q.dtype)
+    _hh._geqrf(at, tau, nb, _hh.IB)
+    _hh._orgqr(at, tau, n, q, nb)
+    return np.where(np.diagonal(at) >= 0, 1.0, -1.0)
+
+
+def orthogonal_matrix_(out2d, gain=1.0, seed=0, stream=0, method="householder", block=None):
+    r"""Fill ``out2d`` in place with ``gain`` times a Haar-random (semi-)orthogonal matrix.
+
+    For ``out2d`` of shape ``(rows, cols)`` the result satisfies
+    :math:`W^T W = g^2 I_{cols}` if ``rows >= cols`` and :math:`W W^T = g^2 I_{rows}`
+    otherwise (the smaller side is orthonormal, as in ``torch.nn.init.orthogonal_``).
+    A wide output is computed as the transpose of a tall one.
+
+    Parameters
+    ----------
+    out2d : numpy.ndarray
+        C-contiguous 2-D float32 or float64 array. Overwritten.
+    gain : float
+        Scale factor :math:`g`.
+    seed, stream : int
+        Key of the Philox stream the Gaussians are drawn from.
+    method : {"householder", "qr"}
+        ``"householder"`` (default): Stewart's construction, which draws the Householder
+        vectors directly, about :math:`\tfrac43 n^3` flops for a square matrix.
+        ``"qr"``: Householder QR of an ``m x n`` Gaussian matrix, then Q with the sign
+        correction :math:`Q\,\mathrm{diag}(\mathrm{sign}\,R_{kk})`; about
+        :math:`\tfrac83 n^3` flops. Both give exactly Haar-distributed matrices, but not the
+        same matrix for the same seed.
+    block : int, optional
+        Reflectors per compact-WY block; default :func:`fastinit._householder.block_size`.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``out2d`` itself.
+
+    Notes
+    -----
+    Let ``m >= n`` be the long and short side. Householder QR of a Gaussian
+    :math:`G \in \mathbb R^{m\times n}` builds reflector ``k`` from the entries ``k..m-1`` of
+    column ``k`` after ``k`` reflections. Reflections are orthogonal and depend only on the
+    earlier columns, so by rotational invariance of :math:`\mathcal N(0, I)` that vector is
+    again i.i.d. :math:`\mathcal N(0, I_{m-k})` and independent of the earlier reflectors.
+    Drawing the ``n`` vectors directly (Stewart 1980) therefore gives reflectors with
+    exactly the joint law of those of ``qr(G)``, with no factorisation. With
+    :math:`R_{kk} = \beta_k = -\mathrm{sign}(x_{k,0})\lVert x_k\rVert`,
+    :math:`Q = H_0 \cdots H_{n-1} I_{m\times n}\,\mathrm{diag}(\mathrm{sign}\,\beta_k)` is
+    Haar on the Stiefel manifold (Mezzadri 2007: the sign makes the QR factor unique, so
+    the law of Q inherits the invariance of G). Q is formed by backward accumulation in
+    compact-WY blocks (:func:`fastinit._householder._orgqr`), ``2 m n^2 - 2 n^3 / 3`` flops,
+    almost all in GEMM; ``"qr"`` adds the factorisation, the same count again.
+
+    Gaussians: Stewart uses ``m n - n (n - 1) / 2`` values, vector ``k`` at logical offset
+    ``sum_{i<k} (m - i)`` of ``(seed, stream)``, generated one block at a time; ``"qr"`` uses
+    ``m n`` values, ``G[i, k]`` at offset ``k m + i``. Extra memory: ``O((m + n) block)`` for
+    the default, plus one ``m x n`` work matrix for ``"qr"``. Nothing depends on the thread
+    count: the kernels have no parallel reductions and GEMM never splits its inner sum.
+
+    References
+    ----------
+    .. [1] G. W. Stewart, "The efficient generation of random orthogonal matrices with an
+       application to condition estimators", SIAM J. Numer. Anal. 17(3), 1980.
+    .. [2] F. Mezzadri, "How to generate random matrices from the classical compact groups",
+       Notices of the AMS 54(5), 2007.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastinit._orthogonal import orthogonal_matrix_
+    >>> w = orthogonal_matrix_(np.empty((256, 64)), gain=2.0, seed=7)
+    >>> bool(np.allclose(w.T @ w, 4.0 * np.eye(64), atol=1e-12))
+    True
+    >>> w = orthogonal_matrix_(np.empty((64, 256), np.float32), seed=7, method="qr")
+    >>> bool(np.allclose(w @ w.T, np.eye(64), atol=1e-5))
+    True
+    """
+    if not isinstance(out2d, np.ndarray) or out2d.ndim != 2:
+        raise ValueError("out2d must be a 2-D numpy.ndarray")
+    if out2d.dtype not in (np.float32, np.float64):
+        raise TypeError(f"out2d dtype {out2d.dtype} unsupported (float32 or float64)")
+    if not out2d.flags.c_contiguous or not out2d.flags.writeable:
+        raise ValueError("out2d must be C-contiguous and writeable")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    seed = operator.index(seed)
+    stream = operator.index(stream)
+    gain = float(gain)
+    if out2d.size == 0:
+        return out2d
+    rows, cols = out2d.shape
+    q = out2d if rows >= cols else out2d.T  # tall view, m >= n
+    n = q.shape[1]
+    nb = _hh.block_size(n) if block is None else operator.index(block)
+    if nb < 1:
+        raise ValueError("block < 1")
+    nb = min(nb, n)
+    if method == "qr":
+        signs = _qr(q, seed, stream, nb)
+    else:
+        signs = _stewart(q, seed, stream, nb)
+    _hh._scale_columns(q, gain * signs)
+    return out2d
+
+
+def orthogonal_matrix_lowp_(out2d, gain=1.0, seed=0, stream=0, method="householder", block=None):
+    """Like :func:`orthogonal_matrix_` for float16/bfloat16 ``out2d``, computed in float32.
+
+    The result is the float32 matrix for the same ``(seed, stream, method)`` rounded to the
+    output dtype. Extra memory: one float32 array of the output's shape.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastinit._orthogonal import orthogonal_matrix_lowp_
+    >>> w = orthogonal_matrix_lowp_(np.empty((64, 32), np.float16), seed=1)
+    >>> bool(np.allclose(w.astype(np.float32).T @ w.astype(np.float32), np.eye(32), atol=1e-2))
+    True
+    """
+    if not isinstance(out2d, np.ndarray) or out2d.ndim != 2:
+        raise ValueError("out2d must be a 2-D numpy.ndarray")
+    work = np.empty(out2d.shape, np.float32)
+    orthogonal_matrix_(work, gain, seed, stream, method, block)
+    out2d[...] = work.astype(out2d.dtype)
+    return out2d
