@@ -1,0 +1,353 @@
+"""Validated fills of NumPy arrays from the Philox stream: the layer every initializer uses.
+
+Each public function checks every argument before anything is written (errors name the
+argument), maps the array's dtype to a kernel, and handles any memory layout: a C-contiguous
+array is filled directly; any other writable layout is filled through bounded C-contiguous
+pieces of its C-order (logical) element sequence, so the values are the same as on a
+contiguous array of the same shape.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+from scipy import special
+
+from . import _numba as nb
+from ._generator import _check_seed
+from ._lib import OUT_BF16, OUT_F16, OUT_F32
+
+__all__ = ["raw_uint32", "fill_uniform", "fill_normal", "fill_trunc_normal", "fill_constant",
+           "check_array", "check_real", "InitArgumentError", "FLOAT_DTYPES"]
+
+_U64 = 1 << 64
+_PIECE_BYTES = 8 << 20  # bound of the temporary used for non-contiguous layouts
+
+
+class InitArgumentError(ValueError, RuntimeError):
+    """An argument value fastinit cannot use.
+
+    Subclasses both :class:`ValueError` and :class:`RuntimeError`, because torch raises
+    RuntimeError for some of these cases (``a > b`` in ``uniform_``, ``std < 0`` in ``normal_``).
+    """
+
+
+def _bfloat16():
+    try:
+        import ml_dtypes
+    except ImportError:  # pragma: no cover - optional dependency
+        return None
+    return np.dtype(ml_dtypes.bfloat16)
+
+
+_BF16 = _bfloat16()
+FLOAT_DTYPES = tuple(d for d in (np.dtype(np.float16), _BF16, np.dtype(np.float32), np.dtype(np.float64)) if d)
+
+
+def check_array(out, name: str = "tensor", min_ndim: int = 0) -> np.ndarray:
+    """Check that `out` is a writable NumPy array of a supported floating dtype."""
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray (or a torch tensor via fastinit's API), "
+                        f"got {type(out).__name__}")
+    if out.dtype not in FLOAT_DTYPES:
+        names = ", ".join(str(d) for d in FLOAT_DTYPES)
+        raise TypeError(f"{name} has dtype {out.dtype}; fastinit fills floating arrays only ({names})")
+    if not out.flags.writeable:
+        raise ValueError(f"{name} is read-only")
+    if out.ndim < min_ndim:
+        raise ValueError(f"{name} must have at least {min_ndim} dimensions, got {out.ndim}")
+    return out
+
+
+def check_real(x, name: str, finite: bool = True) -> float:
+    """A real number (not bool, not complex); finite unless `finite` is False; NaN never."""
+    if isinstance(x, (bool, np.bool_)) or not isinstance(x, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(x).__name__}")
+    x = float(x)
+    if math.isnan(x) or (finite and math.isinf(x)):
+        raise InitArgumentError(f"{name} must be finite, got {x}")
+    return x
+
+
+def _check_offset(offset, size: int, per_block: int) -> int:
+    if isinstance(offset, bool) or not isinstance(offset, numbers.Integral) or offset < 0:
+        raise InitArgumentError(f"offset must be a non-negative integer, got {offset!r}")
+    if int(offset) + size > _U64 * per_block:
+        raise InitArgumentError(f"offset + size exceeds the {_U64 * per_block} elements of one stream")
+    return int(offset)
+
+
+# ---- dtype helpers -------------------------------------------------------------------------
+
+def _family(dtype: np.dtype):
+    """(32-bit family?, otype) of a float dtype."""
+    if dtype == np.float64:
+        return False, OUT_F32
+    if dtype == np.float16:
+        return True, OUT_F16
+    if dtype == np.float32:
+        return True, OUT_F32
+    return True, OUT_BF16
+
+
+_UINT = {2: np.uint16, 4: np.uint32, 8: np.uint64}
+
+
+def _step(x, dtype: np.dtype, up: bool) -> float:
+    """The neighbour of the dtype value x (exactly representable) toward +inf or -inf."""
+    v = np.array(x, dtype=dtype)
+    bits = int(v.view(_UINT[dtype.itemsize]))
+    sign = 1 << (8 * dtype.itemsize - 1)
+    if bits & ~sign == 0:  # +0 or -0
+        bits = 1 if up else sign | 1
+    elif (bits & sign == 0) == up:
+        bits += 1
+    else:
+        bits -= 1
+    return float(np.array(bits, dtype=_UINT[dtype.itemsize]).view(dtype))
+
+
+def _ceil_to(x: float, dtype: np.dtype) -> float:
+    """Smallest value of dtype >= x."""
+    if math.isinf(x):
+        return x
+    t = float(np.array(x, dtype=np.float64).astype(dtype))
+    return _step(t, dtype, True) if t < x else t
+
+
+def _floor_to(x: float, dtype: np.dtype) -> float:
+    """Largest value of dtype <= x."""
+    if math.isinf(x):
+        return x
+    t = float(np.array(x, dtype=np.float64).astype(dtype))
+    return _step(t, dtype, False) if t > x else t
+
+
+def _as_f32(x: float, name: str) -> float:
+    with np.errstate(over="ignore"):
+        y = float(np.float32(x))
+    if math.isinf(y) and not math.isinf(x):
+        raise InitArgumentError(f"{name}={x} overflows float32, the working precision of this dtype")
+    return y
+
+
+# ---- layouts -------------------------------------------------------------------------------
+
+def _pieces(out: np.ndarray, start: int = 0):
+    """Yield (view, logical_start) covering `out` with views whose C-order copies are small."""
+    if out.flags.c_contiguous or out.ndim == 0:
+        yield out, start
+        return
+    row = out[0].size if out.shape[0] else 0
+    rows_per_piece = max(1, _PIECE_BYTES // max(1, row * out.itemsize))
+    if row * out.itemsize > _PIECE_BYTES and out.ndim > 1:
+        for i in range(out.shape[0]):
+            yield from _pieces(out[i], start + i * row)
+        return
+    for i in range(0, out.shape[0], rows_per_piece):
+        yield out[i : i + rows_per_piece], start + i * row
+
+
+def _run(out: np.ndarray, offset: int, kind: int, otype: int, params) -> np.ndarray:
+    """Fill `out` (validated) with kernel `kind`: element i uses logical index offset + i."""
+    seed, stream = params[0], params[1]
+    epb = nb.ELEMENTS_PER_BLOCK[kind]
+    for view, start in _pieces(out):
+        target = view if view.flags.c_contiguous else np.empty(view.shape, view.dtype)
+        if target.size:
+            e = offset + start
+            nb.fill_kernel(kind, seed, stream, e // epb, e % epb, target.size, target.ctypes.data,
+                           target.itemsize, otype, params[2:])
+        if target is not view:
+            view[...] = target
+    return out
+
+
+def _seed_stream(seed, stream):
+    return _check_seed(seed), _check_seed(stream, "stream")
+
+
+# ---- public fills --------------------------------------------------------------------------
+
+def raw_uint32(count: int, seed: int, stream: int = 0, offset: int = 0) -> np.ndarray:
+    r"""The raw Philox4x32-10 words of one stream, as a ``uint32`` array.
+
+    Word :math:`j` (counting from ``offset``) is word :math:`j \bmod 4` of
+
+    .. math::
+        \mathrm{Philox4x32\text{-}10}(\text{key}=(s_{lo}, s_{hi}),\
+        \text{ctr}=(b_{lo}, b_{hi}, t_{lo}, t_{hi})), \qquad b = \lfloor j / 4 \rfloor,
+
+    with :math:`s` the seed and :math:`t` the stream, split into 32-bit halves. Stream 0 from
+    offset 0 is the plain Random123 sequence, so every Random123 known-answer vector is reachable:
+    ``ctr = (c0, c1, c2, c3)`` and ``key = (k0, k1)`` is
+    ``raw_uint32(4, k0 | k1 << 32, stream=c2 | c3 << 32, offset=4 * (c0 | c1 << 32))``.
+
+    Parameters
+    ----------
+    count : int
+        Number of words.
+    seed : int
+        64-bit key (negative values are taken modulo :math:`2^{64}`).
+    stream : int, optional
+        64-bit stream number (the upper half of the counter).
+    offset : int, optional
+        Index of the first word; any slice of a stream can be produced on its own.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``uint32`` array of length ``count``.
+
+    Examples
+    --------
+    >>> import fastinit
+    >>> [hex(w) for w in fastinit.raw_uint32(4, seed=0)]   # Random123 KAT: all-zero key and counter
+    ['0x6627e8d5', '0xe169c58d', '0xbc57ac4c', '0x9b00dbd8']
+    >>> bool((fastinit.raw_uint32(8, 7)[5:] == fastinit.raw_uint32(3, 7, offset=5)).all())
+    True
+    """
+    if isinstance(count, bool) or not isinstance(count, numbers.Integral) or count < 0:
+        raise InitArgumentError(f"count must be a non-negative integer, got {count!r}")
+    seed, stream = _seed_stream(seed, stream)
+    offset = _check_offset(offset, int(count), 4)
+    out = np.empty(int(count), np.uint32)
+    if count:
+        nb.fill_kernel(nb.RAW, seed, stream, offset // 4, offset % 4, out.size, out.ctypes.data, 4, 0, ())
+    return out
+
+
+def fill_uniform(out: np.ndarray, a: float, b: float, seed: int, stream: int, offset: int = 0,
+                 name: str = "tensor") -> np.ndarray:
+    r"""Fill `out` in place with :math:`U[a, b)` values of stream (seed, stream).
+
+    float32, float16 and bfloat16 share one set of values: :math:`u = \lfloor w / 2^8 \rfloor
+    2^{-24}` from word :math:`w` of the element, :math:`v = a + (b - a) u` in float32, rounded to
+    nearest even for the 16-bit types. float64 uses 53 bits from two words. ``b`` is excluded in
+    every dtype: a value that would round to ``b`` becomes the largest representable value below
+    ``b`` (and likewise nothing falls below ``a``). ``a == b`` fills ``a``, as torch does.
+    """
+    check_array(out, name)
+    a, b = check_real(a, "a"), check_real(b, "b")
+    if a > b:
+        raise InitArgumentError(f"uniform requires a <= b, got a={a} > b={b}")
+    seed, stream = _seed_stream(seed, stream)
+    is32, otype = _family(out.dtype)
+    offset = _check_offset(offset, out.size, 4 if is32 else 2)
+    if a == b:
+        return fill_constant(out, a, name)
+    lo, hi = _ceil_to(a, out.dtype), _floor_to(b, out.dtype)
+    if hi >= b:
+        hi = _step(hi, out.dtype, False)
+    if lo > hi:
+        raise InitArgumentError(f"no {out.dtype} value lies in [a, b) = [{a}, {b})")
+    if is32:
+        a32, b32 = _as_f32(a, "a"), _as_f32(b, "b")
+        if not math.isfinite(float(np.float32(b32) - np.float32(a32))):
+            raise InitArgumentError(f"b - a = {b - a} overflows float32")
+        return _run(out, offset, nb.UNI32, otype, (seed, stream, a32, b32, lo, hi))
+    if not math.isfinite(b - a):
+        raise InitArgumentError(f"b - a = {b - a} overflows float64")
+    return _run(out, offset, nb.UNI64, otype, (seed, stream, a, b, lo, hi))
+
+
+def fill_normal(out: np.ndarray, mean: float, std: float, seed: int, stream: int, offset: int = 0,
+                name: str = "tensor") -> np.ndarray:
+    r"""Fill `out` in place with :math:`\mathcal{N}(\text{mean}, \text{std}^2)` values (Box-Muller).
+
+    32-bit family: for block words :math:`(w_0, w_1)` (and likewise :math:`(w_2, w_3)`),
+    :math:`u_1 = (\lfloor w_0/2 \rfloor + \tfrac12) 2^{-31}`, :math:`r = \sqrt{-2 \ln u_1}`,
+    :math:`\theta = 2\pi \lfloor w_1 / 2^8 \rfloor 2^{-24}`; the two elements are
+    :math:`r\cos\theta` and :math:`r\sin\theta`, computed in float32 (16-bit types are those values
+    rounded). The largest :math:`|z|` is :math:`\sqrt{64 \ln 2} = 6.66`. float64 takes one block
+    per pair, 53-bit :math:`u_1` and :math:`\theta`; the largest :math:`|z|` is
+    :math:`\sqrt{108 \ln 2} = 8.65`. ``std == 0`` fills ``mean``.
+    """
+    check_array(out, name)
+    mean, std = check_real(mean, "mean"), check_real(std, "std")
+    if std < 0:
+        raise InitArgumentError(f"std must be >= 0, got std={std}")
+    seed, stream = _seed_stream(seed, stream)
+    is32, otype = _family(out.dtype)
+    offset = _check_offset(offset, out.size, 4 if is32 else 2)
+    if std == 0:
+        return fill_constant(out, mean, name)
+    if is32:
+        return _run(out, offset, nb.NRM32, otype, (seed, stream, _as_f32(mean, "mean"), _as_f32(std, "std")))
+    return _run(out, offset, nb.NRM64, otype, (seed, stream, mean, std))
+
+
+# Below this standardised upper bound the lower tail is sampled in log space (mode 1).
+_LOG_SPACE_BELOW = -5.0
+
+
+def trunc_params(mean: float, std: float, a: float, b: float):
+    """Per-call constants of the inverse-CDF truncated-normal kernel: (mode, c0, c1, sign).
+
+    With :math:`\\alpha = (a - \\text{mean})/\\text{std}`, :math:`\\beta = (b - \\text{mean})/\\text{std}`,
+    the interval is mirrored (sign = -1) when its mass lies mostly above the mean, so the
+    quantile is always evaluated on the accurate lower side. Mode 0: :math:`p = c_0 + u c_1` with
+    :math:`c_0 = \\Phi(\\alpha)`, :math:`c_1 = \\Phi(\\beta) - \\Phi(\\alpha)`. Mode 1 (upper bound
+    below -5, far tail): :math:`\\ln p = c_0 + \\ln(c_1 + u(1 - c_1))` with
+    :math:`c_0 = \\ln\\Phi(\\beta)`, :math:`c_1 = \\Phi(\\alpha)/\\Phi(\\beta)`, which reaches any
+    depth of the tail.
+    """
+    alpha, beta = (a - mean) / std, (b - mean) / std
+    sign = 1.0
+    if alpha + beta > 0:
+        alpha, beta, sign = -beta, -alpha, -1.0
+    if beta < _LOG_SPACE_BELOW:
+        lp_hi, lp_lo = float(special.log_ndtr(beta)), float(special.log_ndtr(alpha))
+        return 1, lp_hi, math.exp(lp_lo - lp_hi), sign
+    p_lo, p_hi = float(special.ndtr(alpha)), float(special.ndtr(beta))
+    return 0, p_lo, p_hi - p_lo, sign
+
+
+def fill_trunc_normal(out: np.ndarray, mean: float, std: float, a: float, b: float, seed: int, stream: int,
+                      offset: int = 0, name: str = "tensor") -> np.ndarray:
+    r"""Fill `out` in place with :math:`\mathcal{N}(\text{mean}, \text{std}^2)` truncated to :math:`[a, b]`.
+
+    ``a`` and ``b`` are absolute values (torch's meaning). Sampling is by the inverse CDF in
+    double precision, :math:`x = \text{mean} + \text{std}\,\Phi^{-1}(\Phi(\alpha) + u(\Phi(\beta) -
+    \Phi(\alpha)))` with one uniform per element, so it is exact in distribution, costs the same
+    however little mass :math:`[a, b]` holds, keeps the element-to-counter map fixed, and every
+    value lies in :math:`[a, b]` (the result is clamped to the nearest representable values inside,
+    which moves values by rounding error only). See :func:`trunc_params` for the tail handling.
+    ``a == b`` fills ``a``.
+    """
+    check_array(out, name)
+    mean, std = check_real(mean, "mean"), check_real(std, "std")
+    a, b = check_real(a, "a", finite=False), check_real(b, "b", finite=False)
+    if std <= 0:
+        raise InitArgumentError(f"std must be > 0 for a truncated normal, got std={std}")
+    if a > b:
+        raise InitArgumentError(f"trunc_normal requires a <= b, got a={a} > b={b}")
+    seed, stream = _seed_stream(seed, stream)
+    is32, otype = _family(out.dtype)
+    offset = _check_offset(offset, out.size, 4 if is32 else 2)
+    if a == b:
+        return fill_constant(out, a, name)
+    lo, hi = _ceil_to(a, out.dtype), _floor_to(b, out.dtype)
+    if lo > hi:
+        raise InitArgumentError(f"no {out.dtype} value lies in [a, b] = [{a}, {b}]")
+    mode, c0, c1, sign = trunc_params(mean, std, a, b)
+    if is32:
+        return _run(out, offset, nb.TRN32, otype, (seed, stream, mode, c0, c1, sign, mean, std, lo, hi))
+    return _run(out, offset, nb.TRN64, otype, (seed, stream, mode, c0, c1, sign, mean, std, lo, hi))
+
+
+def fill_constant(out: np.ndarray, value: float, name: str = "tensor") -> np.ndarray:
+    """Fill `out` in place with `value` (rounded to its dtype), from all threads."""
+    check_array(out, name)
+    value = check_real(value, "val", finite=False)
+    with np.errstate(over="ignore"):
+        bits = int(np.array(value, dtype=np.float64).astype(out.dtype).view(_UINT[out.itemsize]))
+    for view, _ in _pieces(out):
+        if view.flags.c_contiguous:
+            if view.size:
+                nb.fill_const(view.size, view.ctypes.data, view.itemsize, bits)
+        else:
+            view[...] = np.array(bits, _UINT[out.itemsize]).view(out.dtype)
+    return out

@@ -1,0 +1,172 @@
+"""The Numba layer: parallel drivers that split a fill into chunks and call the C kernels.
+
+* The C functions are declared as :class:`numba.types.ExternalFunction` and resolved by symbol
+  name (the library is registered with llvmlite at import), so no address is baked into the
+  machine code and Numba's on-disk cache stays valid across processes.
+* Work is split into chunks of ``CHUNK`` elements with ``prange``; each chunk computes its own
+  counter position from its element index, so the bytes do not depend on the thread count or
+  the chunking (tests check 1, 2 and N threads, and other chunk sizes).
+* Threading layer: TBB when available (thread safe and fork safe); otherwise Numba's choice,
+  and calls are serialised with a lock if that layer is not thread safe (workqueue).
+* Caching: on by default (``FASTINIT_NUMBA_CACHE=0`` turns it off). Numba writes next to the
+  sources when it can and falls back to a per-user directory on a read-only install
+  (``NUMBA_CACHE_DIR`` chooses the directory).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import glob
+import os
+import sys
+import threading
+
+import numba
+import numpy as np
+from llvmlite import binding as _llvm
+from numba import njit, prange, types
+
+from ._lib import lib
+
+__all__ = ["fill_kernel", "fill_const", "threading_layer", "CHUNK", "KINDS"]
+
+CACHE = os.environ.get("FASTINIT_NUMBA_CACHE", "1").strip().lower() not in ("0", "false", "no", "off")
+CHUNK = 1 << 16  # elements per prange task; any value gives the same bytes
+
+
+def _preload_tbb() -> bool:
+    """Make pip's TBB (installed in <prefix>/lib, off the loader path) visible to Numba."""
+    for prefix in dict.fromkeys((sys.prefix, sys.base_prefix)):
+        for path in sorted(glob.glob(os.path.join(prefix, "lib", "libtbb.so.12*"))):
+            try:
+                ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+                return True
+            except OSError:
+                continue
+    return False
+
+
+if "NUMBA_THREADING_LAYER" not in os.environ and numba.config.THREADING_LAYER == "default":
+    if sys.platform.startswith("linux") and _preload_tbb():
+        numba.config.THREADING_LAYER = "tbb"
+
+_llvm.load_library_permanently(lib._name)
+
+_u64, _i64, _u32, _i32, _f32, _f64 = types.uint64, types.int64, types.uint32, types.int32, types.float32, types.float64
+_head = (_u64, _u64, _u64, _u32, _i64, _u64)  # seed, stream, block0, skip, n, out (address)
+_raw = types.ExternalFunction("fi_raw_u32", _i32(*_head))
+_uni32 = types.ExternalFunction("fi_fill_uniform_f32", _i32(*_head, _i32, _f32, _f32, _f32, _f32))
+_uni64 = types.ExternalFunction("fi_fill_uniform_f64", _i32(*_head, _f64, _f64, _f64, _f64))
+_nrm32 = types.ExternalFunction("fi_fill_normal_f32", _i32(*_head, _i32, _f32, _f32))
+_nrm64 = types.ExternalFunction("fi_fill_normal_f64", _i32(*_head, _f64, _f64))
+_trn32 = types.ExternalFunction(
+    "fi_fill_trunc_f32", _i32(*_head, _i32, _i32, _f64, _f64, _f64, _f64, _f64, _f32, _f32)
+)
+_trn64 = types.ExternalFunction("fi_fill_trunc_f64", _i32(*_head, _i32, _f64, _f64, _f64, _f64, _f64, _f64, _f64))
+_c16 = types.ExternalFunction("fi_fill_const_u16", _i32(_i64, _u64, types.uint16))
+_c32 = types.ExternalFunction("fi_fill_const_u32", _i32(_i64, _u64, _u32))
+_c64 = types.ExternalFunction("fi_fill_const_u64", _i32(_i64, _u64, _u64))
+
+# Kernel kinds of fill_kernel, with the elements per Philox block of each.
+RAW, UNI32, UNI64, NRM32, NRM64, TRN32, TRN64 = range(7)
+KINDS = {"raw": RAW, "uniform32": UNI32, "uniform64": UNI64, "normal32": NRM32, "normal64": NRM64,
+         "trunc32": TRN32, "trunc64": TRN64}
+ELEMENTS_PER_BLOCK = {RAW: 4, UNI32: 4, UNI64: 2, NRM32: 4, NRM64: 2, TRN32: 4, TRN64: 2}
+
+
+@njit(parallel=True, cache=CACHE, nogil=True)
+def _drive(kind, seed, stream, block0, skip, n, addr, itemsize, otype, p):
+    """Fill n elements at address addr, starting at element `skip` of block `block0`."""
+    epb = 2 if kind == UNI64 or kind == NRM64 or kind == TRN64 else 4
+    nchunks = (n + CHUNK - 1) // CHUNK
+    for c in prange(nchunks):
+        s = c * CHUNK
+        m = min(CHUNK, n - s)
+        e = np.uint64(skip) + np.uint64(s)  # element index relative to block0 (< 2**63)
+        blk = np.uint64(block0 + e // np.uint64(epb))
+        sub = np.uint32(e % np.uint64(epb))
+        out = np.uint64(addr + np.uint64(itemsize) * np.uint64(s))
+        if kind == RAW:
+            _raw(seed, stream, blk, sub, m, out)
+        elif kind == UNI32:
+            _uni32(seed, stream, blk, sub, m, out, otype, np.float32(p[0]), np.float32(p[1]),
+                   np.float32(p[2]), np.float32(p[3]))
+        elif kind == UNI64:
+            _uni64(seed, stream, blk, sub, m, out, p[0], p[1], p[2], p[3])
+        elif kind == NRM32:
+            _nrm32(seed, stream, blk, sub, m, out, otype, np.float32(p[0]), np.float32(p[1]))
+        elif kind == NRM64:
+            _nrm64(seed, stream, blk, sub, m, out, p[0], p[1])
+        elif kind == TRN32:
+            _trn32(seed, stream, blk, sub, m, out, otype, np.int32(p[0]), p[1], p[2], p[3], p[4], p[5],
+                   np.float32(p[6]), np.float32(p[7]))
+        else:
+            _trn64(seed, stream, blk, sub, m, out, np.int32(p[0]), p[1], p[2], p[3], p[4], p[5], p[6], p[7])
+    return 0
+
+
+@njit(parallel=True, cache=CACHE, nogil=True)
+def _drive_const(n, addr, itemsize, bits):
+    nchunks = (n + CHUNK - 1) // CHUNK
+    for c in prange(nchunks):
+        s = c * CHUNK
+        m = min(CHUNK, n - s)
+        out = np.uint64(addr + np.uint64(itemsize) * np.uint64(s))
+        if itemsize == 2:
+            _c16(m, out, np.uint16(bits))
+        elif itemsize == 4:
+            _c32(m, out, np.uint32(bits))
+        else:
+            _c64(m, out, np.uint64(bits))
+    return 0
+
+
+_SAFE_LAYERS = ("tbb", "omp")
+_serial_lock = threading.Lock()
+_layer: str | None = None
+
+
+def threading_layer() -> str:
+    """Numba's threading layer in use (runs a tiny parallel fill first if none ran yet)."""
+    global _layer
+    if _layer is None:
+        buf = np.empty(1, np.uint32)
+        _drive_const(1, buf.ctypes.data, 4, 0)
+        _layer = numba.threading_layer()
+    return _layer
+
+
+def _guard():
+    """A lock only when the threading layer cannot take concurrent calls (workqueue)."""
+    return contextlib.nullcontext() if threading_layer() in _SAFE_LAYERS else _serial_lock
+
+
+# Super-chunks bound the time spent in one compiled call, so Ctrl-C is seen within ~0.1 s.
+_SUPER = 1 << 24
+
+
+def fill_kernel(kind: int, seed: int, stream: int, block0: int, skip: int, n: int, addr: int,
+                itemsize: int, otype: int, params) -> None:
+    """Run kernel `kind` over n elements at `addr` (all arguments already validated)."""
+    p = np.zeros(8, np.float64)
+    p[: len(params)] = params
+    epb = ELEMENTS_PER_BLOCK[kind]
+    with _guard():
+        done = 0
+        while done < n:
+            m = min(_SUPER, n - done)
+            e = skip + done
+            _drive(kind, seed, stream, (block0 + e // epb) % (1 << 64), e % epb, m, addr + itemsize * done,
+                   itemsize, otype, p)
+            done += m
+
+
+def fill_const(n: int, addr: int, itemsize: int, bits: int) -> None:
+    """Write the bit pattern `bits` (itemsize 2, 4 or 8 bytes) into n elements at `addr`."""
+    with _guard():
+        done = 0
+        while done < n:
+            m = min(_SUPER, n - done)
+            _drive_const(m, addr + itemsize * done, itemsize, bits)
+            done += m

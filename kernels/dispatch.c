@@ -1,0 +1,206 @@
+/* dispatch.c -- chooses the SIMD level once and forwards the public entry points.
+ *
+ * Detection uses CPUID plus XGETBV (the OS must save the YMM/ZMM state).  The environment
+ * variable FASTINIT_SIMD=scalar|avx2|avx512 forces a level, which tests use to check that every
+ * level produces the same bytes.  Also holds the scalar Philox reference and fi_ndtri.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include "fastinit.h"
+#include "fi_math.h"
+
+#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
+#define FI_X86 1
+#include <cpuid.h>
+#endif
+
+#define DECLARE_LEVEL(sfx)                                                                         \
+    int fi_raw_u32_##sfx(uint64_t, uint64_t, uint64_t, unsigned, int64_t, uint32_t *);             \
+    int fi_fill_uniform_f32_##sfx(uint64_t, uint64_t, uint64_t, unsigned, int64_t, void *, int,    \
+                                  float, float, float, float);                                     \
+    int fi_fill_uniform_f64_##sfx(uint64_t, uint64_t, uint64_t, unsigned, int64_t, double *,       \
+                                  double, double, double, double);                                 \
+    int fi_fill_normal_f32_##sfx(uint64_t, uint64_t, uint64_t, unsigned, int64_t, void *, int,     \
+                                 float, float);                                                    \
+    int fi_fill_normal_f64_##sfx(uint64_t, uint64_t, uint64_t, unsigned, int64_t, double *,        \
+                                 double, double);                                                  \
+    int fi_fill_trunc_f32_##sfx(uint64_t, uint64_t, uint64_t, unsigned, int64_t, void *, int, int, \
+                                double, double, double, double, double, float, float);             \
+    int fi_fill_trunc_f64_##sfx(uint64_t, uint64_t, uint64_t, unsigned, int64_t, double *, int,    \
+                                double, double, double, double, double, double, double);           \
+    int fi_fill_const_u16_##sfx(int64_t, uint16_t *, uint16_t);                                    \
+    int fi_fill_const_u32_##sfx(int64_t, uint32_t *, uint32_t);                                    \
+    int fi_fill_const_u64_##sfx(int64_t, uint64_t *, uint64_t);
+
+typedef struct {
+    int (*raw_u32)(uint64_t, uint64_t, uint64_t, unsigned, int64_t, uint32_t *);
+    int (*uniform_f32)(uint64_t, uint64_t, uint64_t, unsigned, int64_t, void *, int, float, float, float, float);
+    int (*uniform_f64)(uint64_t, uint64_t, uint64_t, unsigned, int64_t, double *, double, double, double, double);
+    int (*normal_f32)(uint64_t, uint64_t, uint64_t, unsigned, int64_t, void *, int, float, float);
+    int (*normal_f64)(uint64_t, uint64_t, uint64_t, unsigned, int64_t, double *, double, double);
+    int (*trunc_f32)(uint64_t, uint64_t, uint64_t, unsigned, int64_t, void *, int, int, double, double, double,
+                     double, double, float, float);
+    int (*trunc_f64)(uint64_t, uint64_t, uint64_t, unsigned, int64_t, double *, int, double, double, double,
+                     double, double, double, double);
+    int (*const_u16)(int64_t, uint16_t *, uint16_t);
+    int (*const_u32)(int64_t, uint32_t *, uint32_t);
+    int (*const_u64)(int64_t, uint64_t *, uint64_t);
+} fi_table;
+
+#define TABLE(sfx)                                                                                 \
+    {fi_raw_u32_##sfx, fi_fill_uniform_f32_##sfx, fi_fill_uniform_f64_##sfx, fi_fill_normal_f32_##sfx, \
+     fi_fill_normal_f64_##sfx, fi_fill_trunc_f32_##sfx, fi_fill_trunc_f64_##sfx,                   \
+     fi_fill_const_u16_##sfx, fi_fill_const_u32_##sfx, fi_fill_const_u64_##sfx}
+
+DECLARE_LEVEL(scalar)
+#ifdef FI_HAVE_AVX2
+DECLARE_LEVEL(avx2)
+#endif
+#ifdef FI_HAVE_AVX512
+DECLARE_LEVEL(avx512)
+#endif
+
+static const fi_table fi_tables[3] = {
+    TABLE(scalar),
+#ifdef FI_HAVE_AVX2
+    TABLE(avx2),
+#else
+    TABLE(scalar),
+#endif
+#ifdef FI_HAVE_AVX512
+    TABLE(avx512),
+#else
+    TABLE(scalar),
+#endif
+};
+
+static int cpu_supports(int level)
+{
+    if (level == FI_SIMD_SCALAR) return 1;
+#ifdef FI_X86
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    int osxsave = (c >> 27) & 1, avx = (c >> 28) & 1;
+    if (!osxsave || !avx) return 0;
+    unsigned xlo, xhi;
+    __asm__ volatile("xgetbv" : "=a"(xlo), "=d"(xhi) : "c"(0));
+    int ymm_os = (xlo & 0x6) == 0x6;                /* XMM and YMM state saved by the OS */
+    int zmm_os = (xlo & 0xe6) == 0xe6;              /* plus opmask and both ZMM halves */
+    if (__get_cpuid_max(0, 0) < 7) return 0;
+    __cpuid_count(7, 0, a, b, c, d);
+    int avx2 = (b >> 5) & 1;
+    int avx512 = ((b >> 16) & 1) && ((b >> 17) & 1) && ((b >> 30) & 1) && ((b >> 31) & 1); /* F DQ BW VL */
+    if (level == FI_SIMD_AVX2) {
+#ifdef FI_HAVE_AVX2
+        return ymm_os && avx2;
+#endif
+    }
+    if (level == FI_SIMD_AVX512) {
+#ifdef FI_HAVE_AVX512
+        return zmm_os && avx512 && avx2;
+#endif
+    }
+#endif
+    return 0;
+}
+
+static int fi_level = -1;
+
+static void choose_level(void)
+{
+    if (fi_level >= 0) return;
+    const char *env = getenv("FASTINIT_SIMD");
+    int best = cpu_supports(FI_SIMD_AVX512) ? FI_SIMD_AVX512 : cpu_supports(FI_SIMD_AVX2) ? FI_SIMD_AVX2 : FI_SIMD_SCALAR;
+    int want = best;
+    if (env && *env) {
+        if (!strcmp(env, "scalar")) want = FI_SIMD_SCALAR;
+        else if (!strcmp(env, "avx2")) want = FI_SIMD_AVX2;
+        else if (!strcmp(env, "avx512")) want = FI_SIMD_AVX512;
+        if (!cpu_supports(want)) want = -1;         /* reported to Python, which raises */
+    }
+    fi_level = want;
+}
+
+int fi_simd_supported(int level) { return level >= 0 && level <= 2 && cpu_supports(level); }
+
+int fi_simd_level(void)
+{
+    choose_level();
+    return fi_level;
+}
+
+int fi_simd_set(int level)
+{
+    if (!fi_simd_supported(level)) return -1;
+    fi_level = level;
+    return level;
+}
+
+static const fi_table *T(void)
+{
+    choose_level();
+    return &fi_tables[fi_level < 0 ? 0 : fi_level];
+}
+
+int fi_raw_u32(uint64_t seed, uint64_t stream, uint64_t block0, unsigned skip, int64_t n, uint32_t *out)
+{
+    return T()->raw_u32(seed, stream, block0, skip, n, out);
+}
+int fi_fill_uniform_f32(uint64_t seed, uint64_t stream, uint64_t block0, unsigned skip, int64_t n, void *out,
+                        int otype, float a, float b, float lo, float hi)
+{
+    return T()->uniform_f32(seed, stream, block0, skip, n, out, otype, a, b, lo, hi);
+}
+int fi_fill_uniform_f64(uint64_t seed, uint64_t stream, uint64_t block0, unsigned skip, int64_t n, double *out,
+                        double a, double b, double lo, double hi)
+{
+    return T()->uniform_f64(seed, stream, block0, skip, n, out, a, b, lo, hi);
+}
+int fi_fill_normal_f32(uint64_t seed, uint64_t stream, uint64_t block0, unsigned skip, int64_t n, void *out,
+                       int otype, float mean, float std)
+{
+    return T()->normal_f32(seed, stream, block0, skip, n, out, otype, mean, std);
+}
+int fi_fill_normal_f64(uint64_t seed, uint64_t stream, uint64_t block0, unsigned skip, int64_t n, double *out,
+                       double mean, double std)
+{
+    return T()->normal_f64(seed, stream, block0, skip, n, out, mean, std);
+}
+int fi_fill_trunc_f32(uint64_t seed, uint64_t stream, uint64_t block0, unsigned skip, int64_t n, void *out,
+                      int otype, int mode, double c0, double c1, double sign, double mean, double std, float lo,
+                      float hi)
+{
+    return T()->trunc_f32(seed, stream, block0, skip, n, out, otype, mode, c0, c1, sign, mean, std, lo, hi);
+}
+int fi_fill_trunc_f64(uint64_t seed, uint64_t stream, uint64_t block0, unsigned skip, int64_t n, double *out,
+                      int mode, double c0, double c1, double sign, double mean, double std, double lo, double hi)
+{
+    return T()->trunc_f64(seed, stream, block0, skip, n, out, mode, c0, c1, sign, mean, std, lo, hi);
+}
+int fi_fill_const_u16(int64_t n, uint16_t *out, uint16_t v) { return T()->const_u16(n, out, v); }
+int fi_fill_const_u32(int64_t n, uint32_t *out, uint32_t v) { return T()->const_u32(n, out, v); }
+int fi_fill_const_u64(int64_t n, uint64_t *out, uint64_t v) { return T()->const_u64(n, out, v); }
+
+double fi_ndtri(double p) { return fi_ndtri_inline(p); }
+
+/* The Random123 definition, one block at a time, with `rounds` rounds. */
+void fi_philox4x32_R(unsigned rounds, const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4])
+{
+    uint32_t x0 = ctr[0], x1 = ctr[1], x2 = ctr[2], x3 = ctr[3];
+    uint32_t k0 = key[0], k1 = key[1];
+    for (unsigned r = 0; r < rounds; r++) {
+        if (r > 0) {
+            k0 += 0x9E3779B9u; /* PHILOX_W32_0 */
+            k1 += 0xBB67AE85u; /* PHILOX_W32_1 */
+        }
+        uint64_t p0 = (uint64_t)0xD2511F53u * x0; /* PHILOX_M4x32_0 */
+        uint64_t p1 = (uint64_t)0xCD9E8D57u * x2; /* PHILOX_M4x32_1 */
+        uint32_t y0 = (uint32_t)(p1 >> 32) ^ x1 ^ k0;
+        uint32_t y2 = (uint32_t)(p0 >> 32) ^ x3 ^ k1;
+        x1 = (uint32_t)p1;
+        x3 = (uint32_t)p0;
+        x0 = y0;
+        x2 = y2;
+    }
+    out[0] = x0; out[1] = x1; out[2] = x2; out[3] = x3;
+}

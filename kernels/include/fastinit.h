@@ -1,0 +1,89 @@
+/* fastinit.h -- the one public header of the fastinit C core.
+ *
+ * Every function is pure: (key, counter position, n, out, parameters) in, n values out.
+ * No allocation, no hidden state, no threads; the Python/Numba layer validates arguments
+ * and splits work into chunks.  Return value: 0 on success.
+ *
+ * The random stream is Philox4x32-10 exactly as Random123 defines it.  A generator call
+ * addresses words with
+ *     key     = (seed & 0xFFFFFFFF, seed >> 32)
+ *     counter = (block & 0xFFFFFFFF, block >> 32, stream & 0xFFFFFFFF, stream >> 32)
+ * and a fill starts at word/element `skip` of counter block `block0`, so any slice of a
+ * logical tensor can be produced on its own.
+ *
+ * Element -> counter maps (documented in README "Reproducibility"):
+ *   32-bit family (float32, float16, bfloat16 outputs): element e uses block e / 4, word e % 4
+ *     (normals: words (0,1) -> elements 0,1 and words (2,3) -> elements 2,3 of the block).
+ *   float64: element e uses block e / 2, words 2(e % 2) and 2(e % 2) + 1
+ *     (normals: the whole block -> elements 0,1).
+ */
+#ifndef FASTINIT_H
+#define FASTINIT_H
+
+#include <stdint.h>
+
+#ifdef _WIN32
+#define FI_API __declspec(dllexport)
+#else
+#define FI_API __attribute__((visibility("default")))
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Output element types of the 32-bit family. */
+enum { FI_OUT_F32 = 0, FI_OUT_F16 = 1, FI_OUT_BF16 = 2 };
+
+/* SIMD levels. */
+enum { FI_SIMD_SCALAR = 0, FI_SIMD_AVX2 = 1, FI_SIMD_AVX512 = 2 };
+
+/* One Philox4x32 block with `rounds` rounds (10 for Philox4x32-10): the reference. */
+FI_API void fi_philox4x32_R(unsigned rounds, const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4]);
+
+/* Raw words: out[i] = word (skip + i) % 4 of block block0 + (skip + i) / 4. */
+FI_API int fi_raw_u32(uint64_t seed, uint64_t stream, uint64_t block0, unsigned skip, int64_t n, uint32_t *out);
+
+/* U[a, b): v = a + (b - a) * u with u = (w >> 8) * 2^-24, then clamped to [lo, hi] (the smallest
+ * and largest values of the output type inside [a, b)), then rounded to the output type. */
+FI_API int fi_fill_uniform_f32(uint64_t seed, uint64_t stream, uint64_t block0, unsigned skip, int64_t n,
+                               void *out, int otype, float a, float b, float lo, float hi);
+/* float64: u = ((w0 << 32 | w1) >> 11) * 2^-53. */
+FI_API int fi_fill_uniform_f64(uint64_t seed, uint64_t stream, uint64_t block0, unsigned skip, int64_t n,
+                               double *out, double a, double b, double lo, double hi);
+
+/* N(mean, std^2) by Box-Muller: r = sqrt(-2 ln u1), theta = 2 pi u2, (r cos theta, r sin theta). */
+FI_API int fi_fill_normal_f32(uint64_t seed, uint64_t stream, uint64_t block0, unsigned skip, int64_t n,
+                              void *out, int otype, float mean, float std);
+FI_API int fi_fill_normal_f64(uint64_t seed, uint64_t stream, uint64_t block0, unsigned skip, int64_t n,
+                              double *out, double mean, double std);
+
+/* Truncated normal by the inverse CDF (computed in double), see fastinit/_fill.py for the modes:
+ *   mode 0: p = c0 + u * c1,                         x = sign * ndtri(p)
+ *   mode 1: lp = c0 + log(c1 + u * (1 - c1)),        x = sign * ndtri_tail(lp)   (far lower tail)
+ * value = mean + std * x, clamped to [lo, hi], rounded to the output type. */
+FI_API int fi_fill_trunc_f32(uint64_t seed, uint64_t stream, uint64_t block0, unsigned skip, int64_t n,
+                             void *out, int otype, int mode, double c0, double c1, double sign,
+                             double mean, double std, float lo, float hi);
+FI_API int fi_fill_trunc_f64(uint64_t seed, uint64_t stream, uint64_t block0, unsigned skip, int64_t n,
+                             double *out, int mode, double c0, double c1, double sign,
+                             double mean, double std, double lo, double hi);
+
+/* Constant fills (also the write-bandwidth yardstick of the benchmarks). */
+FI_API int fi_fill_const_u16(int64_t n, uint16_t *out, uint16_t v);
+FI_API int fi_fill_const_u32(int64_t n, uint32_t *out, uint32_t v);
+FI_API int fi_fill_const_u64(int64_t n, uint64_t *out, uint64_t v);
+
+/* Inverse standard-normal CDF (Wichura AS241), exported for tests. */
+FI_API double fi_ndtri(double p);
+
+/* SIMD level selection: fi_simd_level() is the level in use; fi_simd_set() forces one
+ * (returns -1 if the CPU or the build cannot run it); fi_simd_compiled() is a bit mask. */
+FI_API int fi_simd_level(void);
+FI_API int fi_simd_set(int level);
+FI_API int fi_simd_supported(int level);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
