@@ -132,7 +132,7 @@ def threading_layer() -> str:
     global _layer
     if _layer is None:
         buf = np.empty(1, np.uint32)
-        _drive_const(1, buf.ctypes.data, 4, 0)
+        _drive_const(1, np.uint64(buf.ctypes.data), 4, np.uint64(0))
         _layer = numba.threading_layer()
     return _layer
 
@@ -157,8 +157,8 @@ def fill_kernel(kind: int, seed: int, stream: int, block0: int, skip: int, n: in
         while done < n:
             m = min(_SUPER, n - done)
             e = skip + done
-            _drive(kind, seed, stream, (block0 + e // epb) % (1 << 64), e % epb, m, addr + itemsize * done,
-                   itemsize, otype, p)
+            _drive(kind, np.uint64(seed), np.uint64(stream), np.uint64((block0 + e // epb) % (1 << 64)),
+                   e % epb, m, np.uint64(addr + itemsize * done), itemsize, otype, p)
             done += m
 
 
@@ -168,5 +168,5 @@ def fill_const(n: int, addr: int, itemsize: int, bits: int) -> None:
         done = 0
         while done < n:
             m = min(_SUPER, n - done)
-            _drive_const(m, addr + itemsize * done, itemsize, bits)
+            _drive_const(m, np.uint64(addr + itemsize * done), itemsize, np.uint64(bits))
             done += m

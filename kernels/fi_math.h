@@ -75,7 +75,7 @@ static inline void fi_sincos_turn24(uint32_t t, float *c, float *s)
 {
     uint32_t q = (t + (1u << 21)) >> 22;                   /* nearest quarter turn, 0..4 */
     int32_t f = (int32_t)t - (int32_t)(q << 22);           /* in [-2^21, 2^21] */
-    float x = (float)f * 3.7450702e-7f;                    /* (pi/2) / 2^22 */
+    float x = (float)f * 0x1.921fb6p-22f;                  /* (pi/2) / 2^22, rounded to float */
     float sk = fi_sinf_k(x), ck = fi_cosf_k(x);
     uint32_t qm = q & 3u;
     float cc = (qm & 1u) ? sk : ck;
@@ -131,7 +131,7 @@ static inline void fi_sincos_turn53(uint64_t t, double *c, double *s)
 {
     uint64_t q = (t + (1ull << 50)) >> 51;                 /* nearest quarter turn, 0..4 */
     int64_t f = (int64_t)t - (int64_t)(q << 51);           /* in [-2^50, 2^50] */
-    double x = (double)f * 6.9757369960363082e-16;         /* (pi/2) / 2^51 */
+    double x = (double)f * 0x1.921fb54442d18p-51;          /* (pi/2) / 2^51, rounded to double */
     double sk = fi_sin_k(x), ck = fi_cos_k(x);
     uint64_t qm = q & 3u;
     double cc = (qm & 1u) ? sk : ck;

@@ -1,0 +1,225 @@
+"""The stream contract: raw words, transforms rebuilt from them, slices, threads, generators."""
+
+import threading
+
+import ml_dtypes
+import numba
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from scipy import special
+
+import fastinit
+from fastinit import _fill
+
+from _subproc import run_python
+
+SEED, STREAM = 20240601, 3
+
+
+def words(n, offset=0, seed=SEED, stream=STREAM):
+    return fastinit.raw_uint32(n, seed, stream=stream, offset=offset).astype(np.uint64)
+
+
+@given(st.integers(0, 5000), st.integers(0, 300))
+def test_raw_slice_equals_slice_of_whole(start, length):
+    whole = fastinit.raw_uint32(5300, SEED, STREAM)
+    assert (fastinit.raw_uint32(length, SEED, STREAM, offset=start) == whole[start : start + length]).all()
+
+
+def test_raw_streams_and_seeds_differ():
+    a = fastinit.raw_uint32(1000, 1, 0)
+    assert (a != fastinit.raw_uint32(1000, 1, 1)).mean() > 0.99
+    assert (a != fastinit.raw_uint32(1000, 2, 0)).mean() > 0.99
+    assert (fastinit.raw_uint32(4, -1) == fastinit.raw_uint32(4, 2**64 - 1)).all()
+
+
+def test_raw_bad_arguments():
+    with pytest.raises(ValueError, match="count"):
+        fastinit.raw_uint32(-1, 0)
+    with pytest.raises(TypeError, match="seed"):
+        fastinit.raw_uint32(4, 1.5)
+    with pytest.raises(ValueError, match="stream"):
+        fastinit.raw_uint32(4, 0, stream=2**64)
+    with pytest.raises(ValueError, match="offset"):
+        fastinit.raw_uint32(4, 0, offset=-3)
+
+
+# ---- transforms rebuilt from the raw words with one-line NumPy formulas ------------------
+
+@pytest.mark.parametrize("offset", [0, 1, 3, 4098])
+def test_uniform_f32_from_words(offset):
+    n, a, b = 10001, -0.5, 2.0
+    out = _fill.fill_uniform(np.empty(n, np.float32), a, b, SEED, STREAM, offset=offset)
+    u = (words(n, offset) >> 8).astype(np.float32) * np.float32(2.0**-24)
+    expected = np.float32(a) + (np.float32(b) - np.float32(a)) * u
+    assert (out == expected).all()
+    assert u.min() >= 0 and u.max() < 1
+
+
+@pytest.mark.parametrize("offset", [0, 1, 777])
+def test_uniform_f64_from_words(offset):
+    n, a, b = 5001, -3.0, 5.0
+    out = _fill.fill_uniform(np.empty(n, np.float64), a, b, SEED, STREAM, offset=offset)
+    w = words(2 * n, 2 * offset)
+    u = (((w[0::2] << 32) | w[1::2]) >> 11).astype(np.float64) * 2.0**-53
+    assert (out == a + (b - a) * u).all()
+
+
+def test_normal_f32_from_words():
+    n = 20000
+    out = _fill.fill_normal(np.empty(n, np.float32), 0.0, 1.0, SEED, STREAM)
+    w = words(n)
+    u1 = ((w[0::2] >> 1).astype(np.float32) + np.float32(0.5)) * np.float32(2.0**-31)  # float32, as the kernel
+    assert u1.min() > 0  # log(u1) follows
+    r = np.sqrt(-2 * np.log(u1.astype(np.float64)))
+    theta = 2 * np.pi * (w[1::2] >> 8).astype(np.float64) * 2.0**-24
+    expected = np.empty(n)
+    expected[0::2], expected[1::2] = r * np.cos(theta), r * np.sin(theta)
+    # float32 Box-Muller: log, sin, cos and the products each add <= ~1 ulp of r (2^-24 relative)
+    tol = 8 * 2.0**-24 * np.repeat(np.maximum(r, 1), 2)
+    assert np.all(np.abs(out - expected) <= tol), np.max(np.abs(out - expected) / tol)
+
+
+def test_normal_f64_from_words():
+    n = 20000
+    out = _fill.fill_normal(np.empty(n, np.float64), 0.0, 1.0, SEED, STREAM)
+    w = words(2 * n)
+    k1 = ((w[0::4] << 32 | w[1::4]) >> 11).astype(np.float64)
+    k2 = ((w[2::4] << 32 | w[3::4]) >> 11).astype(np.float64)
+    r = np.sqrt(-2 * np.log((k1 + 0.5) * 2.0**-53))
+    theta = 2 * np.pi * k2 * 2.0**-53
+    expected = np.empty(n)
+    expected[0::2], expected[1::2] = r * np.cos(theta), r * np.sin(theta)
+    assert np.allclose(out, expected, rtol=0, atol=1e-14 * max(1, r.max()))
+
+
+@pytest.mark.parametrize("a, b", [(-1.3, 0.5), (-0.5, 1.3)])
+def test_trunc_normal_f32_from_words(a, b):
+    """x = mean + s std ndtri(Phi(alpha) + u (Phi(beta) - Phi(alpha))), mirrored (s = -1) when
+    alpha + beta > 0 so that the quantile is evaluated on the lower side."""
+    n, mean, std = 20000, 0.1, 0.7
+    out = _fill.fill_trunc_normal(np.empty(n, np.float32), mean, std, a, b, SEED, STREAM)
+    u = (words(n).astype(np.float64) + 0.5) * 2.0**-32
+    alpha, beta, s = (a - mean) / std, (b - mean) / std, 1.0
+    if alpha + beta > 0:
+        alpha, beta, s = -beta, -alpha, -1.0
+    pa, pb = special.ndtr(alpha), special.ndtr(beta)
+    expected = mean + s * std * special.ndtri(pa + u * (pb - pa))
+    assert np.allclose(out, expected.astype(np.float32), rtol=2e-7, atol=1e-7)
+    assert out.min() >= np.float32(a) and out.max() <= np.float32(b)
+
+
+# ---- dtypes: one seed, the same numbers in every 32-bit-family precision ------------------
+
+@pytest.mark.parametrize("dtype", [np.float16, ml_dtypes.bfloat16])
+@pytest.mark.parametrize("kind", ["normal", "uniform", "trunc"])
+def test_16bit_types_are_float32_rounded(dtype, kind):
+    n = 50000
+    fill = {"normal": lambda o: _fill.fill_normal(o, 0.2, 1.5, SEED, STREAM),
+            "uniform": lambda o: _fill.fill_uniform(o, -1.0, 3.0, SEED, STREAM),
+            "trunc": lambda o: _fill.fill_trunc_normal(o, 0.0, 1.0, -1.5, 2.5, SEED, STREAM)}[kind]
+    ref = fill(np.empty(n, np.float32))
+    got = fill(np.empty(n, dtype))
+    expected = ref.astype(dtype)  # numpy / ml_dtypes round to nearest even
+    if kind == "uniform":  # b stays excluded: a value rounding to b moves one step down
+        below_b = np.nextafter(np.array(3.0, dtype), np.array(-np.inf, dtype)) if dtype == np.float16 else \
+            (np.array(3.0, np.float32).astype(dtype).view(np.uint16) - 1).view(dtype)
+        expected = np.where(expected.astype(np.float64) >= 3.0, below_b, expected)
+    assert (got.view(np.uint16) == expected.view(np.uint16)).all()
+
+
+# ---- threads and chunking cannot change the bytes ------------------------------------------
+
+def _all_kinds(n=300_001):
+    return [
+        _fill.fill_uniform(np.empty(n, np.float32), -1, 1, SEED, STREAM, offset=5),
+        _fill.fill_normal(np.empty(n, np.float64), 0, 1, SEED, STREAM, offset=3),
+        _fill.fill_normal(np.empty(n, np.float16), 0, 1, SEED, STREAM),
+        _fill.fill_trunc_normal(np.empty(n, np.float32), 0, 0.02, -0.04, 0.04, SEED, STREAM, offset=1),
+        fastinit.raw_uint32(n, SEED, STREAM, offset=2),
+    ]
+
+
+def test_thread_count_invariance():
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = _all_kinds()
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        many = _all_kinds()
+    finally:
+        numba.set_num_threads(before)
+    for x, y in zip(one, many):
+        assert x.tobytes() == y.tobytes()
+
+
+def test_numba_num_threads_env_gives_same_bytes():
+    code = ("import hashlib, numpy as np, fastinit\nfrom fastinit import _fill\n"
+            "a = _fill.fill_normal(np.empty(1_000_003, np.float32), 0, 1, 7, 1)\n"
+            "print(hashlib.sha256(a.tobytes()).hexdigest())")
+    hashes = set()
+    for threads in ("1", "2", "3"):
+        proc = run_python(code, env={"NUMBA_NUM_THREADS": threads})
+        assert proc.returncode == 0, proc.stderr
+        hashes.add(proc.stdout.strip())
+    import hashlib
+    hashes.add(hashlib.sha256(_fill.fill_normal(np.empty(1_000_003, np.float32), 0, 1, 7, 1).tobytes()).hexdigest())
+    assert len(hashes) == 1
+
+
+@given(st.lists(st.integers(1, 70_000), min_size=1, max_size=6))
+def test_any_chunking_gives_the_whole(cuts):
+    """Shards generated on their own, at their offsets, concatenate to the whole tensor."""
+    n = sum(cuts)
+    whole = _fill.fill_normal(np.empty(n, np.float32), 0, 1, SEED, STREAM)
+    parts, start = [], 0
+    for c in cuts:
+        parts.append(_fill.fill_normal(np.empty(c, np.float32), 0, 1, SEED, STREAM, offset=start))
+        start += c
+    assert np.concatenate(parts).tobytes() == whole.tobytes()
+
+
+# ---- Generator -------------------------------------------------------------------------------
+
+def test_generator_successive_calls_take_successive_streams():
+    g = fastinit.Generator(11)
+    a = _fill.fill_normal(np.empty(100, np.float32), 0, 1, *g.take_stream())
+    b = _fill.fill_normal(np.empty(100, np.float32), 0, 1, *g.take_stream())
+    assert g.get_state() == (11, 2)
+    assert (a == _fill.fill_normal(np.empty(100, np.float32), 0, 1, 11, 0)).all()
+    assert (b == _fill.fill_normal(np.empty(100, np.float32), 0, 1, 11, 1)).all()
+    g.manual_seed(11)
+    assert g.take_stream() == (11, 0)
+    g.set_state((11, 1))
+    assert g.take_stream() == (11, 1)
+
+
+def test_generator_argument_forms():
+    from fastinit._generator import resolve_generator
+
+    assert resolve_generator(5) == (5, 0) and resolve_generator(5) == (5, 0)
+    fastinit.manual_seed(9)
+    assert resolve_generator(None) == (9, 0) and resolve_generator(None) == (9, 1)
+    with pytest.raises(TypeError, match="generator"):
+        resolve_generator(1.0)
+    with pytest.raises(TypeError, match="generator"):
+        resolve_generator(True)
+    with pytest.raises(TypeError, match="seed"):
+        fastinit.Generator("0")
+
+
+def test_generator_is_thread_safe():
+    g = fastinit.Generator(0)
+    taken = []
+
+    def work():
+        taken.extend(g.take_stream()[1] for _ in range(2000))
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(taken) == list(range(16000))
