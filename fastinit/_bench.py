@@ -1,0 +1,136 @@
+"""Throughput measurements shared by ``fastinit bench`` and ``benchmarks/``.
+
+Every comparison runs in one process on one buffer: fastinit's fills, the NumPy references
+(one ``numpy.random.Generator`` thread, and NumPy's documented multithreaded recipe with one
+generator per thread), torch when installed, and the machine's own write bandwidth (a constant
+written into the same buffer from all threads). Times are medians of ``repeat`` runs.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import statistics
+import time
+
+import numba
+import numpy as np
+
+from . import _fill
+from ._numba import threading_layer
+
+TRUNC = dict(mean=0.0, std=0.02, a=-0.04, b=0.04)  # the issue's trunc_normal_ benchmark case
+
+
+def median_time(fn, repeat: int = 3) -> float:
+    fn()  # warm-up: JIT load, first touch of the pages
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+class NumpyThreaded:
+    """NumPy's multithreaded generation recipe: one Generator per thread, each fills a slice."""
+
+    def __init__(self, seed: int = 0, threads: int | None = None):
+        self.threads = threads or numba.get_num_threads()
+        self.gens = [np.random.Generator(np.random.PCG64(s)) for s in np.random.SeedSequence(seed).spawn(self.threads)]
+        self.pool = concurrent.futures.ThreadPoolExecutor(self.threads)
+
+    def run(self, out: np.ndarray, method: str):
+        flat = out.reshape(-1)
+        step = -(-flat.size // self.threads)
+
+        def work(i):
+            part = flat[i * step : (i + 1) * step]
+            if method == "random":
+                self.gens[i].random(out=part, dtype=part.dtype)
+            else:
+                self.gens[i].standard_normal(out=part, dtype=part.dtype)
+
+        list(self.pool.map(work, range(self.threads)))
+        return out
+
+
+def numpy_trunc_rejection(rng: np.random.Generator, out: np.ndarray, mean, std, a, b):
+    """NumPy reference for trunc_normal_: normals, redrawing the ones outside [a, b] (torch's method)."""
+    flat = out.reshape(-1)
+    rng.standard_normal(out=flat, dtype=flat.dtype)
+    flat *= std
+    flat += mean
+    bad = np.flatnonzero((flat < a) | (flat > b))
+    while bad.size:
+        flat[bad] = rng.standard_normal(bad.size).astype(flat.dtype) * std + mean
+        bad = bad[(flat[bad] < a) | (flat[bad] > b)]
+    return out
+
+
+def fill_rows(nbytes: int = 1 << 30, repeat: int = 3, torch_too: bool = True) -> list[dict]:
+    """Measure every implementation on one float32 buffer of `nbytes` bytes; one dict per row."""
+    buf = np.empty(nbytes // 4, np.float32)
+    rng = np.random.default_rng(0)
+    threaded = NumpyThreaded()
+    rows = []
+
+    def add(op, impl, fn):
+        t = median_time(fn, repeat)
+        rows.append({"op": op, "impl": impl, "seconds": t, "gib_per_s": buf.nbytes / t / 2**30})
+
+    add("fill bandwidth", "constant, all threads", lambda: _fill.fill_constant(buf, 1.0))
+    add("fill bandwidth", "numpy ndarray.fill", lambda: buf.fill(1.0))
+    add("uniform_", "fastinit", lambda: _fill.fill_uniform(buf, 0.0, 1.0, 1, 0))
+    add("uniform_", "numpy 1 thread", lambda: rng.random(out=buf, dtype=np.float32))
+    add("uniform_", f"numpy {threaded.threads} threads", lambda: threaded.run(buf, "random"))
+    add("normal_", "fastinit", lambda: _fill.fill_normal(buf, 0.0, 1.0, 1, 1))
+    add("normal_", "numpy 1 thread", lambda: rng.standard_normal(out=buf, dtype=np.float32))
+    add("normal_", f"numpy {threaded.threads} threads", lambda: threaded.run(buf, "normal"))
+    add("trunc_normal_", "fastinit", lambda: _fill.fill_trunc_normal(buf, **TRUNC, seed=1, stream=2))
+    add("trunc_normal_", "numpy 1 thread (rejection)", lambda: numpy_trunc_rejection(rng, buf, **TRUNC))
+    if torch_too:
+        try:
+            import torch
+        except ImportError:
+            torch = None
+        if torch is not None:
+            t = torch.from_numpy(buf)
+            torch.set_num_threads(numba.get_num_threads())
+            add("uniform_", "torch", lambda: t.uniform_(0.0, 1.0))
+            add("normal_", "torch", lambda: t.normal_(0.0, 1.0))
+            add("trunc_normal_", "torch", lambda: torch.nn.init.trunc_normal_(t, **TRUNC))
+    bandwidth = rows[0]["gib_per_s"]
+    for r in rows:
+        base = next(x for x in rows if x["op"] == r["op"] and x["impl"].startswith(("numpy 1", "constant")))
+        r["vs_bandwidth"] = r["gib_per_s"] / bandwidth
+        r["speedup_vs_numpy_1thread"] = base["seconds"] / r["seconds"]
+    return rows
+
+
+def machine_info() -> dict:
+    import platform
+
+    from . import __version__, _lib
+
+    info = {
+        "fastinit": __version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "numba": numba.__version__,
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "numba_threads": numba.get_num_threads(),
+        "threading_layer": threading_layer(),
+        "simd_level": _lib.simd_level(),
+        "library": _lib.lib._name,
+        "numba_cache": numba.config.CACHE_DIR or "(next to the sources; per-user directory if read-only)",
+        "numba_cache_enabled": __import__("fastinit._numba", fromlist=["CACHE"]).CACHE,
+    }
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+    except ImportError:
+        info["torch"] = "not installed"
+    return info

@@ -1,0 +1,88 @@
+"""Command line: ``fastinit info``, ``fastinit bench`` and ``fastinit simulate``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+__all__ = ["make_parser", "main"]
+
+
+def _size(text: str) -> int:
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    t = text.strip().lower().removesuffix("ib").removesuffix("b")
+    try:
+        n = int(float(t[:-1]) * units[t[-1]]) if t and t[-1] in units else int(t)
+    except (ValueError, IndexError):
+        raise argparse.ArgumentTypeError(f"size must look like 1GiB, 256MiB or a byte count, got {text!r}")
+    if n < 4096:
+        raise argparse.ArgumentTypeError(f"size must be at least 4096 bytes, got {text!r}")
+    return n
+
+
+def make_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fastinit", description="Fast, reproducible weight initialization on CPU.")
+    sub = p.add_subparsers(dest="command", required=True)
+    info = sub.add_parser("info", help="versions, SIMD level, threads, cache directory")
+    info.add_argument("--json", action="store_true", help="print JSON")
+    bench = sub.add_parser("bench", help="fill throughput vs NumPy (and torch), next to the write bandwidth")
+    bench.add_argument("--size", type=_size, default=1 << 30, help="buffer size, e.g. 1GiB (default), 64MiB")
+    bench.add_argument("--repeat", type=int, default=3, help="timed runs per row; the median is shown")
+    bench.add_argument("--no-torch", action="store_true", help="skip torch even if installed")
+    bench.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
+    try:
+        from ._simulate_cli import add_simulate_parser
+    except ImportError:
+        pass
+    else:
+        add_simulate_parser(sub)
+    return p
+
+
+def _info(args) -> int:
+    from ._bench import machine_info
+
+    info = machine_info()
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        width = max(map(len, info))
+        for k, v in info.items():
+            print(f"{k:<{width}}  {v}")
+    return 0
+
+
+def _bench(args) -> int:
+    from ._bench import fill_rows, machine_info
+
+    info = machine_info()
+    print(f"fastinit {info['fastinit']}  simd={info['simd_level']}  threads={info['numba_threads']} "
+          f"({info['threading_layer']})  cpus={info['cpu_count']}  torch={info['torch']}")
+    print(f"float32 buffer of {args.size / 2**30:.3g} GiB, median of {args.repeat} runs\n")
+    rows = fill_rows(args.size, args.repeat, torch_too=not args.no_torch)
+    head = f"{'operation':<15} {'implementation':<28} {'time s':>8} {'GiB/s':>7} {'of fill bw':>10} {'vs numpy 1t':>11}"
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        print(f"{r['op']:<15} {r['impl']:<28} {r['seconds']:>8.3f} {r['gib_per_s']:>7.2f} "
+              f"{100 * r['vs_bandwidth']:>9.0f}% {r['speedup_vs_numpy_1thread']:>10.1f}x")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": info, "size_bytes": args.size, "rows": rows}, f, indent=2)
+    return 0
+
+
+def main(argv=None) -> int:
+    args = make_parser().parse_args(argv)
+    if args.command == "info":
+        return _info(args)
+    if args.command == "bench":
+        return _bench(args)
+    from ._simulate_cli import run_simulate
+
+    return run_simulate(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
