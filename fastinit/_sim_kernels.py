@@ -11,10 +11,10 @@ Design
   bias add, activation, derivative, and every statistic of the layer. Statistics are
   accumulated in float64 per row chunk (one chunk per ``prange`` iteration) and reduced after
   the loop, so results do not depend on the thread count.
-* The activation is a first-class Numba function ``phi(kind, x, p) -> float``. Built-in
-  activations all use :func:`fastinit._activations.phi_kind_nb` (one compiled kernel serves
-  every built-in activation, selected by the integer ``kind``); a user ``@njit`` function is
-  wrapped into the same signature and gets its own specialisation.
+* The activation is a first-class Numba function ``phi(x, p) -> float`` (``phi_nb``/``dphi_nb``
+  of :mod:`fastinit._activations`, or a wrapped user ``@njit`` function). Numba compiles one
+  specialisation per activation (about 2 s per kernel), and in exchange ReLU-like loops
+  vectorise: a single kernel dispatching on an integer kind was 5x slower for ReLU.
 * Memory: the forward pass keeps one pre-activation array per layer in the simulation dtype
   (float32 by default), plus the post-activation stream for residual nets, which cannot be
   rebuilt from the pre-activations. Backward rebuilds ``phi(z)`` and ``phi'(z)`` from the stored
@@ -24,6 +24,9 @@ Design
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import glob
 import os
 
 import numpy as np
@@ -44,8 +47,59 @@ __all__ = [
 _CACHE = os.environ.get("FASTINIT_NUMBA_CACHE", "0") not in ("", "0", "false", "False")
 
 # Layout of the pooled accumulator row returned by `forward_layer`.
-_P_SZ, _P_SZ2, _P_SA, _P_SA2, _P_INACT, _P_SAT = range(6)
-N_POOLED = 6
+
+
+# ------------------------------------------------------------------------------------------
+# BLAS threads. OpenBLAS worker threads spin after each call, and Numba's workers spin after
+# each parallel region; alternating small GEMMs and small fused kernels on the same cores then
+# makes each side wait for the other's spinning threads (measured: 100x slower for 512 x 128
+# layers on 2 busy cores). Small GEMMs therefore run single-threaded in BLAS (the fused
+# kernels still use every core); large ones keep all BLAS threads.
+# ------------------------------------------------------------------------------------------
+SMALL_GEMM_FLOPS = 2 ** 28  # ~268 MFLOP: below this a GEMM takes < ~5 ms on one core
+
+
+def _find_openblas():
+    """(get, set) ctypes functions of NumPy's bundled OpenBLAS, or (None, None)."""
+    import numpy as _np
+    base = os.path.dirname(os.path.dirname(_np.__file__))
+    cands = glob.glob(os.path.join(base, "numpy.libs", "*openblas*"))
+    cands += glob.glob(os.path.join(os.path.dirname(_np.__file__), ".dylibs", "*openblas*"))
+    for path in cands:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for get, set_ in (("scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_"),
+                          ("openblas_get_num_threads64_", "openblas_set_num_threads64_"),
+                          ("openblas_get_num_threads", "openblas_set_num_threads")):
+            if hasattr(lib, get) and hasattr(lib, set_):
+                g, s_ = getattr(lib, get), getattr(lib, set_)
+                g.restype = ctypes.c_int
+                s_.argtypes = [ctypes.c_int]
+                return g, s_
+    return None, None
+
+
+_OPENBLAS = None
+
+
+@contextlib.contextmanager
+def blas_threads_for(gemm_flops):
+    """Run the block with one BLAS thread if ``gemm_flops`` (per GEMM) is small."""
+    global _OPENBLAS
+    if _OPENBLAS is None:
+        _OPENBLAS = _find_openblas()
+    get, set_ = _OPENBLAS
+    if get is None or gemm_flops >= SMALL_GEMM_FLOPS:
+        yield
+        return
+    old = get()
+    set_(1)
+    try:
+        yield
+    finally:
+        set_(old)
 
 
 def row_chunks(batch):
@@ -57,144 +111,171 @@ def row_chunks(batch):
     return max(1, min(int(batch), 64))
 
 
+# Layout of the pooled statistics returned by `forward_layer`.
+(_P_ZMEAN, _P_ZVAR, _P_ZM2, _P_AMEAN, _P_AVAR, _P_AM2, _P_UNITVAR, _P_SPREAD, _P_INACT,
+ _P_DEAD, _P_SAT) = range(11)
+N_POOLED = 11
+
+
 @njit(parallel=True)
-def forward_layer(z, bias, out, prev, alpha, residual, phi, kind, p, sat_thr, nchunk):
+def forward_layer(z, bias, out, prev, alpha, residual, phi, p, sat_thr, nchunk):
     """Fused forward pass of one layer on the BLAS output ``z = a_{l-1} W^T``.
 
-    In place: ``z += bias`` (rounded to ``z.dtype``, which is what backward sees), then
-    ``out = phi(z)`` or, with ``residual``, ``out = prev + alpha * phi(z)``.
+    In place: ``z += bias`` (rounded to ``z.dtype``: what backward will see), then
+    ``out = phi(z)`` or, with ``residual``, ``out = prev + alpha * phi(z)``. All statistics in
+    the same pass, in float64 partial sums per row chunk, reduced after the loop.
+
+    Every sum is taken of a shifted value (``z - z[0, j]`` per unit, ``z - z[i, 0]`` per row,
+    ``out - out[0, 0]`` pooled), so that a large common offset cannot cancel a small spread and a
+    constant layer gives exactly zero variance.
 
     Returns
     -------
     pooled : (N_POOLED,) float64
-        sum z, sum z^2, sum out, sum out^2, #(z <= 0), #(|z| > sat_thr) (0 if sat_thr <= 0).
-    unitvar_mean : float
-        Mean over units of the across-batch (ddof=0) variance of z, from sums shifted by row 0
-        so that a large common offset does not cancel the small per-unit spread.
-    dead : int
-        Number of units with z <= 0 for every row.
+        z mean, variance, second moment; out mean, variance, second moment (all pooled over
+        the B x n entries); mean over units of the across-batch variance (ddof 0); mean over
+        rows of the across-unit variance; fraction of entries with z <= 0; fraction of units
+        with z <= 0 on every row; fraction with |z| > sat_thr (pass ``inf`` for none).
     rowsq : (B,) float64
-        sum_j out[b, j]^2 for each row (the weight-gradient statistics need it).
+        sum_j out[b, j]^2 per row (for the per-sample weight gradient).
     """
     B, n = z.shape
-    pooled = np.zeros((nchunk, N_POOLED))
+    N = float(B) * n
     s1 = np.zeros((nchunk, n))
     s2 = np.zeros((nchunk, n))
-    pos = np.zeros((nchunk, n), dtype=np.uint8)
+    zmax = np.full((nchunk, n), -np.inf)
+    part = np.zeros((nchunk, 6))
     rowsq = np.zeros(B)
     shift = np.empty(n, dtype=z.dtype)
     for j in range(n):
-        # rounded like the stored value, so that row 0 contributes exactly 0 to s1
-        shift[j] = np.float64(z[0, j]) + bias[j]
-    check_sat = sat_thr > 0.0
+        shift[j] = np.float64(z[0, j]) + bias[j]  # rounded like the stored value
+    first = np.empty(1, dtype=out.dtype)
+    a00 = phi(np.float64(shift[0]), p)
+    if residual:
+        a00 = np.float64(prev[0, 0]) + alpha * a00
+    first[0] = a00
+    ash = np.float64(first[0])
     for c in prange(nchunk):
         r0 = (c * B) // nchunk
         r1 = ((c + 1) * B) // nchunk
-        sz = 0.0
-        sz2 = 0.0
-        sa = 0.0
-        sa2 = 0.0
         ninact = 0.0
         nsat = 0.0
+        spread = 0.0
+        pa1 = 0.0
+        pa2 = 0.0
+        tmp = np.empty(1, dtype=z.dtype)
         for i in range(r0, r1):
+            tmp[0] = np.float64(z[i, 0]) + bias[0]  # the row's first stored value
+            z0 = np.float64(tmp[0])
+            rz1 = 0.0
+            rz2 = 0.0
+            ra1 = 0.0
             ra2 = 0.0
             for j in range(n):
                 z[i, j] = np.float64(z[i, j]) + bias[j]
                 zz = np.float64(z[i, j])
-                a = phi(kind, zz, p)
+                a = phi(zz, p)
                 if residual:
                     a = np.float64(prev[i, j]) + alpha * a
                 out[i, j] = a
-                a = np.float64(out[i, j])
-                sz += zz
-                sz2 += zz * zz
-                sa += a
+                a = np.float64(out[i, j]) - ash
+                ra1 += a
                 ra2 += a * a
                 d = zz - np.float64(shift[j])
                 s1[c, j] += d
                 s2[c, j] += d * d
-                if zz > 0.0:
-                    pos[c, j] = 1
-                else:
-                    ninact += 1.0
-                if check_sat and abs(zz) > sat_thr:
-                    nsat += 1.0
-            rowsq[i] = ra2
-            sa2 += ra2
-        pooled[c, _P_SZ] = sz
-        pooled[c, _P_SZ2] = sz2
-        pooled[c, _P_SA] = sa
-        pooled[c, _P_SA2] = sa2
-        pooled[c, _P_INACT] = ninact
-        pooled[c, _P_SAT] = nsat
-    tot = np.zeros(N_POOLED)
+                zmax[c, j] = max(zmax[c, j], zz)
+                e = zz - z0
+                rz1 += e
+                rz2 += e * e
+                ninact += 1.0 if zz <= 0.0 else 0.0
+                nsat += 1.0 if abs(zz) > sat_thr else 0.0
+            rv = rz2 / n - (rz1 / n) ** 2
+            spread += max(rv, 0.0)
+            rowsq[i] = max(ra2 + 2.0 * ash * ra1 + n * ash * ash, 0.0)
+            pa1 += ra1
+            pa2 += ra2
+        part[c, 0] = ninact
+        part[c, 1] = nsat
+        part[c, 2] = spread
+        part[c, 3] = pa1
+        part[c, 4] = pa2
+    tot = np.zeros(6)
     for c in range(nchunk):
-        for k in range(N_POOLED):
-            tot[k] += pooled[c, k]
-    uv = 0.0
-    dead = 0
+        for k in range(6):
+            tot[k] += part[c, k]
+    # per-unit means and variances, then the pooled moments from them (law of total variance)
+    umean = np.empty(n)
+    uvar = np.empty(n)
+    dead = 0.0
     for j in range(n):
         t1 = 0.0
         t2 = 0.0
-        anyp = 0
+        mx = -np.inf
         for c in range(nchunk):
             t1 += s1[c, j]
             t2 += s2[c, j]
-            anyp |= pos[c, j]
+            mx = max(mx, zmax[c, j])
         m = t1 / B
-        v = t2 / B - m * m
-        uv += v if v > 0.0 else 0.0
-        if anyp == 0:
-            dead += 1
-    return tot, uv / n, dead, rowsq
+        uvar[j] = max(t2 / B - m * m, 0.0)
+        umean[j] = np.float64(shift[j]) + m
+        if mx <= 0.0:
+            dead += 1.0
+    zmean = umean.mean()
+    between = 0.0
+    for j in range(n):
+        between += (umean[j] - zmean) ** 2
+    res = np.empty(N_POOLED)
+    res[_P_ZMEAN] = zmean
+    res[_P_UNITVAR] = uvar.mean()
+    res[_P_ZVAR] = res[_P_UNITVAR] + between / n
+    res[_P_ZM2] = res[_P_ZVAR] + zmean * zmean
+    da = tot[3] / N
+    res[_P_AMEAN] = ash + da
+    res[_P_AVAR] = max(tot[4] / N - da * da, 0.0)
+    res[_P_AM2] = res[_P_AVAR] + res[_P_AMEAN] ** 2
+    res[_P_SPREAD] = tot[2] / B
+    res[_P_INACT] = tot[0] / N
+    res[_P_DEAD] = dead / n
+    res[_P_SAT] = tot[1] / N
+    return res, rowsq
 
 
 @njit(parallel=True)
-def backward_layer(g, gres, residual, z, delta, a_out, want_a, phi, dphi, kind, p, scale,
-                   nchunk):
+def backward_layer(g, gres, residual, z, delta, a_out, want_a, phi, dphi, p, scale, nchunk):
     """Fused backward pass through one layer's nonlinearity.
 
     In place: with ``residual`` first ``g += gres`` (the skip path), then
     ``delta = scale * phi'(z) * g`` and, if ``want_a``, ``a_out = phi(z)`` (the previous layer's
-    post-activation rebuilt from the stored pre-activation for the weight gradient).
+    post-activation rebuilt from the stored pre-activation, for the weight gradient).
 
     Returns
     -------
-    sums : (2,) float64
-        sum delta^2, sum g^2.
+    sum_delta2 : float
+        sum of delta^2 over the B x n entries (float64).
     rowsq : (B,) float64
         sum_j delta[b, j]^2 per row.
     """
     B, n = z.shape
-    acc = np.zeros((nchunk, 2))
     rowsq = np.zeros(B)
     for c in prange(nchunk):
         r0 = (c * B) // nchunk
         r1 = ((c + 1) * B) // nchunk
-        sg2 = 0.0
-        sd2 = 0.0
         for i in range(r0, r1):
             rd = 0.0
-            for j in range(n):
-                if residual:
+            if residual:
+                for j in range(n):
                     g[i, j] = np.float64(g[i, j]) + np.float64(gres[i, j])
-                gg = np.float64(g[i, j])
+            for j in range(n):
                 zz = np.float64(z[i, j])
-                delta[i, j] = scale * dphi(kind, zz, p) * gg
+                delta[i, j] = scale * dphi(zz, p) * np.float64(g[i, j])
                 d = np.float64(delta[i, j])
                 rd += d * d
-                sg2 += gg * gg
-                if want_a:
-                    a_out[i, j] = phi(kind, zz, p)
+            if want_a:
+                for j in range(n):
+                    a_out[i, j] = phi(np.float64(z[i, j]), p)
             rowsq[i] = rd
-            sd2 += rd
-        acc[c, 0] = sd2
-        acc[c, 1] = sg2
-    sums = np.zeros(2)
-    for c in range(nchunk):
-        sums[0] += acc[c, 0]
-        sums[1] += acc[c, 1]
-    return sums, rowsq
+    return rowsq.sum(), rowsq
 
 
 @njit(parallel=True, cache=_CACHE)
@@ -214,7 +295,7 @@ def sumsq(x):
 # Forward statistics produced per layer by `mlp_pass` (pooled unless the name says otherwise).
 FORWARD_STATS = (
     "preact_mean", "preact_var", "preact_m2", "post_mean", "post_var", "post_m2",
-    "preact_unitvar", "frac_inactive", "frac_dead_units", "frac_saturated",
+    "preact_unitvar", "preact_unitspread", "frac_inactive", "frac_dead_units", "frac_saturated",
 )
 BACKWARD_STATS = (
     "grad_preact_m2", "grad_weight_m2_per_sample", "grad_weight_m2_batchmean",
@@ -222,22 +303,14 @@ BACKWARD_STATS = (
 )
 
 
-def _forward_record(out, l, tot, uv, dead, count, n):
-    mz = tot[_P_SZ] / count
-    ma = tot[_P_SA] / count
-    out["preact_mean"][l] = mz
-    out["preact_m2"][l] = tot[_P_SZ2] / count
-    out["preact_var"][l] = tot[_P_SZ2] / count - mz * mz
-    out["post_mean"][l] = ma
-    out["post_m2"][l] = tot[_P_SA2] / count
-    out["post_var"][l] = tot[_P_SA2] / count - ma * ma
-    out["preact_unitvar"][l] = uv
-    out["frac_inactive"][l] = tot[_P_INACT] / count
-    out["frac_dead_units"][l] = dead / n
-    out["frac_saturated"][l] = tot[_P_SAT] / count
+_RECORD = (("preact_mean", _P_ZMEAN), ("preact_var", _P_ZVAR), ("preact_m2", _P_ZM2),
+           ("post_mean", _P_AMEAN), ("post_var", _P_AVAR), ("post_m2", _P_AM2),
+           ("preact_unitvar", _P_UNITVAR), ("preact_unitspread", _P_SPREAD),
+           ("frac_inactive", _P_INACT), ("frac_dead_units", _P_DEAD),
+           ("frac_saturated", _P_SAT))
 
 
-def mlp_pass(x, weights, biases, phi, dphi, kind, p, sat_thr, residual=False, alpha=1.0,
+def _mlp_pass(x, weights, biases, phi, dphi, p, sat_thr, residual=False, alpha=1.0,
              G=None, backward=True, hist_layers=(), hist_bins=50, hist_range=None):
     """Run one network forward (and backward) and return its per-layer statistics.
 
@@ -246,13 +319,11 @@ def mlp_pass(x, weights, biases, phi, dphi, kind, p, sat_thr, residual=False, al
     x : (B, n_0) array, simulation dtype, C-contiguous.
     weights : list of (n_l, n_{l-1}) arrays, same dtype.
     biases : list of (n_l,) float64 arrays.
-    phi, dphi : Numba functions ``f(kind, x, p)``.
-    kind : int
-        Activation id passed through to ``phi``/``dphi``.
+    phi, dphi : Numba functions ``f(x, p)``.
     p : float
         Activation parameter.
     sat_thr : float
-        Saturation threshold on |z| (<= 0: not applicable, reported as NaN).
+        Saturation threshold on |z| (``inf``: not applicable, reported as NaN).
     residual, alpha : bool, float
         ``h_l = h_{l-1} + alpha * phi(h_{l-1} W_l^T + b_l)``; ``post_*`` describe ``h_l``.
     G : (B, n_L) array
@@ -272,7 +343,7 @@ def mlp_pass(x, weights, biases, phi, dphi, kind, p, sat_thr, residual=False, al
     widths = [x.shape[1]] + [w.shape[0] for w in weights]
     nchunk = row_chunks(B)
     out = {k: np.full(L, np.nan) for k in FORWARD_STATS + BACKWARD_STATS}
-    use_sat = sat_thr > 0.0
+    use_sat = np.isfinite(sat_thr)
     hist_layers = set(int(h) for h in hist_layers)
     hists = []
 
@@ -285,9 +356,10 @@ def mlp_pass(x, weights, biases, phi, dphi, kind, p, sat_thr, residual=False, al
         z = np.empty((B, widths[l + 1]), dtype=dtype)
         np.matmul(a, W.T, out=z)
         a_new = np.empty_like(z)
-        tot, uv, dead, rsq = forward_layer(z, biases[l], a_new, a, alpha, residual, phi, kind,
-                                           p, sat_thr, nchunk)
-        _forward_record(out, l, tot, uv, dead, float(B) * widths[l + 1], widths[l + 1])
+        pooled, rsq = forward_layer(z, biases[l], a_new, a, alpha, residual, phi, p, sat_thr,
+                                    nchunk)
+        for name, k in _RECORD:
+            out[name][l] = pooled[k]
         if not use_sat:
             out["frac_saturated"][l] = np.nan
         if l in hist_layers:
@@ -307,12 +379,12 @@ def mlp_pass(x, weights, biases, phi, dphi, kind, p, sat_thr, residual=False, al
     g = np.ascontiguousarray(G, dtype=dtype)
     delta = np.empty((B, widths[L]), dtype=dtype)
     aprev = None
-    sums, rd = backward_layer(g, g, False, zs[L - 1], delta, delta, False, phi, dphi, kind, p,
+    sd2, rd = backward_layer(g, g, False, zs[L - 1], delta, delta, False, phi, dphi, p,
                               alpha if residual else 1.0, nchunk)
     for l in range(L - 1, -1, -1):
         n_out, n_in = widths[l + 1], widths[l]
-        out["grad_preact_m2"][l] = sums[0] / (B * n_out)
-        out["grad_bias_m2_per_sample"][l] = sums[0] / (B * n_out)
+        out["grad_preact_m2"][l] = sd2 / (B * n_out)
+        out["grad_bias_m2_per_sample"][l] = sd2 / (B * n_out)
         out["grad_weight_m2_per_sample"][l] = float(np.dot(rd, rowsq_post[l])) / (B * n_out * n_in)
         # g_{l-1} = delta_l W_l  (+ g_l through the skip path, added inside backward_layer)
         g_new = np.empty((B, n_in), dtype=dtype)
@@ -321,13 +393,13 @@ def mlp_pass(x, weights, biases, phi, dphi, kind, p, sat_thr, residual=False, al
             delta_new = np.empty((B, n_in), dtype=dtype)
             if residual:
                 aprev = posts[l]
-                sums_new, rd_new = backward_layer(g_new, g, True, zs[l - 1], delta_new,
-                                                  delta_new, False, phi, dphi, kind, p, alpha,
+                sd2_new, rd_new = backward_layer(g_new, g, True, zs[l - 1], delta_new,
+                                                 delta_new, False, phi, dphi, p, alpha,
                                                   nchunk)
             else:
                 aprev = np.empty((B, n_in), dtype=dtype)
-                sums_new, rd_new = backward_layer(g_new, g, False, zs[l - 1], delta_new, aprev,
-                                                  True, phi, dphi, kind, p, 1.0, nchunk)
+                sd2_new, rd_new = backward_layer(g_new, g, False, zs[l - 1], delta_new, aprev,
+                                                 True, phi, dphi, p, 1.0, nchunk)
         else:
             aprev = x
             if residual:
@@ -336,7 +408,7 @@ def mlp_pass(x, weights, biases, phi, dphi, kind, p, sat_thr, residual=False, al
         out["grad_weight_m2_batchmean"][l] = sumsq(dW) / (B * B * n_out * n_in)
         del dW
         if l > 0:
-            g, delta, sums, rd = g_new, delta_new, sums_new, rd_new
+            g, delta, sd2, rd = g_new, delta_new, sd2_new, rd_new
             zs[l] = None  # free as we go: peak memory stays ~ the forward's
         else:
             g = g_new
@@ -364,7 +436,7 @@ def _auto_range(v):
     return (lo, hi)
 
 
-def rnn_pass(h0, W, xs_fn, U, b, phi, dphi, kind, p, steps, G=None, backward=True):
+def _rnn_pass(h0, W, xs_fn, U, b, phi, dphi, p, steps, G=None, backward=True):
     """Run one recurrent net ``h_t = phi(h_{t-1} W^T [+ x_t U^T] + b)`` for ``steps`` steps.
 
     ``xs_fn(t)`` returns the input batch of step t (1-based) or None (no input). Returns a dict of
@@ -395,11 +467,11 @@ def rnn_pass(h0, W, xs_fn, U, b, phi, dphi, kind, p, steps, G=None, backward=Tru
         if xt is not None:
             z += xt @ U.T
         h_new = np.empty_like(z)
-        tot, _, _, rsq = forward_layer(z, b, h_new, h, 1.0, False, phi, kind, p, 0.0, nchunk)
-        pre_mean[t] = tot[_P_SZ] / (B * n)
-        pre_m2[t] = tot[_P_SZ2] / (B * n)
-        post_mean[t] = tot[_P_SA] / (B * n)
-        h_m2[t] = tot[_P_SA2] / (B * n)
+        pooled, rsq = forward_layer(z, b, h_new, h, 1.0, False, phi, p, np.inf, nchunk)
+        pre_mean[t] = pooled[_P_ZMEAN]
+        pre_m2[t] = pooled[_P_ZM2]
+        post_mean[t] = pooled[_P_AMEAN]
+        h_m2[t] = pooled[_P_AM2]
         h_norm[t] = np.sqrt(rsq).mean()
         zs.append(z)
         h = h_new
@@ -411,9 +483,22 @@ def rnn_pass(h0, W, xs_fn, U, b, phi, dphi, kind, p, steps, G=None, backward=Tru
     grad[T] = sumsq(g) / (B * n)
     delta = np.empty((B, n), dtype=dtype)
     for t in range(T, 0, -1):
-        backward_layer(g, g, False, zs[t - 1], delta, delta, False, phi, dphi, kind, p, 1.0,
+        backward_layer(g, g, False, zs[t - 1], delta, delta, False, phi, dphi, p, 1.0,
                        nchunk)
         zs[t - 1] = None
         g = np.matmul(delta, W)
         grad[t - 1] = sumsq(g) / (B * n)
     return res
+
+
+def mlp_pass(x, weights, *args, **kwargs):
+    """See :func:`_mlp_pass`; picks the BLAS thread count from the largest GEMM."""
+    flops = max(2.0 * x.shape[0] * w.shape[0] * w.shape[1] for w in weights)
+    with blas_threads_for(flops):
+        return _mlp_pass(x, weights, *args, **kwargs)
+
+
+def rnn_pass(h0, W, *args, **kwargs):
+    """See :func:`_rnn_pass`; picks the BLAS thread count from the GEMM size."""
+    with blas_threads_for(2.0 * h0.shape[0] * W.shape[0] * W.shape[1]):
+        return _rnn_pass(h0, W, *args, **kwargs)

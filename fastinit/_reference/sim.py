@@ -76,7 +76,7 @@ def reference_mlp(x, weights, biases, activation, param=None, residual_scale=Non
     res = residual_scale is not None
     zs, posts = [], [a]
     st = {k: [] for k in ("preact_mean", "preact_var", "preact_m2", "post_mean", "post_var",
-                          "post_m2", "preact_unitvar", "frac_inactive", "frac_dead_units",
+                          "post_m2", "preact_unitvar", "preact_unitspread", "frac_inactive", "frac_dead_units",
                           "frac_saturated")}
     for l in range(L):
         W = np.asarray(weights[l], dtype=dtype)
@@ -90,6 +90,7 @@ def reference_mlp(x, weights, biases, activation, param=None, residual_scale=Non
         st["post_var"].append(a.var())
         st["post_m2"].append((a.astype(np.float64) ** 2).mean())
         st["preact_unitvar"].append(z.var(axis=0).mean())
+        st["preact_unitspread"].append(z.var(axis=1).mean())
         st["frac_inactive"].append((z <= 0).mean())
         st["frac_dead_units"].append((z <= 0).all(axis=0).mean())
         st["frac_saturated"].append((np.abs(z) > sat).mean() if sat is not None else np.nan)
