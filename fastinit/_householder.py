@@ -26,19 +26,31 @@ All ``O(n^3)`` work is in ``?gemm`` calls made from inside ``@njit`` code throug
 pointers that SciPy exports in :mod:`scipy.linalg.cython_blas` (the same BLAS Numba's own
 ``np.dot`` uses). Calling ``?gemm`` directly, with leading dimensions, lets the kernels update
 sub-blocks of the output in place; ``np.dot`` in Numba would copy every non-contiguous block.
-The BLAS library runs its own threads. GEMM partitions the output among threads and never
-splits the inner (K) sum, so results do not depend on the BLAS thread count either; nothing
-here uses ``prange``.
+Threads and determinism
+-----------------------
+OpenBLAS's multi-threaded GEMM does not give the same bits for different thread counts (its
+edge micro-kernels sum in a different order depending on how the output is split; checked
+with OpenBLAS 0.3.30 on AVX-512). So the kernels here never let BLAS thread: the drivers run
+inside :func:`single_threaded_blas`, and parallelism comes from Numba ``prange`` over
+**fixed** column chunks of the updated matrix (:data:`CHUNK` columns each, independent of the
+thread count). Every output element is computed by one single-threaded GEMM call on a chunk
+fixed by the problem size alone, and the one reduction (``G = Y^T Y`` in :func:`_form_t`)
+sums fixed row chunks in a fixed order. Results are therefore bit-identical for any
+``numba.set_num_threads`` and any BLAS thread setting (if the BLAS library's thread control
+cannot be found, for example a non-OpenBLAS SciPy, only Numba-thread invariance is
+guaranteed).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import math
 import os
+import threading
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 from numba.extending import get_cython_function_address
 
 # Compile cache is opt-in (numba issue #4807: stale caches across environments).
@@ -56,6 +68,11 @@ NB_SMALL = 64
 #: inner block size inside a QR panel (columns factorised with level-2 loops)
 IB = 16
 
+#: output columns per parallel task in :func:`_larfb` (fixed: results must not depend on threads)
+CHUNK = 256
+#: rows of Y per partial product in the chunked ``G = Y^T Y`` of :func:`_form_t`
+GCHUNK = 4096
+
 _ORD_N = 78  # ord("N")
 _ORD_T = 84  # ord("T")
 
@@ -63,6 +80,66 @@ _ORD_T = 84  # ord("T")
 def block_size(k):
     """Default outer block size for ``k`` reflectors (bigger blocks = bigger GEMM K-dim)."""
     return NB_LARGE if k >= 1024 else NB_SMALL
+
+
+# ---------------------------------------------------------------------------------------
+# BLAS thread control (OpenBLAS as shipped with SciPy wheels, or a system OpenBLAS)
+# ---------------------------------------------------------------------------------------
+
+_BLAS_LOCK = threading.RLock()
+_BLAS_THREADS = None  # (get, set) ctypes functions, False if not found
+
+
+def _loaded_blas_paths():
+    """Paths of loaded shared libraries that look like BLAS, SciPy's own copy first."""
+    try:
+        with open("/proc/self/maps") as f:
+            paths = {line.split()[-1] for line in f if "blas" in line.lower() and "/" in line}
+    except OSError:  # not Linux
+        return []
+    return sorted(paths, key=lambda p: ("scipy" not in p or "numpy.libs" in p, p))
+
+
+def _blas_thread_functions():
+    global _BLAS_THREADS
+    if _BLAS_THREADS is None:
+        _BLAS_THREADS = False
+        for path in _loaded_blas_paths():
+            try:
+                lib = ctypes.CDLL(path)
+            except OSError:
+                continue
+            for prefix in ("scipy_openblas", "openblas"):
+                get = getattr(lib, prefix + "_get_num_threads", None)
+                set_ = getattr(lib, prefix + "_set_num_threads", None)
+                if get is not None and set_ is not None:
+                    get.restype = ctypes.c_int
+                    set_.argtypes = [ctypes.c_int]
+                    set_.restype = None
+                    _BLAS_THREADS = (get, set_)
+                    return _BLAS_THREADS
+    return _BLAS_THREADS
+
+
+@contextlib.contextmanager
+def single_threaded_blas():
+    """Run the block in this module with SciPy's BLAS set to one thread, then restore it.
+
+    The kernels parallelise over fixed chunks with Numba instead (see module notes). A
+    re-entrant lock keeps concurrent callers from restoring the setting under each other.
+    """
+    fns = _blas_thread_functions()
+    if not fns:
+        yield
+        return
+    get, set_ = fns
+    with _BLAS_LOCK:
+        old = get()
+        set_(1)
+        try:
+            yield
+        finally:
+            set_(old)
 
 
 # ---------------------------------------------------------------------------------------
@@ -117,14 +194,15 @@ def _xgemm(fa, fb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
 
 
 @njit(cache=_CACHE)
-def _gemm(ta, tb, alpha, a, b, beta, c):
-    """``c = alpha * op(a) @ op(b) + beta * c`` in place, for row- or column-major views.
+def _gemm(alpha, a, b, beta, c):
+    """``c = alpha * a @ b + beta * c`` in place, for row- or column-major views.
 
-    ``op(x)`` is ``x.T`` when the flag is true. All three arrays share one float dtype and
-    each has a unit stride in one dimension (any leading dimension).
+    All three arrays share one float dtype and each has a unit stride in one dimension (any
+    leading dimension). Transposes are passed as views (``a.T``), not as flags, so that Numba
+    compiles one specialisation instead of one per literal flag combination.
     """
     m, n = c.shape
-    k = a.shape[0] if ta else a.shape[1]
+    k = a.shape[1]
     if m == 0 or n == 0:
         return
     if k == 0:  # BLAS would reject k = 0 with lda < 1; the product is empty
@@ -135,13 +213,13 @@ def _gemm(ta, tb, alpha, a, b, beta, c):
     ra, lda = _major(a)
     rb, ldb = _major(b)
     rc, ldc = _major(c)
-    fa = ta != ra  # transpose flag for the column-major matrix that stores a
-    fb = tb != rb
     if rc:
-        # c is row-major: BLAS sees c^T, and c^T = op(b)^T op(a)^T.
-        _xgemm(not fb, not fa, n, m, k, alpha, b, ldb, a, lda, beta, c, ldc)
+        # c is row-major: BLAS sees c^T, and c^T = b^T a^T. A row-major operand is the
+        # transpose of the column-major matrix BLAS sees, so b^T needs no flag when b is
+        # row-major.
+        _xgemm(not rb, not ra, n, m, k, alpha, b, ldb, a, lda, beta, c, ldc)
     else:
-        _xgemm(fa, fb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        _xgemm(ra, rb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 
 
 # ---------------------------------------------------------------------------------------
@@ -231,6 +309,27 @@ def _form_y(at, j, jb, yt):
             row[i] = src[j + i]
 
 
+@njit(cache=_CACHE, parallel=True)
+def _gram(yt, g):
+    """``g = yt @ yt.T`` as a fixed-order sum of single-threaded products over column chunks."""
+    jb, L = yt.shape
+    nch = (L + GCHUNK - 1) // GCHUNK
+    if nch <= 1:
+        _gemm(1.0, yt, yt.T, 0.0, g)
+        return
+    parts = np.empty((nch, jb, jb), yt.dtype)
+    for ci in prange(nch):
+        c0 = ci * GCHUNK
+        c1 = min(L, c0 + GCHUNK)
+        _gemm(1.0, yt[:, c0:c1], yt[:, c0:c1].T, 0.0, parts[ci])
+    for r in range(jb):
+        for c in range(jb):
+            s = parts[0, r, c]
+            for ci in range(1, nch):
+                s += parts[ci, r, c]
+            g[r, c] = s
+
+
 @njit(cache=_CACHE)
 def _form_t(yt, tau, t, g):
     """Upper-triangular ``T`` with ``H_0 ... H_{jb-1} = I - Y T Y^T`` (LAPACK ``?larft``).
@@ -240,7 +339,7 @@ def _form_t(yt, tau, t, g):
     (``2 L jb^2`` flops); then ``T[:i, i] = -tau_i T[:i, :i] G[:i, i]`` (``jb^3 / 3`` flops).
     """
     jb = yt.shape[0]
-    _gemm(False, True, 1.0, yt, yt, 0.0, g)
+    _gram(yt, g)
     for i in range(jb):
         ti = tau[i]
         for r in range(jb):
@@ -254,18 +353,27 @@ def _form_t(yt, tau, t, g):
                 t[r, i] = -ti * s
 
 
-@njit(cache=_CACHE)
-def _larfb(yt, t, c, w1, w2, trans):
+@njit(cache=_CACHE, parallel=True)
+def _larfb(yt, top, c, w1, w2):
     """Apply a compact-WY block reflector from the left, in place (LAPACK ``?larfb``).
 
-    ``c <- (I - Y op(T) Y^T) c`` with ``op(T) = T^T`` if ``trans`` (that is ``H^T c``, used by
-    the factorisation) else ``T`` (``H c``, used to form Q). ``c`` is an ``L x nc`` view of
-    either layout; ``w1``, ``w2`` are ``(jb, nc)`` workspace. Three GEMMs,
-    ``4 L jb nc + 2 jb^2 nc`` flops.
+    ``c <- (I - Y op(T) Y^T) c``, where the caller passes ``top = T.T`` for ``H^T c`` (used by
+    the factorisation) or ``top = T`` for ``H c`` (used to form Q). ``c`` is an ``L x nc`` view
+    of either layout; ``w1``, ``w2`` are ``(jb, nc)`` workspace. Three GEMMs,
+    ``4 L jb nc + 2 jb^2 nc`` flops. Columns are independent, so the three products run per
+    fixed chunk of :data:`CHUNK` columns, chunks in parallel.
     """
-    _gemm(False, False, 1.0, yt, c, 0.0, w1)  # W1 = Y^T C
-    _gemm(trans, False, 1.0, t, w1, 0.0, w2)  # W2 = op(T) W1
-    _gemm(True, False, -1.0, yt, w2, 1.0, c)  # C -= Y W2
+    nc = c.shape[1]
+    nch = (nc + CHUNK - 1) // CHUNK
+    for ci in prange(nch):
+        c0 = ci * CHUNK
+        c1 = min(nc, c0 + CHUNK)
+        cc = c[:, c0:c1]
+        a1 = w1[:, c0:c1]
+        a2 = w2[:, c0:c1]
+        _gemm(1.0, yt, cc, 0.0, a1)  # W1 = Y^T C
+        _gemm(1.0, top, a1, 0.0, a2)  # W2 = op(T) W1
+        _gemm(-1.0, yt.T, a2, 1.0, cc)  # C -= Y W2
 
 
 # ---------------------------------------------------------------------------------------
@@ -302,14 +410,14 @@ def _geqrf(at, tau, nb, ib):
                 nc = pe - i - ibb
                 _form_y(at, i, ibb, yt[:ibb, :L])
                 _form_t(yt[:ibb, :L], tau[i:i + ibb], tt[:ibb, :ibb], g[:ibb, :ibb])
-                _larfb(yt[:ibb, :L], tt[:ibb, :ibb], at[i + ibb:pe, i:].T,
-                       w1[:ibb, :nc], w2[:ibb, :nc], True)
+                _larfb(yt[:ibb, :L], tt[:ibb, :ibb].T, at[i + ibb:pe, i:].T,
+                       w1[:ibb, :nc], w2[:ibb, :nc])
         if pe < n:
             L = m - j
             nc = n - pe
             _form_y(at, j, jb, yt[:jb, :L])
             _form_t(yt[:jb, :L], tau[j:pe], tt[:jb, :jb], g[:jb, :jb])
-            _larfb(yt[:jb, :L], tt[:jb, :jb], at[pe:, j:].T, w1[:jb, :nc], w2[:jb, :nc], True)
+            _larfb(yt[:jb, :L], tt[:jb, :jb].T, at[pe:, j:].T, w1[:jb, :nc], w2[:jb, :nc])
 
 
 @njit(cache=_CACHE)
@@ -353,7 +461,7 @@ def _orgqr(at, tau, k, q, nb):
         nc = nq - j
         _form_y(at, j, jb, yt[:jb, :L])
         _form_t(yt[:jb, :L], tau[j:j + jb], tt[:jb, :jb], g[:jb, :jb])
-        _larfb(yt[:jb, :L], tt[:jb, :jb], q[j:, j:], w1[:jb, :nc], w2[:jb, :nc], False)
+        _larfb(yt[:jb, :L], tt[:jb, :jb], q[j:, j:], w1[:jb, :nc], w2[:jb, :nc])
 
 
 # ---------------------------------------------------------------------------------------
@@ -372,7 +480,7 @@ def _stewart_block(z, j, jb, m, q, dsign, yt, tt, g, w1, w2):
     correction, applied later by the caller. Then ``q[j:, j:] <- (I - Y T Y^T) q[j:, j:]``.
     """
     L = m - j
-    tau = np.empty(jb, np.float64)
+    tau = np.empty(jb, yt.dtype)
     pos = 0
     for r in range(jb):
         row = yt[r]
@@ -390,7 +498,7 @@ def _stewart_block(z, j, jb, m, q, dsign, yt, tt, g, w1, w2):
     y = yt[:jb, :L]
     _form_t(y, tau, tt[:jb, :jb], g[:jb, :jb])
     nc = q.shape[1] - j
-    _larfb(y, tt[:jb, :jb], q[j:, j:], w1[:jb, :nc], w2[:jb, :nc], False)
+    _larfb(y, tt[:jb, :jb], q[j:, j:], w1[:jb, :nc], w2[:jb, :nc])
 
 
 @njit(cache=_CACHE)

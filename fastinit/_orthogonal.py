@@ -11,34 +11,9 @@ import operator
 import numpy as np
 
 from . import _householder as _hh
+from ._fill import fill_normal
 
 METHODS = ("householder", "qr")
-
-
-# ---------------------------------------------------------------------------------------
-# Gaussian source
-# ---------------------------------------------------------------------------------------
-# TEMPORARY FALLBACK (remove when fastinit._fill.fill_normal exists): a deterministic
-# Philox (numpy's 4x64 variant) + Box-Muller stream with the same contract as fill_normal:
-# element i of ``out`` is the N(0, 1) value at logical index offset + i of (seed, stream).
-def _normals(out, seed, stream, offset):
-    n = out.size
-    if n == 0:
-        return out
-    p0 = offset // 2
-    p1 = (offset + n - 1) // 2  # last Box-Muller pair touched
-    q0 = 2 * p0  # first raw 64-bit word: pair p uses words 2p and 2p+1
-    nq = 2 * (p1 - p0 + 1)
-    bg = np.random.Philox(key=(seed % 2**64) + ((stream % 2**64) << 64), counter=q0 // 4)
-    raw = bg.random_raw(q0 % 4 + nq)[q0 % 4:]
-    u1 = ((raw[0::2] >> np.uint64(11)).astype(np.float64) + 1.0) * 2.0**-53  # (0, 1]
-    u2 = (raw[1::2] >> np.uint64(11)).astype(np.float64) * 2.0**-53
-    r = np.sqrt(-2.0 * np.log(u1))
-    z = np.empty(2 * r.size)
-    z[0::2] = r * np.cos(2 * np.pi * u2)
-    z[1::2] = r * np.sin(2 * np.pi * u2)
-    out.reshape(-1)[:] = z[offset - 2 * p0: offset - 2 * p0 + n]
-    return out
 
 
 # ---------------------------------------------------------------------------------------
@@ -65,7 +40,7 @@ def _stewart(q, seed, stream, nb):
         # vector k has m - k entries and starts at logical index sum_{i<k} (m - i)
         offset = j * m - j * (j - 1) // 2
         count = jb * (m - j) - jb * (jb - 1) // 2
-        _normals(z[:count], seed, stream, offset)
+        fill_normal(z[:count], 0.0, 1.0, seed, stream, offset)
         _hh._stewart_block(z, j, jb, m, q, dsign, yt, tt, g, w1, w2)
     return dsign
 
@@ -74,7 +49,7 @@ def _qr(q, seed, stream, nb):
     """Householder QR of a Gaussian ``m x n`` matrix, Q into ``q``; returns sign(diag R)."""
     m, n = q.shape
     at = np.empty((n, m), q.dtype)  # A^T: G[i, k] is logical index k*m + i
-    _normals(at, seed, stream, 0)
+    fill_normal(at, 0.0, 1.0, seed, stream, 0)
     tau = np.empty(n, q.dtype)
     _hh._geqrf(at, tau, nb, _hh.IB)
     _hh._orgqr(at, tau, n, q, nb)
@@ -132,7 +107,8 @@ def orthogonal_matrix_(out2d, gain=1.0, seed=0, stream=0, method="householder", 
     ``sum_{i<k} (m - i)`` of ``(seed, stream)``, generated one block at a time; ``"qr"`` uses
     ``m n`` values, ``G[i, k]`` at offset ``k m + i``. Extra memory: ``O((m + n) block)`` for
     the default, plus one ``m x n`` work matrix for ``"qr"``. Nothing depends on the thread
-    count: the kernels have no parallel reductions and GEMM never splits its inner sum.
+    count: BLAS runs single-threaded on column chunks fixed by the shape, which Numba
+    threads process in parallel (see :mod:`fastinit._householder`).
 
     References
     ----------
@@ -172,10 +148,11 @@ def orthogonal_matrix_(out2d, gain=1.0, seed=0, stream=0, method="householder", 
     if nb < 1:
         raise ValueError("block < 1")
     nb = min(nb, n)
-    if method == "qr":
-        signs = _qr(q, seed, stream, nb)
-    else:
-        signs = _stewart(q, seed, stream, nb)
+    with _hh.single_threaded_blas():  # Numba threads over fixed chunks instead (bit-stable)
+        if method == "qr":
+            signs = _qr(q, seed, stream, nb)
+        else:
+            signs = _stewart(q, seed, stream, nb)
     _hh._scale_columns(q, gain * signs)
     return out2d
 
