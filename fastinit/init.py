@@ -74,7 +74,7 @@ def _target(tensor, name: str = "tensor") -> np.ndarray:
         raise TypeError(f"{name} must be a numpy.ndarray or a torch.Tensor, got {type(tensor).__name__}")
     check_array(arr, name)
     for n, s in zip(arr.shape, arr.strides):
-        if n > 1 and s == 0:
+        if n > 1 and s == 0 and arr.size:
             raise ValueError(f"{name} is a broadcast (stride-0) view: several elements share one memory "
                              "location, so it cannot be filled in place")
     return arr
