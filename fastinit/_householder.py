@@ -50,16 +50,21 @@ import os
 import threading
 
 import numpy as np
-from numba import njit, prange
+from llvmlite import binding as _llvm
+from numba import njit, prange, types
 from numba.extending import get_cython_function_address
 
-# Compile cache is opt-in (numba issue #4807: stale caches across environments).
-_CACHE = os.environ.get("FASTINIT_NUMBA_CACHE", "0") not in ("", "0")
+# Same switch as fastinit._numba: on unless FASTINIT_NUMBA_CACHE is 0/false/no/off.
+_CACHE = os.environ.get("FASTINIT_NUMBA_CACHE", "1").strip().lower() not in ("0", "false", "no", "off")
 
-# Fortran BLAS takes every argument by reference: 13 pointers, no return value.
-_GEMM_T = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * 13))
-_sgemm = _GEMM_T(get_cython_function_address("scipy.linalg.cython_blas", "sgemm"))
-_dgemm = _GEMM_T(get_cython_function_address("scipy.linalg.cython_blas", "dgemm"))
+# SciPy's BLAS entry points, registered with LLVM under fixed names at every import, so the
+# compiled code refers to them by name (no address baked in: Numba's disk cache stays valid).
+# Fortran BLAS takes every argument by reference: 13 pointers (passed as addresses), no result.
+for _name in ("sgemm", "dgemm"):
+    _llvm.add_symbol("fastinit_cython_" + _name,
+                     get_cython_function_address("scipy.linalg.cython_blas", _name))
+_sgemm = types.ExternalFunction("fastinit_cython_sgemm", types.void(*([types.uintp] * 13)))
+_dgemm = types.ExternalFunction("fastinit_cython_dgemm", types.void(*([types.uintp] * 13)))
 
 #: default outer block size (reflectors per compact-WY block) for large matrices
 NB_LARGE = 128
@@ -183,14 +188,16 @@ def _xgemm(fa, fb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
     sc = np.empty(2, c.dtype)
     sc[0] = alpha
     sc[1] = beta
-    if c.itemsize == 4:
-        _sgemm(chars[0:].ctypes, chars[1:].ctypes, ints[0:].ctypes, ints[1:].ctypes,
-               ints[2:].ctypes, sc[0:].ctypes, a.ctypes, ints[3:].ctypes, b.ctypes,
-               ints[4:].ctypes, sc[1:].ctypes, c.ctypes, ints[5:].ctypes)
+    pc = chars.ctypes.data
+    pi = ints.ctypes.data
+    ps = sc.ctypes.data
+    isz = c.itemsize
+    if isz == 4:
+        _sgemm(pc, pc + 1, pi, pi + 4, pi + 8, ps, a.ctypes.data, pi + 12, b.ctypes.data,
+               pi + 16, ps + isz, c.ctypes.data, pi + 20)
     else:
-        _dgemm(chars[0:].ctypes, chars[1:].ctypes, ints[0:].ctypes, ints[1:].ctypes,
-               ints[2:].ctypes, sc[0:].ctypes, a.ctypes, ints[3:].ctypes, b.ctypes,
-               ints[4:].ctypes, sc[1:].ctypes, c.ctypes, ints[5:].ctypes)
+        _dgemm(pc, pc + 1, pi, pi + 4, pi + 8, ps, a.ctypes.data, pi + 12, b.ctypes.data,
+               pi + 16, ps + isz, c.ctypes.data, pi + 20)
 
 
 @njit(cache=_CACHE)
