@@ -14,7 +14,7 @@ import pytest
 import fastinit
 from fastinit import _fill, _numba
 
-from _subproc import run_python
+from _subproc import NEUTRAL_CWD, run_python
 
 
 def test_threading_layer_is_tbb_where_it_is_a_dependency():
@@ -85,7 +85,8 @@ def test_interrupt_during_a_large_fill():
         again = hashlib.sha256(_fill.fill_normal(np.empty(100_000, np.float32), 0, 1, 1, 1).tobytes()).hexdigest()
         print("same" if again == ref else "different")
     """)
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=NEUTRAL_CWD)
     try:
         assert proc.stdout.readline().strip() == "ready"
         time.sleep(1.0)

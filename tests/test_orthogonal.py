@@ -189,7 +189,9 @@ def test_blas_thread_count_invariant_bytes():
     hashes = []
     for t in ("1", "2"):
         env = dict(os.environ, OPENBLAS_NUM_THREADS=t)
-        res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        # run outside the checkout, so the installed package (not the unbuilt source tree) is imported
+        res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True,
+                             cwd=__import__("tempfile").gettempdir())
         hashes.append(res.stdout.strip())
     assert hashes[0] == hashes[1] and len(hashes[0]) == len(hashlib.sha256().hexdigest())
 
