@@ -29,6 +29,7 @@ import ctypes
 import glob
 import os
 
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -491,14 +492,35 @@ def _rnn_pass(h0, W, xs_fn, U, b, phi, dphi, p, steps, G=None, backward=True):
     return res
 
 
+# Below this many entries per layer a fused pass takes well under a millisecond on one core,
+# less than waking the other Numba workers costs on a busy machine (a parallel region has to
+# wait until every worker is scheduled), so small layers run on the calling thread only.
+SMALL_LAYER_ENTRIES = 1 << 17
+
+
+@contextlib.contextmanager
+def numba_threads_for(entries):
+    """Run the block with one Numba thread if a layer has fewer than SMALL_LAYER_ENTRIES entries."""
+    if entries >= SMALL_LAYER_ENTRIES:
+        yield
+        return
+    old = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(old)
+
+
 def mlp_pass(x, weights, *args, **kwargs):
-    """See :func:`_mlp_pass`; picks the BLAS thread count from the largest GEMM."""
+    """See :func:`_mlp_pass`; picks BLAS and Numba thread counts from the problem size."""
     flops = max(2.0 * x.shape[0] * w.shape[0] * w.shape[1] for w in weights)
-    with blas_threads_for(flops):
+    entries = x.shape[0] * max([x.shape[1]] + [w.shape[0] for w in weights])
+    with blas_threads_for(flops), numba_threads_for(entries):
         return _mlp_pass(x, weights, *args, **kwargs)
 
 
 def rnn_pass(h0, W, *args, **kwargs):
-    """See :func:`_rnn_pass`; picks the BLAS thread count from the GEMM size."""
-    with blas_threads_for(2.0 * h0.shape[0] * W.shape[0] * W.shape[1]):
+    """See :func:`_rnn_pass`; picks BLAS and Numba thread counts from the problem size."""
+    with blas_threads_for(2.0 * h0.shape[0] * W.shape[0] * W.shape[1]), numba_threads_for(h0.size):
         return _rnn_pass(h0, W, *args, **kwargs)

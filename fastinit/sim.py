@@ -746,8 +746,9 @@ def simulate_mlp(widths=None, *, depth=None, width=None, input_dim=None, batch=1
     per = {n: [] for n in MLP_STATISTICS}
     hists = []
     for k in range(n_networks):
-        Ws, bs, x0 = _build_network(k, ws, B, dt, scheme, params, bias, bias_value, bias_std,
-                                    input_mean, input_std, seed, explicit)
+        with _threads(B, ws):
+            Ws, bs, x0 = _build_network(k, ws, B, dt, scheme, params, bias, bias_value,
+                                        bias_std, input_mean, input_std, seed, explicit)
         Gk = G if G is not None else (
             _random_normal((B, ws[-1]), 0.0, 1.0, seed, _stream(k, 0, _KIND_SEED_G), dt)
             if backward else None)
@@ -777,6 +778,13 @@ def simulate_mlp(widths=None, *, depth=None, width=None, input_dim=None, batch=1
     else:
         th = _nan_theory(MLP_STATISTICS, L)
     return MLPResult(np.arange(1, L + 1), stats, stderr, per, th, config, hists, "layer")
+
+
+def _threads(B, ws):
+    """BLAS/Numba thread policy of :mod:`fastinit._sim_kernels` for weight creation too (a small
+    QR with every BLAS thread spinning on a busy machine took 0.75 s instead of 1 ms)."""
+    flops = max(2.0 * B * ws[i] * ws[i + 1] for i in range(len(ws) - 1))
+    return _k.blas_threads_for(flops)
 
 
 def _hist_layers(histograms, hist_layers, L):
@@ -930,8 +938,9 @@ def simulate_rnn(hidden, steps, *, batch=256, activation="tanh", activation_para
 
     per = {s: [] for s in RNN_STATISTICS}
     for k in range(n_networks):
-        Wk = (np.ascontiguousarray(W, dtype=dt) if W is not None else
-              _make_weight((n, n), scheme, params, seed, _stream(k, 1, _KIND_WEIGHT), dt))
+        with _threads(B, [n, n]):
+            Wk = (np.ascontiguousarray(W, dtype=dt) if W is not None else
+                  _make_weight((n, n), scheme, params, seed, _stream(k, 1, _KIND_WEIGHT), dt))
         hk = (np.ascontiguousarray(h0, dtype=dt) if h0 is not None else
               _random_normal((B, n), 0.0, h0_std, seed, _stream(k, 0, _KIND_INPUT), dt))
         if bias == "normal":
