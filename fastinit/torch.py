@@ -38,7 +38,7 @@ def _routable(torch, tensor) -> bool:
             and tensor.layout == torch.strided
             and tensor.dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64)
             and not tensor.is_quantized
-            and torch._C._len_torch_dispatch_stack() == 0)
+            and getattr(torch._C, "_len_torch_dispatch_stack", lambda: 0)() == 0)
 
 
 def _make_wrapper(torch, name: str, original):
