@@ -761,6 +761,8 @@ def fixed_point(activation, sigma_w2, sigma_b2=0.0, bias_mean=0.0, param=None, q
         q_new = F(q) + q
         if not math.isfinite(q_new) or q_new > 1e300:
             return math.inf
+        if q_new < 1e-150 * max(float(q0), 1.0):
+            return 0.0  # collapsed to the trivial fixed point
         step = abs(q_new - q)
         q = q_new
         if step <= tol * max(q, 1e-300):
