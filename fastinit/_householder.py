@@ -22,10 +22,12 @@ Convention of one reflector (LAPACK ``?larfg``): for ``x = (alpha, x_tail)``,
 
 BLAS
 ----
-All ``O(n^3)`` work is in ``?gemm`` calls made from inside ``@njit`` code through the function
-pointers that SciPy exports in :mod:`scipy.linalg.cython_blas` (the same BLAS Numba's own
+All ``O(n^3)`` work is in ``?gemm`` calls made from inside ``@njit`` code through the entry
+points that SciPy exports in :mod:`scipy.linalg.cython_blas` (the same BLAS Numba's own
 ``np.dot`` uses). Calling ``?gemm`` directly, with leading dimensions, lets the kernels update
 sub-blocks of the output in place; ``np.dot`` in Numba would copy every non-contiguous block.
+The entry points are registered with LLVM under fixed names, so Numba's disk cache works.
+
 Threads and determinism
 -----------------------
 OpenBLAS's multi-threaded GEMM does not give the same bits for different thread counts (its
