@@ -1119,7 +1119,7 @@ def _label(name, params):
 
 def sweep(inits=("xavier_normal", "kaiming_normal"), activations=("tanh", "relu"),
           depths=(20,), widths=(128,), seeds=(0,), *, batch=512, n_networks=1, progress=None,
-          **kwargs):
+          theory=True, **kwargs):
     r"""Simulate a grid of configurations in one call and return a tidy table.
 
     The grid is ``inits x activations x depths x widths``; each configuration runs once per
@@ -1139,6 +1139,8 @@ def sweep(inits=("xavier_normal", "kaiming_normal"), activations=("tanh", "relu"
         As :func:`simulate_mlp`.
     progress : callable, optional
         Called as ``progress(done, total, label)`` after each run.
+    theory : bool
+        Attach mean-field predictions (computed once per configuration).
     **kwargs
         Any other :func:`simulate_mlp` argument (``bias``, ``input_std``, ``residual_scale``,
         ``dtype``, ...).
@@ -1176,7 +1178,8 @@ def sweep(inits=("xavier_normal", "kaiming_normal"), activations=("tanh", "relu"
         for s in seeds:
             runs.append(simulate_mlp(depth=depth, width=width, batch=batch, activation=aname,
                                      activation_param=aparam, init=iname, init_params=iparams,
-                                     n_networks=n_networks, seed=s, theory=not runs, **kwargs))
+                                     n_networks=n_networks, seed=s,
+                                     theory=theory and not runs, **kwargs))
             done += 1
             if progress is not None:
                 progress(done, total, f"{_label(iname, iparams)}/{_label(aname, aparam)} "
