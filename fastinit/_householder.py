@@ -51,6 +51,7 @@ import math
 import os
 import threading
 
+import numba
 import numpy as np
 from llvmlite import binding as _llvm
 from numba import njit, prange, types
@@ -62,11 +63,15 @@ _CACHE = os.environ.get("FASTINIT_NUMBA_CACHE", "1").strip().lower() not in ("0"
 # SciPy's BLAS entry points, registered with LLVM under fixed names at every import, so the
 # compiled code refers to them by name (no address baked in: Numba's disk cache stays valid).
 # Fortran BLAS takes every argument by reference: 13 pointers (passed as addresses), no result.
-for _name in ("sgemm", "dgemm"):
-    _llvm.add_symbol("fastinit_cython_" + _name,
-                     get_cython_function_address("scipy.linalg.cython_blas", _name))
-_sgemm = types.ExternalFunction("fastinit_cython_sgemm", types.void(*([types.uintp] * 13)))
-_dgemm = types.ExternalFunction("fastinit_cython_dgemm", types.void(*([types.uintp] * 13)))
+_ADDR = {name: get_cython_function_address("scipy.linalg.cython_blas", name) for name in ("sgemm", "dgemm")}
+if numba.config.DISABLE_JIT:  # pure-Python mode (coverage runs): plain ctypes calls on addresses
+    _sgemm = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * 13))(_ADDR["sgemm"])
+    _dgemm = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * 13))(_ADDR["dgemm"])
+else:
+    for _name, _addr in _ADDR.items():
+        _llvm.add_symbol("fastinit_cython_" + _name, _addr)
+    _sgemm = types.ExternalFunction("fastinit_cython_sgemm", types.void(*([types.uintp] * 13)))
+    _dgemm = types.ExternalFunction("fastinit_cython_dgemm", types.void(*([types.uintp] * 13)))
 
 #: default outer block size (reflectors per compact-WY block) for large matrices
 NB_LARGE = 128

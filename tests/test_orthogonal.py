@@ -58,6 +58,21 @@ def test_gain_and_torch_criterion(method):
     assert np.array_equal(neg, -w2)
 
 
+def test_property_shapes_blocks():
+    """hypothesis: any shape, dtype, method and block size gives an orthonormal result."""
+    hypothesis = pytest.importorskip("hypothesis")
+    st = hypothesis.strategies
+
+    @hypothesis.given(rows=st.integers(1, 48), cols=st.integers(1, 48), dtype=st.sampled_from(DTYPES),
+                      method=st.sampled_from(METHODS), block=st.one_of(st.none(), st.integers(1, 9)),
+                      seed=st.integers(0, 2**32 - 1))
+    def check(rows, cols, dtype, method, block, seed):
+        w = orthogonal_matrix_(np.empty((rows, cols), dtype), 1.0, seed, 0, method, block)
+        assert _orth_error(w) <= max(rows, cols, 2) * EPS[dtype]
+
+    check()
+
+
 def test_errors_and_empty():
     with pytest.raises(ValueError):
         orthogonal_matrix_(np.empty(5), 1.0, 0, 0)
