@@ -560,3 +560,15 @@ def test_backward_monte_carlo_relu():
     for est, pred in ((d1, r["grad_preact_m2"][0]), (g0, r["grad_input_m2"][0]), (gw, r["grad_weight_m2_batchmean"][0])):
         se = est.std(ddof=1) / math.sqrt(nets)
         assert abs(est.mean() - pred) < 5 * se, (est.mean(), pred, se)  # k = 5 -> p ~ 5.7e-7
+
+
+def test_docstring_examples():
+    # every public function carries a runnable example; they must print what they claim
+    import doctest
+
+    import fastinit._activations as acts
+
+    for mod in (th, acts):
+        res = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE)
+        assert res.failed == 0, f"{res.failed} doctest failures in {mod.__name__}"
+        assert res.attempted > 0
