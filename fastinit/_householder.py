@@ -102,6 +102,15 @@ _BLAS_LOCK = threading.RLock()
 _BLAS_THREADS = None  # (get, set) ctypes functions, False if not found
 
 
+def _after_fork_in_child():
+    global _BLAS_LOCK
+    _BLAS_LOCK = threading.RLock()  # a fork taken while another thread held it must not deadlock
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _loaded_blas_paths():
     """Paths of loaded shared libraries that look like BLAS, SciPy's own copy first."""
     try:
