@@ -40,13 +40,16 @@ said otherwise):
 
 Examples
 --------
+>>> import numpy as np
 >>> from fastinit.sim import simulate_mlp
 >>> res = simulate_mlp(depth=4, width=256, batch=512, activation="relu",
 ...                    init="kaiming_normal", seed=0)
->>> res.preact_m2.round(1)                # He init keeps E[z^2] = 2 (theory.md §2.4)  # may vary
-array([2. , 2. , 2. , 2. ])
->>> res.theory["preact_m2"].round(3)      # doctest: +SKIP
+>>> res.theory["preact_m2"]               # He init keeps E[z^2] = 2 (theory.md §2.4)
 array([2., 2., 2., 2.])
+>>> res.preact_m2.round(2)                 # doctest: +SKIP
+array([2.  , 2.01, 2.05, 2.08])
+>>> bool(np.all(np.abs(res.preact_m2 / 2 - 1) < 0.2))   # one network: a few % per layer
+True
 """
 
 from __future__ import annotations
