@@ -666,12 +666,16 @@ def simulate_mlp(widths=None, *, depth=None, width=None, input_dim=None, batch=1
     backward : bool
         Also compute the gradient statistics.
     G : (batch, n_L) array_like, optional
-        Backward seed (default: i.i.d. N(0, 1), fresh per network).
+        Backward seed (default: i.i.d. N(0, 1), fresh per network; a given ``G`` is used for
+        every network).
     histograms : bool
         Record pre- and post-activation histograms of the first network at ``hist_layers``
         (default: all layers) with ``hist_bins`` bins over ``hist_range`` (default: data range).
     dtype : {"float32", "float64"}
-        Storage and GEMM precision. Statistics are always accumulated in float64.
+        Storage and GEMM precision. Statistics are always accumulated in float64. Deliberately
+        vanishing or exploding nets leave float32's range (1e-38 .. 3e38) after a few dozen
+        layers (values become subnormal, 0 or inf, and subnormal GEMMs are slow); use float64
+        for those.
     weights, biases, x : optional
         Explicit arrays (one network only): ``weights[l]`` has shape ``(n_{l+1}, n_l)``,
         ``biases[l]`` shape ``(n_{l+1},)``, ``x`` shape ``(batch, n_0)``. They override
