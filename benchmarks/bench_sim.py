@@ -80,10 +80,13 @@ def test_bench_sim_mlp(benchmark, impl, big_network):
     benchmark.group = f"sim_mlp|width={n},batch={B},depth={L}"
     out = benchmark.pedantic(MLP_IMPLS[impl], args=big_network, rounds=3 if not QUICK else 2,
                              iterations=1, warmup_rounds=1 if impl == "fastinit" else 0)
-    # He/ReLU keeps E[z^2] = 2 and E[delta^2] = 1/2 at every layer (theory.md 2.4): a wrong
-    # kernel lands far outside 25% at this size (per-layer sd ~ 1-5%)
-    assert np.all(np.abs(np.asarray(out["preact_m2"]) / 2 - 1) < 0.25)
-    assert np.all(np.abs(np.asarray(out["grad_preact_m2"]) / 0.5 - 1) < 0.25)
+    # He/ReLU keeps E[z^2] = 2 and E[delta^2] = 1/2 in expectation at every layer (theory.md
+    # 2.4). One network fluctuates log-normally with Var ln ~ (5 l + 4)/n (theory.md 7.2, one
+    # input; batch averaging only shrinks it): 5 sd of that. A wrong gain compounds per layer
+    # (sqrt 2 off -> 2^l) and fails at once.
+    lsd = 5 * np.sqrt((5 * np.arange(1, L + 1) + 4) / n)
+    assert np.all(np.abs(np.log(np.asarray(out["preact_m2"]) / 2)) < lsd)
+    assert np.all(np.abs(np.log(np.asarray(out["grad_preact_m2"]) / 0.5)) < lsd[::-1])
     _rate(benchmark, 3 * L * 2.0 * B * n * n)
 
 
