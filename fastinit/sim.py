@@ -47,7 +47,7 @@ Examples
 >>> res.theory["preact_m2"]               # He init keeps E[z^2] = 2 (theory.md §2.4)
 array([2., 2., 2., 2.])
 >>> res.preact_m2.round(2)                 # doctest: +SKIP
-array([2.  , 2.01, 2.05, 2.08])
+array([1.98, 2.04, 2.06, 2.09])
 >>> bool(np.all(np.abs(res.preact_m2 / 2 - 1) < 0.2))   # one network: a few % per layer
 True
 """
@@ -106,23 +106,16 @@ def _stream(network, layer, kind):
 
 
 def _philox_numpy(seed, stream):
-    # TEMPORARY (until fastinit._fill lands): NumPy's own Philox4x32-10 keyed by
-    # (seed, stream). Not bit-compatible with fastinit's stream; it only keeps the simulator
-    # usable and reproducible in the meantime.
+    # TEMPORARY (used by _make_weight until it calls fastinit.init): NumPy's own
+    # Philox4x32-10 keyed by (seed, stream); not bit-compatible with fastinit's stream.
     return np.random.Generator(np.random.Philox(key=(int(stream) << 64) | int(seed)))
 
 
 def _random_normal(shape, mean, std, seed, stream, dtype):
-    """N(mean, std^2) array from the counter-based stream ``(seed, stream)``."""
+    """N(mean, std^2) array from fastinit's counter-based stream ``(seed, stream)``."""
+    from fastinit._fill import fill_normal
     out = np.empty(shape, dtype=dtype)
-    try:
-        from fastinit._fill import fill_normal  # written by the lead
-    except ImportError:
-        fill_normal = None
-    if fill_normal is not None:
-        fill_normal(out, float(mean), float(std), int(seed), int(stream))
-        return out
-    out[...] = _philox_numpy(seed, stream).normal(mean, std, size=shape)
+    fill_normal(out, float(mean), float(std), int(seed), int(stream))
     return out
 
 
@@ -159,19 +152,13 @@ _SCHEME_ALIASES = {
 #: Accepted weight-scheme names (aliases: xavier, glorot, he, kaiming, lecun, ...).
 WEIGHT_SCHEMES = tuple(_SCHEMES)
 
-_TORCH_GAINS = {"linear": 1.0, "conv1d": 1.0, "conv2d": 1.0, "conv3d": 1.0, "sigmoid": 1.0,
-                "tanh": 5.0 / 3.0, "relu": math.sqrt(2.0), "selu": 0.75}
-
-
 def _calculate_gain(nonlinearity, param=None):
-    # TEMPORARY mirror of torch.nn.init.calculate_gain (shared/reference/torch_init_semantics.md
-    # A.2) until fastinit.init provides calculate_gain.
-    if nonlinearity == "leaky_relu":
-        slope = 0.01 if param is None else float(param)
-        return math.sqrt(2.0 / (1.0 + slope * slope))
-    if nonlinearity in _TORCH_GAINS:
-        return _TORCH_GAINS[nonlinearity]
-    raise ValueError(f"init_params['nonlinearity']: unsupported nonlinearity {nonlinearity!r}")
+    """torch's gain via :func:`fastinit.init.calculate_gain`, errors naming ``init_params``."""
+    from fastinit.init import calculate_gain
+    try:
+        return float(calculate_gain(nonlinearity, param))
+    except ValueError as exc:
+        raise ValueError(f"init_params['nonlinearity'/'a']: {exc}") from None
 
 
 def _resolve_scheme(init, init_params):
@@ -1018,7 +1005,7 @@ def _rnn_theory(n, T, act, scheme, params, h0_std, input_dim, uspec, input_std, 
 # Verdicts
 # ------------------------------------------------------------------------------------------
 def verdict(result, factor=10.0):
-    """Classify a simulated MLP as ``symmetric``, ``exploding``, ``vanishing`` or ``stable``.
+    r"""Classify a simulated MLP as ``symmetric``, ``exploding``, ``vanishing`` or ``stable``.
 
     * ``symmetric``: every unit of the last layer computes the same value for every sample
       (``preact_unitspread`` is 0 up to rounding), as with constant or zero weights.
@@ -1027,11 +1014,23 @@ def verdict(result, factor=10.0):
       (non-finite values count as exploding).
     * ``stable`` otherwise.
 
+    With :math:`m_l` = ``post_m2`` and :math:`g_l` = ``grad_preact_m2``, the forward grade
+    compares :math:`m_L / m_1` and the backward grade :math:`g_1 / g_L` with
+    :math:`[1/\text{factor}, \text{factor}]`.
+
     Returns
     -------
     dict
         ``{"forward": ..., "backward": ..., "overall": ...}``; ``overall`` is the worst of the
         two in the order symmetric > exploding > vanishing > stable.
+
+    Examples
+    --------
+    >>> from fastinit.sim import simulate_mlp, verdict
+    >>> verdict(simulate_mlp(depth=8, width=64, batch=64, init="zeros"))["overall"]
+    'symmetric'
+    >>> verdict(simulate_mlp(depth=8, width=64, batch=64, activation="tanh", init="small"))
+    {'forward': 'vanishing', 'backward': 'vanishing', 'overall': 'vanishing'}
     """
     s = result.stats
     m2_last = float(s["preact_m2"][-1])
