@@ -459,14 +459,15 @@ class SimulationResult:
                 continue
             row = [str(int(self.index[i]))]
             for s in stats:
-                v = float(self.stats[s][i])
-                se = float(self.stderr[s][i])
+                pick = (lambda a: float(a) if np.ndim(a) == 0 else float(a[i]))  # noqa: B023
+                v, se = pick(self.stats[s]), pick(self.stderr[s])
                 th = self.theory.get(s)
+                th = pick(th) if th is not None else np.nan
                 txt = fmt.format(v)
                 if np.isfinite(se):
                     txt += " ±" + fmt.format(se)
-                if th is not None and np.isfinite(th[i]):
-                    txt += " [" + fmt.format(float(th[i])) + "]"
+                if np.isfinite(th):
+                    txt += " [" + fmt.format(th) + "]"
                 row.append(txt)
             cells.append(row)
         widths = [max(len(r[j]) for r in cells) for j in range(len(cells[0]))]

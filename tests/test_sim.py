@@ -355,6 +355,7 @@ def test_results_tables_and_histograms():
     assert [r["layer"] for r in recs] == [1, 2]
     assert {"preact_var", "preact_var_se", "preact_var_theory", "grad_input_m2"} <= set(recs[0])
     assert "preact_var" in res.to_table()
+    assert "grad_input_m2" in res.to_table(stats=["preact_var", "grad_input_m2"])
     assert [h["layer"] for h in res.histograms] == [1, 2]
     for h, n in zip(res.histograms, (24, 8)):
         assert h["preact_counts"].sum() == 32 * n and h["post_counts"].sum() == 32 * n
