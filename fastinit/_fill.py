@@ -171,6 +171,25 @@ def _seed_stream(seed, stream):
 
 # ---- public fills --------------------------------------------------------------------------
 
+def _interval(out, a, b, seed, stream, offset, what: str, closed: bool):
+    """Shared checks of the bounded fills, in order; returns None when a == b (a constant fill),
+    else (seed, stream, is32, otype, offset, lo, hi) with lo/hi the extreme dtype values inside
+    [a, b] (closed) or [a, b) (open)."""
+    if a > b:
+        raise InitArgumentError(f"{what} requires a <= b, got a={a} > b={b}")
+    seed, stream = _seed_stream(seed, stream)
+    is32, otype = _family(out.dtype)
+    offset = _check_offset(offset, out.size, 4 if is32 else 2)
+    if a == b:
+        return None
+    lo, hi = _ceil_to(a, out.dtype), _floor_to(b, out.dtype)
+    if not closed and hi >= b:
+        hi = _step(hi, out.dtype, False)
+    if lo > hi:
+        raise InitArgumentError(f"no {out.dtype} value lies in [a, b{']' if closed else ')'} = [{a}, {b}{']' if closed else ')'}")
+    return seed, stream, is32, otype, offset, lo, hi
+
+
 def raw_uint32(count: int, seed: int, stream: int = 0, offset: int = 0) -> np.ndarray:
     r"""The raw Philox4x32-10 words of one stream, as a ``uint32`` array.
 
@@ -231,18 +250,10 @@ def fill_uniform(out: np.ndarray, a: float, b: float, seed: int, stream: int, of
     """
     check_array(out, name)
     a, b = check_real(a, "a"), check_real(b, "b")
-    if a > b:
-        raise InitArgumentError(f"uniform requires a <= b, got a={a} > b={b}")
-    seed, stream = _seed_stream(seed, stream)
-    is32, otype = _family(out.dtype)
-    offset = _check_offset(offset, out.size, 4 if is32 else 2)
-    if a == b:
+    prepared = _interval(out, a, b, seed, stream, offset, "uniform", closed=False)
+    if prepared is None:
         return fill_constant(out, a, name)
-    lo, hi = _ceil_to(a, out.dtype), _floor_to(b, out.dtype)
-    if hi >= b:
-        hi = _step(hi, out.dtype, False)
-    if lo > hi:
-        raise InitArgumentError(f"no {out.dtype} value lies in [a, b) = [{a}, {b})")
+    seed, stream, is32, otype, offset, lo, hi = prepared
     if is32:
         a32, b32 = _as_f32(a, "a"), _as_f32(b, "b")
         if not math.isfinite(float(np.float32(b32) - np.float32(a32))):
@@ -322,16 +333,10 @@ def fill_trunc_normal(out: np.ndarray, mean: float, std: float, a: float, b: flo
     a, b = check_real(a, "a", finite=False), check_real(b, "b", finite=False)
     if std <= 0:
         raise InitArgumentError(f"std must be > 0 for a truncated normal, got std={std}")
-    if a > b:
-        raise InitArgumentError(f"trunc_normal requires a <= b, got a={a} > b={b}")
-    seed, stream = _seed_stream(seed, stream)
-    is32, otype = _family(out.dtype)
-    offset = _check_offset(offset, out.size, 4 if is32 else 2)
-    if a == b:
+    prepared = _interval(out, a, b, seed, stream, offset, "trunc_normal", closed=True)
+    if prepared is None:
         return fill_constant(out, a, name)
-    lo, hi = _ceil_to(a, out.dtype), _floor_to(b, out.dtype)
-    if lo > hi:
-        raise InitArgumentError(f"no {out.dtype} value lies in [a, b] = [{a}, {b}]")
+    seed, stream, is32, otype, offset, lo, hi = prepared
     mode, c0, c1, sign = trunc_params(mean, std, a, b)
     if is32:
         return _run(out, offset, nb.TRN32, otype, (seed, stream, mode, c0, c1, sign, mean, std, lo, hi))
