@@ -25,61 +25,134 @@
 
 #define FI_W (4 * FI_NB)       /* 32-bit words per step */
 
-typedef uint64_t vu64 __attribute__((vector_size(FI_NB * 8)));
+/* One hardware vector of 64-bit lanes: FI_L blocks per vector, FI_G independent vectors per
+ * state word (several chains hide the multiply latency). */
+#if defined(__AVX512F__)
+#define FI_VBYTES 64
+#elif defined(__AVX2__)
+#define FI_VBYTES 32
+#else
+#define FI_VBYTES 16
+#endif
+#if defined(__SSE2__)
+#include <immintrin.h>
+#endif
+#define FI_L (FI_VBYTES / 8)
+#define FI_G (FI_NB / FI_L)
+#if FI_G * FI_L != FI_NB
+#error "FI_NB must be a multiple of the vector's 64-bit lanes"
+#endif
 
-/* Philox4x32-10 of blocks block0 .. block0 + FI_NB - 1 (mod 2^64): w[k][j] is word k of block j. */
-static inline void philox_step(uint64_t seed, uint64_t stream, uint64_t block0, uint32_t w[4][FI_NB])
+typedef uint64_t vu64 __attribute__((vector_size(FI_VBYTES)));
+
+/* Low 32 bits of each lane times a 32-bit constant, full 64-bit product: (v)pmuludq.  The high
+ * halves of the inputs are ignored, which lets the rounds carry garbage there (masked at the end). */
+static inline vu64 fi_mul32(vu64 a, vu64 m)
 {
-    vu64 x0, x1, x2, x3;
-    const uint64_t lo32 = 0xffffffffull;
-    for (int j = 0; j < FI_NB; j++) {
-        uint64_t b = block0 + (uint64_t)j;
-        x0[j] = b & lo32;
-        x1[j] = b >> 32;
-        x2[j] = stream & lo32;
-        x3[j] = stream >> 32;
-    }
-    uint64_t k0 = seed & lo32, k1 = seed >> 32;
+#if FI_VBYTES == 64
+    return (vu64)_mm512_mul_epu32((__m512i)a, (__m512i)m);
+#elif FI_VBYTES == 32
+    return (vu64)_mm256_mul_epu32((__m256i)a, (__m256i)m);
+#elif defined(__SSE2__)
+    return (vu64)_mm_mul_epu32((__m128i)a, (__m128i)m);
+#else
+    return (a & 0xffffffffull) * m;
+#endif
+}
+
+/* Round keys of Philox4x32-10 for a 64-bit seed: k0 + r W0 and k1 + r W1 (mod 2^32). */
+typedef struct { uint64_t k0[10], k1[10]; } fi_keys;
+
+static inline fi_keys fi_key_schedule(uint64_t seed)
+{
+    fi_keys ks;
+    uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
     for (int r = 0; r < 10; r++) {
-        /* Only the low 32 bits of each lane are meaningful; the multiplies read only those. */
-        vu64 p0 = (x0 & lo32) * (uint64_t)PHILOX_M0;
-        vu64 p1 = (x2 & lo32) * (uint64_t)PHILOX_M1;
-        vu64 y0 = (p1 >> 32) ^ x1 ^ k0;
-        vu64 y2 = (p0 >> 32) ^ x3 ^ k1;
-        x1 = p1;
-        x3 = p0;
-        x0 = y0;
-        x2 = y2;
-        k0 = (k0 + PHILOX_W0) & lo32;
-        k1 = (k1 + PHILOX_W1) & lo32;
+        ks.k0[r] = k0;
+        ks.k1[r] = k1;
+        k0 += PHILOX_W0;
+        k1 += PHILOX_W1;
     }
-    for (int j = 0; j < FI_NB; j++) {
-        w[0][j] = (uint32_t)x0[j];
-        w[1][j] = (uint32_t)x1[j];
-        w[2][j] = (uint32_t)x2[j];
-        w[3][j] = (uint32_t)x3[j];
+    return ks;
+}
+
+/* Philox4x32-10 of blocks block0 .. block0 + FI_NB - 1 (mod 2^64), written in element order:
+ * out[4 j + k] is word k of block block0 + j. */
+static inline void philox_words(const fi_keys *ks, uint64_t stream, uint64_t block0, uint32_t *restrict out)
+{
+    const uint64_t lo32 = 0xffffffffull;
+    const vu64 m0 = (vu64){0} + (uint64_t)PHILOX_M0, m1 = (vu64){0} + (uint64_t)PHILOX_M1;
+    vu64 iota;
+    for (int l = 0; l < FI_L; l++) iota[l] = (uint64_t)l;
+    vu64 x0[FI_G], x1[FI_G], x2[FI_G], x3[FI_G];
+    for (int g = 0; g < FI_G; g++) {
+        vu64 b = iota + (block0 + (uint64_t)(g * FI_L));
+        x0[g] = b & lo32;
+        x1[g] = b >> 32;
+        x2[g] = (vu64){0} + (stream & lo32);
+        x3[g] = (vu64){0} + (stream >> 32);
+    }
+#pragma GCC unroll 10
+    for (int r = 0; r < 10; r++) {
+        for (int g = 0; g < FI_G; g++) {
+            vu64 p0 = fi_mul32(x0[g], m0);
+            vu64 p1 = fi_mul32(x2[g], m1);
+            vu64 y0 = (p1 >> 32) ^ x1[g] ^ ks->k0[r];
+            vu64 y2 = (p0 >> 32) ^ x3[g] ^ ks->k1[r];
+            x1[g] = p1;
+            x3[g] = p0;
+            x0[g] = y0;
+            x2[g] = y2;
+        }
+    }
+    for (int g = 0; g < FI_G; g++) {
+        /* lane l of A holds words 0, 1 of block l (little-endian), B words 2, 3 */
+        vu64 A = (x0[g] & lo32) | (x1[g] << 32);
+        vu64 B = (x2[g] & lo32) | (x3[g] << 32);
+#if FI_L == 8
+        vu64 lo = __builtin_shuffle(A, B, (vu64){0, 8, 1, 9, 2, 10, 3, 11});
+        vu64 hi = __builtin_shuffle(A, B, (vu64){4, 12, 5, 13, 6, 14, 7, 15});
+#elif FI_L == 4
+        vu64 lo = __builtin_shuffle(A, B, (vu64){0, 4, 1, 5});
+        vu64 hi = __builtin_shuffle(A, B, (vu64){2, 6, 3, 7});
+#else
+        vu64 lo = __builtin_shuffle(A, B, (vu64){0, 2});
+        vu64 hi = __builtin_shuffle(A, B, (vu64){1, 3});
+#endif
+        memcpy(out + 4 * FI_L * g, &lo, FI_VBYTES);
+        memcpy(out + 4 * FI_L * g + 2 * FI_L, &hi, FI_VBYTES);
     }
 }
 
-/* The step loop shared by all kernels.  A step makes FI_W words = FI_W / WPE elements
- * (WPE = words per element); STEP_BODY(w, vals) turns the words into `vals` in element order.
- * Steps that overlap the ends of [skip, skip + n) are produced into `vals` and copied partly.
- * STORE(dst, vals, first, count) writes elements first .. first + count - 1 of `vals`. */
-#define FI_STEP_LOOP(EPB, VAL_T, STEP_BODY, STORE)                                            \
+/* The step loop shared by all kernels.  A step makes FI_W words w[0 .. FI_W) in element order,
+ * i.e. EPB = 4 / WPE elements per block (WPE = words per element).  BODY writes the step's
+ * FI_NB * EPB values to `dst`: straight into the output (DIRECT, a VAL_T pointer, or NULL when the
+ * output needs a conversion) for whole steps, else into `vals`, of which STORE(d, f, c) writes
+ * elements f .. f + c - 1 to output elements d .. d + c - 1. */
+#define FI_STEP_LOOP(EPB, VAL_T, BODY, DIRECT, STORE)                                         \
     do {                                                                                      \
         const int64_t eps = (int64_t)FI_NB * (EPB);       /* elements per step */            \
-        uint32_t w[4][FI_NB] __attribute__((aligned(64)));                                    \
+        const fi_keys ks = fi_key_schedule(seed);                                             \
+        uint32_t w[FI_W] __attribute__((aligned(64)));                                        \
         VAL_T vals[FI_NB * (EPB)] __attribute__((aligned(64)));                                \
+        VAL_T *const direct = (DIRECT);                                                       \
         int64_t done = 0;                                                                     \
         uint64_t blk = block0;                                                                \
         int64_t first = (int64_t)skip;                                                        \
         while (done < n) {                                                                    \
-            philox_step(seed, stream, blk, w);                                                \
-            STEP_BODY;                                                                        \
-            int64_t cnt = eps - first;                                                        \
-            if (cnt > n - done) cnt = n - done;                                               \
-            STORE(done, first, cnt);                                                          \
-            done += cnt;                                                                      \
+            philox_words(&ks, stream, blk, w);                                                \
+            if (direct != NULL && first == 0 && n - done >= eps) {                            \
+                VAL_T *restrict dst = direct + done;                                          \
+                BODY;                                                                         \
+                done += eps;                                                                  \
+            } else {                                                                          \
+                VAL_T *restrict dst = vals;                                                   \
+                BODY;                                                                         \
+                int64_t cnt = eps - first;                                                    \
+                if (cnt > n - done) cnt = n - done;                                           \
+                STORE(done, first, cnt);                                                      \
+                done += cnt;                                                                  \
+            }                                                                                 \
             first = 0;                                                                        \
             blk += FI_NB;                                                                     \
         }                                                                                     \
@@ -89,11 +162,9 @@ static inline void philox_step(uint64_t seed, uint64_t stream, uint64_t block0, 
 
 int FI_FN(fi_raw_u32)(uint64_t seed, uint64_t stream, uint64_t block0, unsigned skip, int64_t n, uint32_t *out)
 {
-#define BODY_RAW                                                                              \
-    for (int j = 0; j < FI_NB; j++)                                                           \
-        for (int k = 0; k < 4; k++) vals[4 * j + k] = w[k][j];
+#define BODY_RAW memcpy(dst, w, sizeof(w))
 #define STORE_RAW(d, f, c) memcpy(out + (d), vals + (f), (size_t)(c) * sizeof(uint32_t))
-    FI_STEP_LOOP(4, uint32_t, BODY_RAW, STORE_RAW);
+    FI_STEP_LOOP(4, uint32_t, BODY_RAW, out, STORE_RAW);
     return 0;
 }
 
@@ -101,19 +172,22 @@ int FI_FN(fi_raw_u32)(uint64_t seed, uint64_t stream, uint64_t block0, unsigned 
 
 static inline void store_f32fam(void *out, int otype, int64_t d, const float *vals, int64_t f, int64_t c)
 {
+    uint16_t tmp[FI_W] __attribute__((aligned(64)));
     if (otype == FI_OUT_F32) {
         memcpy((float *)out + d, vals + f, (size_t)c * sizeof(float));
-    } else if (otype == FI_OUT_F16) {
-        uint16_t tmp[FI_W];
-        for (int i = 0; i < FI_W; i++) tmp[i] = fi_f32_to_f16(vals[i]);
-        memcpy((uint16_t *)out + d, tmp + f, (size_t)c * sizeof(uint16_t));
-    } else {
-        uint16_t tmp[FI_W];
-        for (int i = 0; i < FI_W; i++) tmp[i] = fi_f32_to_bf16(vals[i]);
-        memcpy((uint16_t *)out + d, tmp + f, (size_t)c * sizeof(uint16_t));
+        return;
     }
+    if (otype == FI_OUT_F16)
+        for (int i = 0; i < FI_W; i++) tmp[i] = fi_f32_to_f16(vals[i]);
+    else
+        for (int i = 0; i < FI_W; i++) tmp[i] = fi_f32_to_bf16(vals[i]);
+    if (f == 0 && c == FI_W)
+        memcpy((uint16_t *)out + d, tmp, sizeof(tmp));            /* fixed size: inlined */
+    else
+        memcpy((uint16_t *)out + d, tmp + f, (size_t)c * sizeof(uint16_t));
 }
 #define STORE_F32FAM(d, f, c) store_f32fam(out, otype, d, vals, f, c)
+#define DIRECT_F32FAM (otype == FI_OUT_F32 ? (float *)out : NULL)
 #define STORE_F64(d, f, c) memcpy(out + (d), vals + (f), (size_t)(c) * sizeof(double))
 
 /* 53-bit integer from two words, converted exactly to double. */
@@ -129,14 +203,13 @@ int FI_FN(fi_fill_uniform_f32)(uint64_t seed, uint64_t stream, uint64_t block0, 
 {
     const float d = b - a;
 #define BODY_UNI32                                                                            \
-    for (int j = 0; j < FI_NB; j++)                                                           \
-        for (int k = 0; k < 4; k++) {                                                         \
-            float u = (float)(int32_t)(w[k][j] >> 8) * 0x1p-24f;   /* 24-bit, [0, 1) */     \
-            float v = a + d * u;                                                              \
-            v = v < lo ? lo : v;                                                              \
-            vals[4 * j + k] = v > hi ? hi : v;                                                \
-        }
-    FI_STEP_LOOP(4, float, BODY_UNI32, STORE_F32FAM);
+    for (int i = 0; i < FI_W; i++) {                                                          \
+        float u = (float)(int32_t)(w[i] >> 8) * 0x1p-24f;          /* 24-bit, [0, 1) */     \
+        float v = a + d * u;                                                                  \
+        v = v < lo ? lo : v;                                                                  \
+        dst[i] = v > hi ? hi : v;                                                             \
+    }
+    FI_STEP_LOOP(4, float, BODY_UNI32, DIRECT_F32FAM, STORE_F32FAM);
     return 0;
 }
 
@@ -145,14 +218,13 @@ int FI_FN(fi_fill_uniform_f64)(uint64_t seed, uint64_t stream, uint64_t block0, 
 {
     const double d = b - a;
 #define BODY_UNI64                                                                            \
-    for (int j = 0; j < FI_NB; j++)                                                           \
-        for (int k = 0; k < 2; k++) {                                                         \
-            double u = fi_u53(w[2 * k][j], w[2 * k + 1][j]) * 0x1p-53;   /* 53-bit, [0, 1) */ \
-            double v = a + d * u;                                                             \
-            v = v < lo ? lo : v;                                                              \
-            vals[2 * j + k] = v > hi ? hi : v;                                                \
-        }
-    FI_STEP_LOOP(2, double, BODY_UNI64, STORE_F64);
+    for (int e = 0; e < FI_W / 2; e++) {                                                      \
+        double u = fi_u53(w[2 * e], w[2 * e + 1]) * 0x1p-53;       /* 53-bit, [0, 1) */     \
+        double v = a + d * u;                                                                 \
+        v = v < lo ? lo : v;                                                                  \
+        dst[e] = v > hi ? hi : v;                                                             \
+    }
+    FI_STEP_LOOP(2, double, BODY_UNI64, out, STORE_F64);
     return 0;
 }
 
@@ -161,54 +233,55 @@ int FI_FN(fi_fill_uniform_f64)(uint64_t seed, uint64_t stream, uint64_t block0, 
 int FI_FN(fi_fill_normal_f32)(uint64_t seed, uint64_t stream, uint64_t block0, unsigned skip, int64_t n,
                               void *out, int otype, float mean, float std)
 {
+    /* Elements 2m, 2m+1 come from words 2m (radius) and 2m+1 (angle). */
 #define BODY_NRM32                                                                            \
-    for (int j = 0; j < FI_NB; j++)                                                           \
-        for (int h = 0; h < 2; h++) {                                                         \
-            /* u1 = (k + 1/2) 2^-31 in (0, 1] from the top 31 bits: r reaches sqrt(64 ln 2) */  \
-            float u1 = ((float)(int32_t)(w[2 * h][j] >> 1) + 0.5f) * 0x1p-31f;               \
-            float r = __builtin_sqrtf(-2.0f * fi_logf(u1));                                   \
-            float c, s;                                                                       \
-            fi_sincos_turn24(w[2 * h + 1][j] >> 8, &c, &s);                                   \
-            vals[4 * j + 2 * h] = mean + std * (r * c);                                       \
-            vals[4 * j + 2 * h + 1] = mean + std * (r * s);                                   \
-        }
-    FI_STEP_LOOP(4, float, BODY_NRM32, STORE_F32FAM);
+    for (int m = 0; m < FI_W / 2; m++) {                                                      \
+        /* u1 = (k + 1/2) 2^-31 in (0, 1] from the top 31 bits: r reaches sqrt(64 ln 2) */      \
+        float u1 = ((float)(int32_t)(w[2 * m] >> 1) + 0.5f) * 0x1p-31f;                       \
+        float r = __builtin_sqrtf(-2.0f * fi_logf(u1));                                       \
+        float c, s;                                                                           \
+        fi_sincos_turn24(w[2 * m + 1] >> 8, &c, &s);                                          \
+        dst[2 * m] = mean + std * (r * c);                                                    \
+        dst[2 * m + 1] = mean + std * (r * s);                                                \
+    }
+    FI_STEP_LOOP(4, float, BODY_NRM32, DIRECT_F32FAM, STORE_F32FAM);
     return 0;
 }
 
 int FI_FN(fi_fill_normal_f64)(uint64_t seed, uint64_t stream, uint64_t block0, unsigned skip, int64_t n,
                               double *out, double mean, double std)
 {
+    /* Elements 2j, 2j+1 come from the four words of block j: 0, 1 (radius), 2, 3 (angle). */
 #define BODY_NRM64                                                                            \
     for (int j = 0; j < FI_NB; j++) {                                                         \
         /* u1 = (k + 1/2) 2^-53 in (0, 1]: r reaches sqrt(108 ln 2) */                         \
-        double u1 = (fi_u53(w[0][j], w[1][j]) + 0.5) * 0x1p-53;                               \
+        double u1 = (fi_u53(w[4 * j], w[4 * j + 1]) + 0.5) * 0x1p-53;                         \
         double r = __builtin_sqrt(-2.0 * fi_log(u1));                                         \
-        uint64_t t = ((uint64_t)w[2][j] << 21) | (w[3][j] >> 11);                             \
+        uint64_t t = ((uint64_t)w[4 * j + 2] << 21) | (w[4 * j + 3] >> 11);                   \
         double c, s;                                                                          \
         fi_sincos_turn53(t, &c, &s);                                                          \
-        vals[2 * j] = mean + std * (r * c);                                                   \
-        vals[2 * j + 1] = mean + std * (r * s);                                               \
+        dst[2 * j] = mean + std * (r * c);                                                    \
+        dst[2 * j + 1] = mean + std * (r * s);                                                \
     }
-    FI_STEP_LOOP(2, double, BODY_NRM64, STORE_F64);
+    FI_STEP_LOOP(2, double, BODY_NRM64, out, STORE_F64);
     return 0;
 }
 
 /* ---- truncated normal (inverse CDF in double) ---------------------------------------- */
 
 /* mode 0: x = ndtri(c0 + u c1); mode 1 (far lower tail, log space): x = ndtri_tail(sqrt(-lp)),
- * lp = c0 + ln(c1 + u (1 - c1)).  The mode is fixed per call, so each loop stays branch-free. */
-#define TRUNC_LOOP(EPB, WORDS_TO_U, OUTV)                                                     \
-    double us[FI_NB * (EPB)] __attribute__((aligned(64)));                                    \
-    for (int j = 0; j < FI_NB; j++)                                                           \
-        for (int k = 0; k < (EPB); k++) us[(EPB) * j + k] = WORDS_TO_U;                       \
+ * lp = c0 + ln(c1 + u (1 - c1)).  The mode is fixed per call, so each loop stays branch-free.
+ * Element e has the uniform us[e] (WPE words per element). */
+#define TRUNC_LOOP(WPE, WORDS_TO_U, OUTV)                                                     \
+    double us[FI_W / (WPE)] __attribute__((aligned(64)));                                     \
+    for (int e = 0; e < FI_W / (WPE); e++) us[e] = WORDS_TO_U;                                \
     if (mode == 0) {                                                                          \
-        for (int i = 0; i < FI_NB * (EPB); i++) {                                             \
+        for (int i = 0; i < FI_W / (WPE); i++) {                                              \
             double x = fi_ndtri_inline(c0 + us[i] * c1);                                      \
             OUTV;                                                                             \
         }                                                                                     \
     } else {                                                                                  \
-        for (int i = 0; i < FI_NB * (EPB); i++) {                                             \
+        for (int i = 0; i < FI_W / (WPE); i++) {                                              \
             double x = fi_ndtri_tail(__builtin_sqrt(-(c0 + fi_log(c1 + us[i] * (1.0 - c1))))); \
             OUTV;                                                                             \
         }                                                                                     \
@@ -219,13 +292,13 @@ int FI_FN(fi_fill_trunc_f32)(uint64_t seed, uint64_t stream, uint64_t block0, un
                              double mean, double std, float lo, float hi)
 {
     const double sstd = sign * std;
-#define U_TRN32 (((double)w[k][j] + 0.5) * 0x1p-32)               /* (0, 1) */
+#define U_TRN32 (((double)w[e] + 0.5) * 0x1p-32)                   /* (0, 1) */
 #define OUT_TRN32                                                                             \
     float v = (float)(mean + sstd * x);                                                       \
     v = v < lo ? lo : v;                                                                      \
-    vals[i] = v > hi ? hi : v;
-#define BODY_TRN32 TRUNC_LOOP(4, U_TRN32, OUT_TRN32)
-    FI_STEP_LOOP(4, float, BODY_TRN32, STORE_F32FAM);
+    dst[i] = v > hi ? hi : v;
+#define BODY_TRN32 TRUNC_LOOP(1, U_TRN32, OUT_TRN32)
+    FI_STEP_LOOP(4, float, BODY_TRN32, DIRECT_F32FAM, STORE_F32FAM);
     return 0;
 }
 
@@ -234,13 +307,13 @@ int FI_FN(fi_fill_trunc_f64)(uint64_t seed, uint64_t stream, uint64_t block0, un
                              double mean, double std, double lo, double hi)
 {
     const double sstd = sign * std;
-#define U_TRN64 ((fi_u53(w[2 * k][j], w[2 * k + 1][j]) + 0.5) * 0x1p-53)   /* (0, 1) */
+#define U_TRN64 ((fi_u53(w[2 * e], w[2 * e + 1]) + 0.5) * 0x1p-53)   /* (0, 1) */
 #define OUT_TRN64                                                                             \
     double v = mean + sstd * x;                                                               \
     v = v < lo ? lo : v;                                                                      \
-    vals[i] = v > hi ? hi : v;
+    dst[i] = v > hi ? hi : v;
 #define BODY_TRN64 TRUNC_LOOP(2, U_TRN64, OUT_TRN64)
-    FI_STEP_LOOP(2, double, BODY_TRN64, STORE_F64);
+    FI_STEP_LOOP(2, double, BODY_TRN64, out, STORE_F64);
     return 0;
 }
 
