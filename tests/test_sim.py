@@ -443,3 +443,15 @@ def test_relu_he_width1000_unitvar_and_dead_units():
     assert abs(res.preact_var[-1] / 2 - 1) < t_quantile(3) * res.stderr["preact_var"][-1] / 2
     assert abs(res.frac_dead_units[-1] - res.theory["frac_dead_units"][-1]) < 0.13
     assert abs(math.log(res.preact_unitvar[-1] / res.theory["preact_unitvar"][-1])) < 0.2
+
+
+def test_docstring_examples():
+    """The examples in fastinit.sim and the NumPy reference print what they claim (real runs)."""
+    import doctest
+
+    import fastinit._reference.sim as ref_mod
+
+    for mod in (sim, ref_mod):
+        res = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE)
+        assert res.failed == 0, f"{res.failed} doctest failures in {mod.__name__}"
+        assert res.attempted > 0
