@@ -878,8 +878,12 @@ def simulate_rnn(hidden, steps, *, batch=256, activation="tanh", activation_para
     RNNResult
         Arrays indexed by t = 0..T: ``h_m2`` (mean :math:`h_t^2`), ``h_norm`` (mean over the
         batch of :math:`\|h_t\|`), ``preact_m2``, ``preact_mean``, ``post_mean`` and
-        ``grad_h_m2``. ``theory`` from :func:`fastinit.theory.rnn_theory` (untied mean field:
-        theory.md section 7.7 explains why the BPTT gradient differs from it by about 2x).
+        ``grad_h_m2``. ``theory`` from :func:`fastinit.theory.rnn_theory` (untied mean field).
+        For an orthogonal W both the forward and the BPTT prediction hold to ~2% (n = 128,
+        T = 50, tanh: ``grad_h_m2[0]`` 0.0145 simulated vs 0.01433 predicted; the "factor 2"
+        of shared/reference/theory.md §7.7 compares with 0.0303, an off-by-one, see
+        docs/theory.md §5.9). A tied *Gaussian* W breaks gradient independence: its
+        ``grad_h_m2[0]`` is several times the prediction and varies widely between networks.
 
     Examples
     --------
@@ -893,10 +897,12 @@ def simulate_rnn(hidden, steps, *, batch=256, activation="tanh", activation_para
     >>> o = simulate_rnn(128, 50, batch=256, init="orthogonal", seed=0)
     >>> g = simulate_rnn(128, 50, batch=256, init="normal",
     ...                  init_params={"std": 128 ** -0.5}, seed=0)
-    >>> o.h_norm[-1].round(2), o.theory["h_norm"][-1].round(2)     # doctest: +SKIP
+    >>> round(float(o.h_norm[-1]), 2), round(float(o.theory["h_norm"][-1]), 2)
     (1.15, 1.14)
-    >>> bool(g.h_norm[-1] > o.h_norm[-1])                          # doctest: +SKIP
-    True
+    >>> round(float(g.h_norm[-1]), 2)             # the Gaussian W keeps MORE of the norm
+    2.05
+    >>> round(float(o.grad_h_m2[0]), 4), round(float(o.theory["grad_h_m2"][0]), 4)   # BPTT
+    (0.0142, 0.0143)
     """
     n = _int_arg("hidden", hidden)
     T = _int_arg("steps", steps)

@@ -281,6 +281,17 @@ def test_notes_example3_rnn_orthogonal_vs_gaussian():
     # paired over networks (same h0 stream); one-sided t(K-1) at p = 1e-5 / 2
     diff = g.per_network["h_norm"][:, -1] - o.per_network["h_norm"][:, -1]
     assert diff.mean() > tq * diff.std(ddof=1) / math.sqrt(K), diff
+    # BPTT: the untied value is prod_{t=1..T} E[tanh'(z_t)^2] = 0.014335; the 0.0303 of
+    # shared/reference/theory.md 7.7 multiplies t = 2..T+1 (docs/theory.md 5.9). The tied
+    # orthogonal W follows 0.01433 (same 3% finite-width allowance as the forward pass)...
+    np.testing.assert_allclose(o.theory["grad_h_m2"][0], 0.0143348, rtol=1e-5)
+    got, se = o.grad_h_m2[0], o.stderr["grad_h_m2"][0]
+    assert abs(got / o.theory["grad_h_m2"][0] - 1) < 0.03 + tq * se / got, (got, se)
+    assert abs(got / 0.0303 - 1) > 0.03 + tq * se / got  # the same rule rejects 0.0303
+    # ...while a tied Gaussian W does not (gradient independence fails): its per-network
+    # log-ratio is far above 0 (geometric mean ~3.4x), t(K-1) at p = 1e-5
+    lg = np.log(g.per_network["grad_h_m2"][:, 0] / g.theory["grad_h_m2"][0])
+    assert lg.mean() > tq * lg.std(ddof=1) / math.sqrt(K), lg
 
 
 def test_notes_q5_small_positive_bias_barely_changes_active_fraction():
