@@ -45,17 +45,17 @@ guaranteed).
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import math
 import os
-import threading
 
 import numba
 import numpy as np
 from llvmlite import binding as _llvm
 from numba import njit, prange, types
 from numba.extending import get_cython_function_address
+
+from fastinit import _blas
 
 # Same switch as fastinit._numba: on unless FASTINIT_NUMBA_CACHE is 0/false/no/off.
 _CACHE = os.environ.get("FASTINIT_NUMBA_CACHE", "1").strip().lower() not in ("0", "false", "no", "off")
@@ -95,72 +95,10 @@ def block_size(k):
 
 
 # ---------------------------------------------------------------------------------------
-# BLAS thread control (OpenBLAS as shipped with SciPy wheels, or a system OpenBLAS)
+# BLAS thread control: one helper for the package (fastinit._blas); the drivers in
+# fastinit.linalg and fastinit._orthogonal call it as _householder.single_threaded_blas.
 # ---------------------------------------------------------------------------------------
-
-_BLAS_LOCK = threading.RLock()
-_BLAS_THREADS = None  # (get, set) ctypes functions, False if not found
-
-
-def _after_fork_in_child():
-    global _BLAS_LOCK
-    _BLAS_LOCK = threading.RLock()  # a fork taken while another thread held it must not deadlock
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def _loaded_blas_paths():
-    """Paths of loaded shared libraries that look like BLAS, SciPy's own copy first."""
-    try:
-        with open("/proc/self/maps") as f:
-            paths = {line.split()[-1] for line in f if "blas" in line.lower() and "/" in line}
-    except OSError:  # not Linux
-        return []
-    return sorted(paths, key=lambda p: ("scipy" not in p or "numpy.libs" in p, p))
-
-
-def _blas_thread_functions():
-    global _BLAS_THREADS
-    if _BLAS_THREADS is None:
-        _BLAS_THREADS = False
-        for path in _loaded_blas_paths():
-            try:
-                lib = ctypes.CDLL(path)
-            except OSError:
-                continue
-            for prefix in ("scipy_openblas", "openblas"):
-                get = getattr(lib, prefix + "_get_num_threads", None)
-                set_ = getattr(lib, prefix + "_set_num_threads", None)
-                if get is not None and set_ is not None:
-                    get.restype = ctypes.c_int
-                    set_.argtypes = [ctypes.c_int]
-                    set_.restype = None
-                    _BLAS_THREADS = (get, set_)
-                    return _BLAS_THREADS
-    return _BLAS_THREADS
-
-
-@contextlib.contextmanager
-def single_threaded_blas():
-    """Run the block in this module with SciPy's BLAS set to one thread, then restore it.
-
-    The kernels parallelise over fixed chunks with Numba instead (see module notes). A
-    re-entrant lock keeps concurrent callers from restoring the setting under each other.
-    """
-    fns = _blas_thread_functions()
-    if not fns:
-        yield
-        return
-    get, set_ = fns
-    with _BLAS_LOCK:
-        old = get()
-        set_(1)
-        try:
-            yield
-        finally:
-            set_(old)
+single_threaded_blas = _blas.single_threaded_blas
 
 
 # ---------------------------------------------------------------------------------------

@@ -25,13 +25,13 @@ Design
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import glob
 import os
 
 import numba
 import numpy as np
 from numba import njit, prange
+
+from fastinit import _blas
 
 __all__ = [
     "forward_layer",
@@ -60,47 +60,12 @@ _CACHE = os.environ.get("FASTINIT_NUMBA_CACHE", "0") not in ("", "0", "false", "
 SMALL_GEMM_FLOPS = 2 ** 28  # ~268 MFLOP: below this a GEMM takes < ~5 ms on one core
 
 
-def _find_openblas():
-    """(get, set) ctypes functions of NumPy's bundled OpenBLAS, or (None, None)."""
-    import numpy as _np
-    base = os.path.dirname(os.path.dirname(_np.__file__))
-    cands = glob.glob(os.path.join(base, "numpy.libs", "*openblas*"))
-    cands += glob.glob(os.path.join(os.path.dirname(_np.__file__), ".dylibs", "*openblas*"))
-    for path in cands:
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for get, set_ in (("scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_"),
-                          ("openblas_get_num_threads64_", "openblas_set_num_threads64_"),
-                          ("openblas_get_num_threads", "openblas_set_num_threads")):
-            if hasattr(lib, get) and hasattr(lib, set_):
-                g, s_ = getattr(lib, get), getattr(lib, set_)
-                g.restype = ctypes.c_int
-                s_.argtypes = [ctypes.c_int]
-                return g, s_
-    return None, None
-
-
-_OPENBLAS = None
-
-
-@contextlib.contextmanager
 def blas_threads_for(gemm_flops):
-    """Run the block with one BLAS thread if ``gemm_flops`` (per GEMM) is small."""
-    global _OPENBLAS
-    if _OPENBLAS is None:
-        _OPENBLAS = _find_openblas()
-    get, set_ = _OPENBLAS
-    if get is None or gemm_flops >= SMALL_GEMM_FLOPS:
-        yield
-        return
-    old = get()
-    set_(1)
-    try:
-        yield
-    finally:
-        set_(old)
+    """Context: one BLAS thread (:func:`fastinit._blas.single_threaded_blas`) if ``gemm_flops``
+    (per GEMM) is small, else the BLAS libraries' own setting."""
+    if gemm_flops >= SMALL_GEMM_FLOPS:
+        return contextlib.nullcontext()
+    return _blas.single_threaded_blas()
 
 
 def row_chunks(batch):
