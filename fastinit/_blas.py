@@ -7,19 +7,24 @@ next to Numba's parallel loops).
 
 NumPy and SciPy wheels each bundle their own OpenBLAS (``numpy.libs/libscipy_openblas64_*``
 with 64-bit integer symbols, ``scipy.libs/libscipy_openblas*``), and each has its own thread
-setting. :func:`blas_threads` sets every OpenBLAS it can find, so one helper serves both
-callers, and restores each library's previous value on exit.
+setting. :func:`single_threaded_blas` sets every OpenBLAS it can find, so one helper serves both
+callers.
 
 Thread and fork safety
 ----------------------
-The thread count is process-wide state. A re-entrant lock is held for the whole block, so two
-threads cannot restore the setting under each other, and nested blocks in one thread (the
-simulator creating an orthogonal weight) work. A child process created by ``fork`` while
-another thread held the lock gets a fresh lock (``os.register_at_fork``): the thread that
-held it does not exist in the child, and the child must not deadlock.
+The thread count is process-wide state, so the helper counts who needs it: the first block to
+enter (in any thread) saves every library's setting and sets one thread, the last one to leave
+restores it. Blocks nest and may run in several threads at once (the simulator's parallel
+sweep does), and no thread can restore the setting while another is still inside. A lock
+guards only this bookkeeping, never the block itself, so a block may take as long as it likes.
+
+After ``fork`` (``os.register_at_fork``) the child gets a fresh lock (a thread that held the
+old one does not exist in the child), keeps only the forking thread's own blocks, and, if
+that leaves none, restores the saved settings: a child forked while another thread was inside
+a block neither deadlocks nor stays single-threaded for ever.
 
 If no OpenBLAS thread control is found (another BLAS, or a platform without ``/proc``), the
-helpers run the block unchanged.
+helper runs the block unchanged.
 """
 
 from __future__ import annotations
@@ -28,17 +33,32 @@ import contextlib
 import ctypes
 import glob
 import os
+import sys
 import threading
 
-__all__ = ["blas_threads", "single_threaded_blas", "blas_thread_controls"]
+__all__ = ["single_threaded_blas", "blas_thread_controls"]
 
-_LOCK = threading.RLock()
-_CONTROLS = {}  # path -> (get, set) ctypes functions, or None if the library has none
+_LOCK = threading.Lock()
+_HOLDERS = {}    # thread id -> depth of single_threaded_blas blocks it is inside
+_SAVED = None    # [(set, previous thread count), ...] while any block is active
+_CONTROLS = {}   # path -> (get, set) ctypes functions, or None if the library has none
+_FOUND = None    # (len(sys.modules) when scanned, [(path, get, set), ...])
+
+
+def _restore_saved():
+    global _SAVED
+    for set_, old in _SAVED or ():
+        set_(old)
+    _SAVED = None
 
 
 def _after_fork_in_child():
-    global _LOCK
-    _LOCK = threading.RLock()  # a fork taken while another thread held it must not deadlock
+    global _LOCK, _HOLDERS
+    _LOCK = threading.Lock()  # a fork taken while another thread held it must not deadlock
+    me = threading.get_ident()
+    _HOLDERS = {me: _HOLDERS[me]} if me in _HOLDERS else {}
+    if not _HOLDERS:
+        _restore_saved()
 
 
 if hasattr(os, "register_at_fork"):
@@ -92,35 +112,42 @@ def _control(path):
 def blas_thread_controls():
     """``[(path, get, set), ...]`` for every OpenBLAS loaded in this process.
 
-    Re-scanned on every call (about 0.1 ms), so a BLAS loaded later (SciPy's, on the first
-    ``import scipy.linalg``) is picked up; the ctypes handles are cached per path.
+    Cached until a module is imported (a new BLAS, such as SciPy's on the first
+    ``import scipy.linalg``, arrives with an extension module); scanning ``/proc/self/maps``
+    costs about 1 ms, too much to repeat for every small simulation.
     """
-    out = []
-    for path in _candidate_paths():
-        c = _control(path)
-        if c is not None:
-            out.append((path, c[0], c[1]))
-    return out
+    global _FOUND
+    stamp = len(sys.modules)
+    if _FOUND is None or _FOUND[0] != stamp:
+        out = []
+        for path in _candidate_paths():
+            c = _control(path)
+            if c is not None:
+                out.append((path, c[0], c[1]))
+        _FOUND = (stamp, out)
+    return list(_FOUND[1])
 
 
 @contextlib.contextmanager
-def blas_threads(n):
-    """Run the block with every OpenBLAS in the process set to ``n`` threads, then restore.
-
-    Holds a process-wide re-entrant lock for the block (see the module notes).
-    """
-    with _LOCK:
-        controls = blas_thread_controls()
-        old = [get() for _, get, _ in controls]
-        for _, _, set_ in controls:
-            set_(int(n))
-        try:
-            yield
-        finally:
-            for (_, _, set_), o in zip(controls, old):
-                set_(o)
-
-
 def single_threaded_blas():
-    """``blas_threads(1)``: the block's BLAS calls run on the calling thread only."""
-    return blas_threads(1)
+    """Run the block with every OpenBLAS in the process on one thread; restore when the last
+    concurrent or nested block ends (see the module notes)."""
+    global _SAVED
+    me = threading.get_ident()
+    with _LOCK:
+        if not _HOLDERS:
+            controls = blas_thread_controls()
+            _SAVED = [(set_, get()) for _, get, set_ in controls]
+            for _, _, set_ in controls:
+                set_(1)
+        _HOLDERS[me] = _HOLDERS.get(me, 0) + 1
+    try:
+        yield
+    finally:
+        with _LOCK:
+            if _HOLDERS.get(me, 0) > 1:
+                _HOLDERS[me] -= 1
+            else:
+                _HOLDERS.pop(me, None)
+                if not _HOLDERS:
+                    _restore_saved()

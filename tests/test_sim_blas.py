@@ -1,5 +1,6 @@
 """The one BLAS thread helper (fastinit._blas) used by the Householder kernels and the simulator:
-sets and restores every OpenBLAS, nests, serialises threads, and a forked child does not deadlock."""
+sets and restores every OpenBLAS, nests, keeps one thread while any thread is inside, and a
+forked child neither deadlocks nor stays single-threaded."""
 
 import os
 import threading
@@ -36,11 +37,11 @@ def test_one_helper_for_householder_and_simulator():
 
 def test_set_nest_restore():
     before = _threads_now()
-    with _blas.blas_threads(2):
-        assert all(t == 2 for t in _threads_now())
+    with _blas.single_threaded_blas():
+        assert all(t == 1 for t in _threads_now())
         with _blas.single_threaded_blas():
             assert all(t == 1 for t in _threads_now())
-        assert all(t == 2 for t in _threads_now())
+        assert all(t == 1 for t in _threads_now())   # the outer block still needs it
     assert _threads_now() == before
     with pytest.raises(KeyError):   # restored on an exception too
         with _blas.single_threaded_blas():
@@ -48,36 +49,33 @@ def test_set_nest_restore():
     assert _threads_now() == before
 
 
-def test_threads_do_not_restore_under_each_other():
-    inside, release, order = threading.Event(), threading.Event(), []
+def test_concurrent_blocks_restore_only_when_the_last_leaves():
+    before = _threads_now()
+    inside, release = threading.Event(), threading.Event()
 
     def holder():
         with _blas.single_threaded_blas():
             inside.set()
             release.wait(10)
-            order.append("holder out")
 
     t = threading.Thread(target=holder)
     t.start()
-    assert inside.wait(10)
-
-    def other():
-        with _blas.single_threaded_blas():
-            order.append("other in")
-
-    u = threading.Thread(target=other)
-    u.start()
-    time.sleep(0.2)
-    assert order == []          # waits for the holder's block
-    release.set()
-    t.join(10)
-    u.join(10)
-    assert order == ["holder out", "other in"]
+    try:
+        assert inside.wait(10)
+        with _blas.single_threaded_blas():   # does not wait for the holder's block
+            assert all(t == 1 for t in _threads_now())
+        assert all(t == 1 for t in _threads_now())   # the holder is still inside
+    finally:
+        release.set()
+        t.join(10)
+    assert _threads_now() == before
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
 def test_fork_while_another_thread_holds_the_lock():
-    """A child forked while another thread is inside the block gets a fresh lock."""
+    """A child forked while another thread is inside a block: the lock is fresh, the child's
+    BLAS gets its thread setting back (that thread does not exist there), blocks still work."""
+    before = _threads_now()
     inside, release = threading.Event(), threading.Event()
 
     def holder():
@@ -93,8 +91,10 @@ def test_fork_while_another_thread_holds_the_lock():
         if pid == 0:  # child: the holder thread does not exist here
             code = 1
             try:
+                restored = _threads_now() == before
                 with _blas.single_threaded_blas():
-                    code = 0
+                    one = all(t == 1 for t in _threads_now())
+                code = 0 if restored and one and _threads_now() == before else 3
             finally:
                 os._exit(code)
         deadline = time.monotonic() + 20
