@@ -292,20 +292,61 @@ def fill_normal(out: np.ndarray, mean: float, std: float, seed: int, stream: int
 
 # Below this standardised upper bound the lower tail is sampled in log space (mode 1).
 _LOG_SPACE_BELOW = -5.0
+# The float32 kernel's quantile polynomials cover w = -ln((1 + y)(1 - y)) up to these bounds
+# (kernels/fi_math.h): the central one alone, and central + tail.
+_W_CENTRAL, _W_TAIL = 6.25, 25.0
+_U_MIN = 0.5 * 2.0**-32  # the smallest uniform of the kernels, u = (k + 1/2) 2^-32
 
 
-def trunc_params(mean: float, std: float, a: float, b: float):
-    """Per-call constants of the inverse-CDF truncated-normal kernel: (mode, c0, c1, sign).
+def _float32_mode(alpha: float, beta: float):
+    """(mode, Phi(alpha), Phi(beta) - Phi(alpha), 1 - Phi(beta)) for the float32 kernel, or None.
 
-    With :math:`\\alpha = (a - \\text{mean})/\\text{std}`, :math:`\\beta = (b - \\text{mean})/\\text{std}`,
-    the interval is mirrored (sign = -1) when its mass lies mostly above the mean, so the
-    quantile is always evaluated on the accurate lower side. Mode 0: :math:`p = c_0 + u c_1` with
-    :math:`c_0 = \\Phi(\\alpha)`, :math:`c_1 = \\Phi(\\beta) - \\Phi(\\alpha)`. Mode 1 (upper bound
-    below -5, far tail): :math:`\\ln p = c_0 + \\ln(c_1 + u(1 - c_1))` with
-    :math:`c_0 = \\ln\\Phi(\\beta)`, :math:`c_1 = \\Phi(\\alpha)/\\Phi(\\beta)`, which reaches any
-    depth of the tail.
+    w = -ln((1 + y)(1 - y)) is largest at the ends of the uniform's range (the product is a
+    concave quadratic in u), so its bound over a call is exact; mode 2 needs w <= 6.25 (the
+    central polynomial), mode 3 w <= 25 (both), otherwise the double-precision modes run.
+    """
+    p_lo, q_hi = float(special.ndtr(alpha)), float(special.ndtr(-beta))
+    if beta <= 0:
+        mass = float(special.ndtr(beta)) - p_lo
+    elif alpha >= 0:
+        mass = float(special.ndtr(-alpha)) - q_hi
+    else:
+        mass = 1.0 - p_lo - q_hi
+    if not mass > 0:
+        return None
+    t_ends = [(2 * p_lo + 2 * u * mass) * (2 * q_hi + 2 * (1 - u) * mass) for u in (_U_MIN, 1 - _U_MIN)]
+    t_min = min(t_ends)
+    if not t_min > 0:
+        return None
+    w_max = -math.log(t_min)
+    if w_max <= _W_CENTRAL * (1 - 1e-6):
+        return 2, p_lo, mass, q_hi
+    if w_max <= _W_TAIL * (1 - 1e-6):
+        return 3, p_lo, mass, q_hi
+    return None
+
+
+def trunc_params(mean: float, std: float, a: float, b: float, single: bool = False):
+    r"""Per-call constants of the inverse-CDF truncated-normal kernel: (mode, c0, c1, c2).
+
+    With :math:`\alpha = (a - \text{mean})/\text{std}`, :math:`\beta = (b - \text{mean})/\text{std}`:
+
+    * float32 outputs (``single``), modes 2 and 3 when every quantile of the call stays within
+      :math:`|x| \lesssim 6.9` and the interval is not a far-tail sliver: :math:`c_0 = \Phi(\alpha)`,
+      :math:`c_1 = \Phi(\beta) - \Phi(\alpha)`, :math:`c_2 = 1 - \Phi(\beta)`, each computed
+      without cancellation; the kernel works in float32 (see ``kernels/fill_impl.h``).
+    * Otherwise, in double precision, the interval is mirrored (:math:`c_2` = sign = -1) when its
+      mass lies mostly above the mean, so the quantile is evaluated on the accurate lower side.
+      Mode 0: :math:`p = c_0 + u c_1` with :math:`c_0 = \Phi(\alpha)`,
+      :math:`c_1 = \Phi(\beta) - \Phi(\alpha)`. Mode 1 (upper bound below -5, far tail):
+      :math:`\ln p = c_0 + \ln(c_1 + u(1 - c_1))` with :math:`c_0 = \ln\Phi(\beta)`,
+      :math:`c_1 = \Phi(\alpha)/\Phi(\beta)`, which reaches any depth of the tail.
     """
     alpha, beta = (a - mean) / std, (b - mean) / std
+    if single:
+        fast = _float32_mode(alpha, beta)
+        if fast is not None:
+            return fast
     sign = 1.0
     if alpha + beta > 0:
         alpha, beta, sign = -beta, -alpha, -1.0
@@ -320,9 +361,11 @@ def fill_trunc_normal(out: np.ndarray, mean: float, std: float, a: float, b: flo
                       offset: int = 0, name: str = "tensor") -> np.ndarray:
     r"""Fill `out` in place with :math:`\mathcal{N}(\text{mean}, \text{std}^2)` truncated to :math:`[a, b]`.
 
-    ``a`` and ``b`` are absolute values (torch's meaning). Sampling is by the inverse CDF in
-    double precision, :math:`x = \text{mean} + \text{std}\,\Phi^{-1}(\Phi(\alpha) + u(\Phi(\beta) -
-    \Phi(\alpha)))` with one uniform per element, so it is exact in distribution, costs the same
+    ``a`` and ``b`` are absolute values (torch's meaning). Sampling is by the inverse CDF,
+    :math:`x = \text{mean} + \text{std}\,\Phi^{-1}(\Phi(\alpha) + u(\Phi(\beta) -
+    \Phi(\alpha)))` with one uniform per element (float32 arithmetic for float32-family outputs
+    when the interval allows it, see :func:`trunc_params`; double otherwise), so it is exact in
+    distribution up to a few float32 ulps of the quantile, costs the same
     however little mass :math:`[a, b]` holds, keeps the element-to-counter map fixed, and every
     value lies in :math:`[a, b]` (the result is clamped to the nearest representable values inside,
     which moves values by rounding error only). See :func:`trunc_params` for the tail handling.
@@ -337,10 +380,9 @@ def fill_trunc_normal(out: np.ndarray, mean: float, std: float, a: float, b: flo
     if prepared is None:
         return fill_constant(out, a, name)
     seed, stream, is32, otype, offset, lo, hi = prepared
-    mode, c0, c1, sign = trunc_params(mean, std, a, b)
-    if is32:
-        return _run(out, offset, nb.TRN32, otype, (seed, stream, mode, c0, c1, sign, mean, std, lo, hi))
-    return _run(out, offset, nb.TRN64, otype, (seed, stream, mode, c0, c1, sign, mean, std, lo, hi))
+    mode, c0, c1, c2 = trunc_params(mean, std, a, b, single=is32)
+    kind = nb.TRN32 if is32 else nb.TRN64
+    return _run(out, offset, kind, otype, (seed, stream, mode, c0, c1, c2, mean, std, lo, hi))
 
 
 def fill_constant(out: np.ndarray, value: float, name: str = "tensor") -> np.ndarray:

@@ -25,6 +25,13 @@
 
 #define FI_W (4 * FI_NB)       /* 32-bit words per step */
 
+/* The transcendental transforms are long dependency chains.  Their loops handle FI_IL elements
+ * FI_W / FI_IL apart per iteration (FI_K unrolls the copies before vectorisation) and the GCC build
+ * schedules instructions (-fschedule-insns), so independent chains interleave and the core's
+ * out-of-order window is not the limit. */
+#define FI_IL 4
+#define FI_K _Pragma("GCC unroll 8") for (int k = 0; k < FI_IL; k++)
+
 /* One hardware vector of 64-bit lanes: FI_L blocks per vector, FI_G independent vectors per
  * state word (several chains hide the multiply latency). */
 #if defined(__AVX512F__)
@@ -235,14 +242,16 @@ int FI_FN(fi_fill_normal_f32)(uint64_t seed, uint64_t stream, uint64_t block0, u
 {
     /* Elements 2m, 2m+1 come from words 2m (radius) and 2m+1 (angle). */
 #define BODY_NRM32                                                                            \
-    for (int m = 0; m < FI_W / 2; m++) {                                                      \
-        /* u1 = (k + 1/2) 2^-31 in (0, 1] from the top 31 bits: r reaches sqrt(64 ln 2) */      \
-        float u1 = ((float)(int32_t)(w[2 * m] >> 1) + 0.5f) * 0x1p-31f;                       \
+    for (int m = 0; m < FI_W / 2 / FI_IL; m++) {                                              \
+        FI_K {                                                                                \
+        int mm = m + k * (FI_W / 2 / FI_IL);                                                  \
+        float u1 = ((float)(int32_t)(w[2 * mm] >> 1) + 0.5f) * 0x1p-31f;                      \
         float r = __builtin_sqrtf(-2.0f * fi_logf(u1));                                       \
         float c, s;                                                                           \
-        fi_sincos_turn24(w[2 * m + 1] >> 8, &c, &s);                                          \
-        dst[2 * m] = mean + std * (r * c);                                                    \
-        dst[2 * m + 1] = mean + std * (r * s);                                                \
+        fi_sincos_turn24(w[2 * mm + 1] >> 8, &c, &s);                                         \
+        dst[2 * mm] = mean + std * (r * c);                                                   \
+        dst[2 * mm + 1] = mean + std * (r * s);                                               \
+        }                                                                                     \
     }
     FI_STEP_LOOP(4, float, BODY_NRM32, DIRECT_F32FAM, STORE_F32FAM);
     return 0;
@@ -287,11 +296,52 @@ int FI_FN(fi_fill_normal_f64)(uint64_t seed, uint64_t stream, uint64_t block0, u
         }                                                                                     \
     }
 
+/* float32 modes (single precision throughout, for intervals whose quantiles stay within |x| <~ 6.9):
+ *   mode 2: x = y Q_central(w)        (every w <= 6.25)
+ *   mode 3: x = y Q_central or Q_tail (every w <= 25; both evaluated, one selected)
+ * with c0 = Phi(alpha), c1 = Phi(beta) - Phi(alpha), c2 = 1 - Phi(beta) and, for u = (k + 1/2) 2^-32,
+ *   y = 2 c0 - 1 + 2 u c1 (in double, then rounded: exact near y = 0),
+ *   1 + y = 2 c0 + 2 u c1 and 1 - y = 2 c2 + 2 (1 - u) c1 (sums of non-negative terms in float32,
+ *   so the tail probabilities carry no cancellation), w = -ln((1 + y)(1 - y)). */
+#define TRUNC_LOOP32(BOTH)                                                                    \
+    for (int i0 = 0; i0 < FI_W / FI_IL; i0++) {                                               \
+        FI_K {                                                                                \
+        int i = i0 + k * (FI_W / FI_IL);                                                      \
+        float y = (float)(ya + ((double)w[i] + 0.5) * yb);                                    \
+        float uf = ((float)w[i] + 0.5f) * 0x1p-32f;                                           \
+        float vf = ((float)(~w[i]) + 0.5f) * 0x1p-32f;                                        \
+        float t = (pa2 + uf * d2) * (qb2 + vf * d2);                                          \
+        float wv = -fi_logf(t);                                                               \
+        float q = fi_trunc_q_central(wv);                                                     \
+        if (BOTH) {                                                                           \
+            float qt = fi_trunc_q_tail(__builtin_sqrtf(wv));                                  \
+            q = wv <= 6.25f ? q : qt;                                                         \
+        }                                                                                     \
+        float v = meanf + stdf * (y * q);                                                     \
+        v = v < lo ? lo : v;                                                                  \
+        dst[i] = v > hi ? hi : v;                                                             \
+        }                                                                                     \
+    }
+
+/* Modes 0 and 1 (double precision, any interval): c2 is the sign of the mirroring (see above). */
 int FI_FN(fi_fill_trunc_f32)(uint64_t seed, uint64_t stream, uint64_t block0, unsigned skip, int64_t n,
-                             void *out, int otype, int mode, double c0, double c1, double sign,
+                             void *out, int otype, int mode, double c0, double c1, double c2,
                              double mean, double std, float lo, float hi)
 {
-    const double sstd = sign * std;
+    if (mode >= 2) {
+        const double ya = (2.0 * c0 - 1.0), yb = 2.0 * c1 * 0x1p-32;
+        const float pa2 = (float)(2.0 * c0), qb2 = (float)(2.0 * c2), d2 = (float)(2.0 * c1);
+        const float meanf = (float)mean, stdf = (float)std;
+        if (mode == 2) {
+#define BODY_TRN32C TRUNC_LOOP32(0)
+            FI_STEP_LOOP(4, float, BODY_TRN32C, DIRECT_F32FAM, STORE_F32FAM);
+        } else {
+#define BODY_TRN32T TRUNC_LOOP32(1)
+            FI_STEP_LOOP(4, float, BODY_TRN32T, DIRECT_F32FAM, STORE_F32FAM);
+        }
+        return 0;
+    }
+    const double sstd = c2 * std;
 #define U_TRN32 (((double)w[e] + 0.5) * 0x1p-32)                   /* (0, 1) */
 #define OUT_TRN32                                                                             \
     float v = (float)(mean + sstd * x);                                                       \

@@ -58,12 +58,14 @@ FI_API int fi_fill_normal_f32(uint64_t seed, uint64_t stream, uint64_t block0, u
 FI_API int fi_fill_normal_f64(uint64_t seed, uint64_t stream, uint64_t block0, unsigned skip, int64_t n,
                               double *out, double mean, double std);
 
-/* Truncated normal by the inverse CDF (computed in double), see fastinit/_fill.py for the modes:
- *   mode 0: p = c0 + u * c1,                         x = sign * ndtri(p)
- *   mode 1: lp = c0 + log(c1 + u * (1 - c1)),        x = sign * ndtri_tail(lp)   (far lower tail)
+/* Truncated normal by the inverse CDF, see fastinit/_fill.py (trunc_params) for the modes:
+ *   mode 0: p = c0 + u * c1,                         x = c2 * ndtri(p)            (double; c2 = sign)
+ *   mode 1: lp = c0 + log(c1 + u * (1 - c1)),        x = c2 * ndtri_tail(lp)      (double, far lower tail)
+ *   mode 2, 3 (fi_fill_trunc_f32 only): float32 quantile with c0 = Phi(alpha), c1 = its mass,
+ *           c2 = 1 - Phi(beta); mode 2 central polynomial only, mode 3 central and tail
  * value = mean + std * x, clamped to [lo, hi], rounded to the output type. */
 FI_API int fi_fill_trunc_f32(uint64_t seed, uint64_t stream, uint64_t block0, unsigned skip, int64_t n,
-                             void *out, int otype, int mode, double c0, double c1, double sign,
+                             void *out, int otype, int mode, double c0, double c1, double c2,
                              double mean, double std, float lo, float hi);
 FI_API int fi_fill_trunc_f64(uint64_t seed, uint64_t stream, uint64_t block0, unsigned skip, int64_t n,
                              double *out, int mode, double c0, double c1, double sign,
