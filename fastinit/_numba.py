@@ -55,18 +55,29 @@ _llvm.load_library_permanently(lib._name)
 
 _u64, _i64, _u32, _i32, _f32, _f64 = types.uint64, types.int64, types.uint32, types.int32, types.float32, types.float64
 _head = (_u64, _u64, _u64, _u32, _i64, _u64)  # seed, stream, block0, skip, n, out (address)
-_raw = types.ExternalFunction("fi_raw_u32", _i32(*_head))
-_uni32 = types.ExternalFunction("fi_fill_uniform_f32", _i32(*_head, _i32, _f32, _f32, _f32, _f32))
-_uni64 = types.ExternalFunction("fi_fill_uniform_f64", _i32(*_head, _f64, _f64, _f64, _f64))
-_nrm32 = types.ExternalFunction("fi_fill_normal_f32", _i32(*_head, _i32, _f32, _f32))
-_nrm64 = types.ExternalFunction("fi_fill_normal_f64", _i32(*_head, _f64, _f64))
-_trn32 = types.ExternalFunction(
+
+
+def _extern(name, sig):
+    """C function `name` of the library: by symbol name when compiled; a ctypes call under
+    NUMBA_DISABLE_JIT (pure-Python mode, used for coverage runs), where the drivers run as Python."""
+    if not numba.config.DISABLE_JIT:
+        return types.ExternalFunction(name, sig)
+    fn = getattr(lib, name)
+    return lambda *args: fn(*(a.item() if isinstance(a, np.generic) else a for a in args))
+
+
+_raw = _extern("fi_raw_u32", _i32(*_head))
+_uni32 = _extern("fi_fill_uniform_f32", _i32(*_head, _i32, _f32, _f32, _f32, _f32))
+_uni64 = _extern("fi_fill_uniform_f64", _i32(*_head, _f64, _f64, _f64, _f64))
+_nrm32 = _extern("fi_fill_normal_f32", _i32(*_head, _i32, _f32, _f32))
+_nrm64 = _extern("fi_fill_normal_f64", _i32(*_head, _f64, _f64))
+_trn32 = _extern(
     "fi_fill_trunc_f32", _i32(*_head, _i32, _i32, _f64, _f64, _f64, _f64, _f64, _f32, _f32)
 )
-_trn64 = types.ExternalFunction("fi_fill_trunc_f64", _i32(*_head, _i32, _f64, _f64, _f64, _f64, _f64, _f64, _f64))
-_c16 = types.ExternalFunction("fi_fill_const_u16", _i32(_i64, _u64, types.uint16))
-_c32 = types.ExternalFunction("fi_fill_const_u32", _i32(_i64, _u64, _u32))
-_c64 = types.ExternalFunction("fi_fill_const_u64", _i32(_i64, _u64, _u64))
+_trn64 = _extern("fi_fill_trunc_f64", _i32(*_head, _i32, _f64, _f64, _f64, _f64, _f64, _f64, _f64))
+_c16 = _extern("fi_fill_const_u16", _i32(_i64, _u64, types.uint16))
+_c32 = _extern("fi_fill_const_u32", _i32(_i64, _u64, _u32))
+_c64 = _extern("fi_fill_const_u64", _i32(_i64, _u64, _u64))
 
 # Kernel kinds of fill_kernel, with the elements per Philox block of each.
 RAW, UNI32, UNI64, NRM32, NRM64, TRN32, TRN64 = range(7)
@@ -130,6 +141,8 @@ _layer: str | None = None
 def threading_layer() -> str:
     """Numba's threading layer in use (runs a tiny parallel fill first if none ran yet)."""
     global _layer
+    if _layer is None and numba.config.DISABLE_JIT:
+        _layer = "none (JIT disabled)"  # no parallel region is compiled; _guard serialises calls
     if _layer is None:
         buf = np.empty(1, np.uint32)
         _drive_const(1, np.uint64(buf.ctypes.data), 4, np.uint64(0))
