@@ -22,6 +22,14 @@ def _size(text: str) -> int:
 
 
 def make_parser() -> argparse.ArgumentParser:
+    """The parser of the ``fastinit`` command, apart from :func:`main` so it can be tested alone.
+
+    Examples
+    --------
+    >>> args = make_parser().parse_args(["bench", "--size", "64MiB", "--repeat", "1"])
+    >>> args.command, args.size, args.repeat, args.no_torch
+    ('bench', 67108864, 1, False)
+    """
     p = argparse.ArgumentParser(prog="fastinit", description="Fast, reproducible weight initialization on CPU.")
     sub = p.add_subparsers(dest="command", required=True)
     info = sub.add_parser("info", help="versions, SIMD level, threads, cache directory")
