@@ -51,6 +51,8 @@ _SIGNATURES = {
     "fi_fill_const_u32": (_int, [_i64, _vp, _u32]),
     "fi_fill_const_u64": (_int, [_i64, _vp, _u64]),
     "fi_ndtri": (_f64, [_f64]),
+    "fi_prefault": (_int, [ctypes.c_void_p, ctypes.c_int64]),
+    "fi_resident": (_int, [ctypes.c_void_p]),
     "fi_simd_level": (_int, []),
     "fi_simd_set": (_int, [_int]),
     "fi_simd_supported": (_int, [_int]),

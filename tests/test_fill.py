@@ -5,6 +5,8 @@ and were not searched for.
 """
 
 import math
+import mmap
+import sys
 
 import ml_dtypes
 import numpy as np
@@ -12,6 +14,7 @@ import pytest
 from scipy import special, stats
 
 from fastinit import _fill
+from fastinit import _numba as nb
 
 SEED = 20240601
 DTYPES = [np.float16, ml_dtypes.bfloat16, np.float32, np.float64]
@@ -47,6 +50,31 @@ def test_any_layout_gives_the_contiguous_values(kind, dtype):
         out = fill(view)
         assert out is view
         assert (out.astype(np.float64) == ref.astype(np.float64)).all(), name
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="page residency is a Linux query here")
+@pytest.mark.parametrize("kind", ["uniform", "normal", "trunc"])
+def test_fresh_memory_is_prefaulted_and_gives_the_same_values(kind):
+    """A large never-touched buffer is mapped chunk by chunk before the fill (fewer page faults);
+    the values cannot depend on it."""
+    n = (8 << 20) // 4 + 3  # 8 MiB and a bit: above PREFAULT_MIN_BYTES, not a whole page
+    fresh_map = mmap.mmap(-1, 4 * n + 4096)  # anonymous: no page is mapped until written
+    fresh = np.frombuffer(fresh_map, np.float32, count=n, offset=4)
+    assert nb.fresh_memory(fresh.ctypes.data, fresh.nbytes)
+    fills()[kind](fresh)
+    assert not nb.fresh_memory(fresh.ctypes.data, fresh.nbytes)
+    warm = fills()[kind](np.ones(n, np.float32))
+    assert (fresh.view(np.uint32) == warm.view(np.uint32)).all()
+    assert fresh_map[:4] == bytes(4)  # the bytes before the array are untouched
+    del fresh
+    fresh_map.close()
+
+
+def test_small_or_touched_targets_are_not_prefaulted():
+    small = np.empty(1024, np.float32)
+    assert not nb.fresh_memory(small.ctypes.data, small.nbytes)
+    big = np.ones((16 << 20) // 4, np.float32)
+    assert not nb.fresh_memory(big.ctypes.data, big.nbytes)
 
 
 def test_small_pieces_path(monkeypatch):

@@ -71,6 +71,12 @@ FI_API int fi_fill_trunc_f64(uint64_t seed, uint64_t stream, uint64_t block0, un
                              double *out, int mode, double c0, double c1, double sign,
                              double mean, double std, double lo, double hi);
 
+/* First touch (kernels/memory.c): fi_prefault maps the whole pages of [addr, addr + nbytes) for
+ * writing in one call (0 on success, -1 if the system cannot; the data are not changed);
+ * fi_resident is 1 if the first whole page at or after addr is mapped, 0 if not, -1 unknown. */
+FI_API int fi_prefault(void *addr, int64_t nbytes);
+FI_API int fi_resident(const void *addr);
+
 /* Constant fills (also the write-bandwidth yardstick of the benchmarks). */
 FI_API int fi_fill_const_u16(int64_t n, uint16_t *out, uint16_t v);
 FI_API int fi_fill_const_u32(int64_t n, uint32_t *out, uint32_t v);
