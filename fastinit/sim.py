@@ -339,7 +339,9 @@ def _resolve_activation(activation, activation_param, activation_derivative):
     except ValueError as exc:
         raise ValueError(f"activation: {exc}") from None
     sat = act.saturation if act.saturation is not None else math.inf
-    return _Act(act.name, act.phi_nb, act.dphi_nb, act.param, sat, act.name, activation_param)
+    # the inlinable (vectorising) kernels' versions where they exist, libm-based ones otherwise
+    phi, dphi = _k.FAST_ACTIVATIONS.get(act.name, (act.phi_nb, act.dphi_nb))
+    return _Act(act.name, phi, dphi, act.param, sat, act.name, activation_param)
 
 
 # ------------------------------------------------------------------------------------------
