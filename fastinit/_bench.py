@@ -70,6 +70,8 @@ def numpy_trunc_rejection(rng: np.random.Generator, out: np.ndarray, mean, std, 
 
 def fill_rows(nbytes: int = 1 << 30, repeat: int = 3, torch_too: bool = True) -> list[dict]:
     """Measure every implementation on one float32 buffer of `nbytes` bytes; one dict per row."""
+    if repeat < 1:
+        raise ValueError(f"repeat must be >= 1, got {repeat}")
     buf = np.empty(nbytes // 4, np.float32)
     rng = np.random.default_rng(0)
     threaded = NumpyThreaded()

@@ -14,10 +14,20 @@ def _size(text: str) -> int:
     t = text.strip().lower().removesuffix("ib").removesuffix("b")
     try:
         n = int(float(t[:-1]) * units[t[-1]]) if t and t[-1] in units else int(t)
-    except (ValueError, IndexError):
+    except (ValueError, IndexError, OverflowError):  # OverflowError: "infGiB"
         raise argparse.ArgumentTypeError(f"size must look like 1GiB, 256MiB or a byte count, got {text!r}")
     if n < 4096:
         raise argparse.ArgumentTypeError(f"size must be at least 4096 bytes, got {text!r}")
+    return n
+
+
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
     return n
 
 
@@ -36,7 +46,7 @@ def make_parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true", help="print JSON")
     bench = sub.add_parser("bench", help="fill throughput vs NumPy (and torch), next to the write bandwidth")
     bench.add_argument("--size", type=_size, default=1 << 30, help="buffer size, e.g. 1GiB (default), 64MiB")
-    bench.add_argument("--repeat", type=int, default=3, help="timed runs per row; the median is shown")
+    bench.add_argument("--repeat", type=_positive_int, default=3, help="timed runs per row; the median is shown")
     bench.add_argument("--no-torch", action="store_true", help="skip torch even if installed")
     bench.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
     try:
