@@ -534,12 +534,14 @@ def _build_layer_kernels(phi, dphi):
 
 
     @njit(parallel=True, fastmath=_FAST, error_model="numpy", nogil=True)
-    def backward_layer(g, gres, residual, z, delta, a_out, want_a, p, scale, nchunk):
+    def backward_layer(g, gres, residual, z, delta, a_out, p, scale, nchunk):
         """Fused backward pass through one layer's nonlinearity.
 
         In place: with ``residual`` first ``g += gres`` (the skip path), then
-        ``delta = scale * phi'(z) * g`` and, if ``want_a``, ``a_out = phi(z)`` (the previous layer's
-        post-activation rebuilt from the stored pre-activation, for the weight gradient).
+        ``delta = scale * phi'(z) * g`` and ``a_out = phi(z)`` (the previous layer's
+        post-activation rebuilt from the stored pre-activation, for the weight gradient; pass a
+        scratch array where it is not needed). One loop for both: their common work (exp, erfc)
+        is computed once, and the activation is compiled into one loop body, not two.
 
         Returns
         -------
@@ -558,20 +560,12 @@ def _build_layer_kernels(phi, dphi):
                 if residual:
                     for j in range(n):
                         g[i, j] = np.float64(g[i, j]) + np.float64(gres[i, j])
-                if want_a:
-                    # one loop for phi and phi': their common work (exp, erfc) is computed once
-                    for j in range(n):
-                        zz = np.float64(z[i, j])
-                        a_out[i, j] = phi(zz, p)
-                        delta[i, j] = scale * dphi(zz, p) * np.float64(g[i, j])
-                        d = np.float64(delta[i, j])
-                        rd += d * d
-                else:
-                    for j in range(n):
-                        zz = np.float64(z[i, j])
-                        delta[i, j] = scale * dphi(zz, p) * np.float64(g[i, j])
-                        d = np.float64(delta[i, j])
-                        rd += d * d
+                for j in range(n):
+                    zz = np.float64(z[i, j])
+                    a_out[i, j] = phi(zz, p)
+                    delta[i, j] = scale * dphi(zz, p) * np.float64(g[i, j])
+                    d = np.float64(delta[i, j])
+                    rd += d * d
                 rowsq[i] = rd
         return rowsq.sum(), rowsq
 
@@ -680,7 +674,7 @@ def _mlp_pass(x, weights, biases, phi, dphi, p, sat_thr, residual=False, alpha=1
     g = np.ascontiguousarray(G, dtype=dtype)
     delta = np.empty((B, widths[L]), dtype=dtype)
     aprev = None
-    sd2, rd = backward_layer(g, g, False, zs[L - 1], delta, delta, False, p,
+    sd2, rd = backward_layer(g, g, False, zs[L - 1], delta, np.empty_like(delta), p,
                               alpha if residual else 1.0, nchunk)
     for l in range(L - 1, -1, -1):
         n_out, n_in = widths[l + 1], widths[l]
@@ -695,11 +689,11 @@ def _mlp_pass(x, weights, biases, phi, dphi, p, sat_thr, residual=False, alpha=1
             if residual:
                 aprev = posts[l]
                 sd2_new, rd_new = backward_layer(g_new, g, True, zs[l - 1], delta_new,
-                                                 delta_new, False, p, alpha, nchunk)
+                                                 np.empty_like(delta_new), p, alpha, nchunk)
             else:
                 aprev = np.empty((B, n_in), dtype=dtype)
                 sd2_new, rd_new = backward_layer(g_new, g, False, zs[l - 1], delta_new, aprev,
-                                                 True, p, 1.0, nchunk)
+                                                 p, 1.0, nchunk)
         else:
             aprev = x
             if residual:
@@ -783,9 +777,9 @@ def _rnn_pass(h0, W, xs_fn, U, b, phi, dphi, p, steps, G=None, backward=True):
     g = np.ascontiguousarray(G, dtype=dtype)
     grad[T] = sumsq(g) / (B * n)
     delta = np.empty((B, n), dtype=dtype)
+    scratch = np.empty((B, n), dtype=dtype)
     for t in range(T, 0, -1):
-        backward_layer(g, g, False, zs[t - 1], delta, delta, False, p, 1.0,
-                       nchunk)
+        backward_layer(g, g, False, zs[t - 1], delta, scratch, p, 1.0, nchunk)
         zs[t - 1] = None
         g = np.matmul(delta, W)
         grad[t - 1] = sumsq(g) / (B * n)
