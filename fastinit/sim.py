@@ -54,6 +54,7 @@ True
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import warnings
@@ -558,6 +559,28 @@ def _nan_theory(names, length):
 
 def _mlp_theory(widths, act, weight_means, weight_vars, bias_mean, bias_var, input_mean,
                 input_std, batch, residual_scale):
+    """Mean-field predictions of every statistic, and a note ("" or why there are none).
+
+    Cached per configuration (a sweep asks once per configuration and call; repeated calls,
+    such as more seeds later, reuse it). Callers get their own copies of the arrays.
+    """
+    try:
+        th, note = _mlp_theory_cached(tuple(widths), act, tuple(weight_means), tuple(weight_vars),
+                                      bias_mean, bias_var, input_mean, input_std, batch,
+                                      residual_scale)
+    except TypeError:  # an unhashable activation (a user's Activation with unhashable parts)
+        th, note = _mlp_theory_uncached(widths, act, weight_means, weight_vars, bias_mean,
+                                        bias_var, input_mean, input_std, batch, residual_scale)
+    return {k: np.array(v, copy=True) for k, v in th.items()}, note
+
+
+@functools.lru_cache(maxsize=512)
+def _mlp_theory_cached(*args):
+    return _mlp_theory_uncached(*args)
+
+
+def _mlp_theory_uncached(widths, act, weight_means, weight_vars, bias_mean, bias_var, input_mean,
+                         input_std, batch, residual_scale):
     L = len(widths) - 1
     out = _nan_theory(MLP_STATISTICS, L)
     if any(m != 0.0 for m in weight_means):
@@ -1126,7 +1149,7 @@ def _label(name, params):
 
 def sweep(inits=("xavier_normal", "kaiming_normal"), activations=("tanh", "relu"),
           depths=(20,), widths=(128,), seeds=(0,), *, batch=512, n_networks=1, progress=None,
-          theory=True, **kwargs):
+          theory=True, workers=None, **kwargs):
     r"""Simulate a grid of configurations in one call and return a tidy table.
 
     The grid is ``inits x activations x depths x widths``; each configuration runs once per
@@ -1148,6 +1171,12 @@ def sweep(inits=("xavier_normal", "kaiming_normal"), activations=("tanh", "relu"
         Called as ``progress(done, total, label)`` after each run.
     theory : bool
         Attach mean-field predictions (computed once per configuration).
+    workers : int, optional
+        Runs simulated at once, each on one thread (one Numba thread, single-threaded BLAS).
+        Default: Numba's thread count when every configuration is small (layers below
+        ``_sim_kernels.SMALL_LAYER_ENTRIES`` entries and GEMMs below ``SMALL_GEMM_FLOPS``), where
+        one run cannot use several cores well, and 1 otherwise (each run then uses every core).
+        Results do not depend on it: every run's numbers are fixed by its seed.
     **kwargs
         Any other :func:`simulate_mlp` argument (``bias``, ``input_std``, ``residual_scale``,
         ``dtype``, ...).
@@ -1180,25 +1209,63 @@ def sweep(inits=("xavier_normal", "kaiming_normal"), activations=("tanh", "relu"
     if not grid:
         raise ValueError("sweep: empty grid (inits, activations, depths and widths must be non-empty)")
     total = len(grid) * len(seeds)
-    done = 0
-    records, results = [], {}
-    for init_spec, act_spec, depth, width in grid:
+    jobs = [(gi, si) for gi in range(len(grid)) for si in range(len(seeds))]
+    workers = _sweep_workers(workers, grid, batch, kwargs.get("input_dim"))
+
+    def run(job):
+        gi, si = job
+        init_spec, act_spec, depth, width = grid[gi]
         iname, iparams = _spec(init_spec)
         aname, aparam = _spec(act_spec)
-        runs = []
-        for s in seeds:
-            runs.append(simulate_mlp(depth=depth, width=width, batch=batch, activation=aname,
-                                     activation_param=aparam, init=iname, init_params=iparams,
-                                     n_networks=n_networks, seed=s,
-                                     theory=theory and not runs, **kwargs))
-            done += 1
+        return simulate_mlp(depth=depth, width=width, batch=batch, activation=aname,
+                            activation_param=aparam, init=iname, init_params=iparams,
+                            n_networks=n_networks, seed=seeds[si], theory=theory and si == 0,
+                            **kwargs)
+
+    def label(job):
+        gi, si = job
+        init_spec, act_spec, depth, width = grid[gi]
+        return (f"{_label(*_spec(init_spec))}/{_label(*_spec(act_spec))} "
+                f"L={depth} n={width} seed={seeds[si]}")
+
+    runs = {}
+    if workers > 1:
+        # compile each activation's kernels once, here, rather than in several threads at once
+        for a in dict.fromkeys(_spec(g[1]) for g in grid):
+            _warm_up(a, kwargs)
+        from concurrent.futures import ThreadPoolExecutor, as_completed
+
+        def run_one_thread(job):
+            import numba
+            numba.set_num_threads(1)  # per thread: the workers supply the parallelism
+            return run(job)
+
+        with ThreadPoolExecutor(max_workers=workers) as ex:
+            futures = {ex.submit(run_one_thread, job): job for job in jobs}
+            try:
+                for done, fut in enumerate(as_completed(futures), 1):
+                    runs[futures[fut]] = fut.result()
+                    if progress is not None:
+                        progress(done, total, label(futures[fut]))
+            except BaseException:
+                for fut in futures:
+                    fut.cancel()
+                raise
+    else:
+        for done, job in enumerate(jobs, 1):
+            runs[job] = run(job)
             if progress is not None:
-                progress(done, total, f"{_label(iname, iparams)}/{_label(aname, aparam)} "
-                                      f"L={depth} n={width} seed={s}")
-        per = {n: np.concatenate([r.per_network[n] for r in runs]) for n in MLP_STATISTICS}
+                progress(done, total, label(job))
+
+    records, results = [], {}
+    for gi, (init_spec, act_spec, depth, width) in enumerate(grid):
+        iname, iparams = _spec(init_spec)
+        aname, aparam = _spec(act_spec)
+        runs_g = [runs.pop((gi, si)) for si in range(len(seeds))]
+        per = {n: np.concatenate([r.per_network[n] for r in runs_g]) for n in MLP_STATISTICS}
         stats, stderr = _summarise(per, MLP_STATISTICS)
-        config = dict(runs[0].config, seeds=seeds, n_networks=len(seeds) * n_networks)
-        res = MLPResult(runs[0].index, stats, stderr, per, runs[0].theory, config, [], "layer")
+        config = dict(runs_g[0].config, seeds=seeds, n_networks=len(seeds) * n_networks)
+        res = MLPResult(runs_g[0].index, stats, stderr, per, runs_g[0].theory, config, [], "layer")
         key = (_label(iname, iparams), _label(aname, aparam), depth, width)
         results[key] = res
         tq = _t975(res.n_networks - 1)
@@ -1215,3 +1282,29 @@ def sweep(inits=("xavier_normal", "kaiming_normal"), activations=("tanh", "relu"
                 row[n + "_theory"] = pick(res.theory[n])
             records.append(row)
     return SweepResult(records, results)
+
+
+def _sweep_workers(workers, grid, batch, input_dim):
+    """Concurrent runs for :func:`sweep` (see its ``workers`` argument)."""
+    if workers is not None:
+        return _int_arg("workers", workers)
+    import numba
+
+    from fastinit._numba import _SAFE_LAYERS, threading_layer
+    if numba.get_num_threads() < 2 or threading_layer() not in _SAFE_LAYERS:
+        return 1  # Numba's workqueue layer cannot take parallel kernels from two threads
+    for _, _, depth, width in grid:
+        n0 = width if input_dim is None else int(input_dim)
+        if (2.0 * batch * width * max(width, n0) >= _k.SMALL_GEMM_FLOPS
+                or batch * max(width, n0) >= _k.SMALL_LAYER_ENTRIES):
+            return 1
+    return min(numba.get_num_threads(), len(grid) or 1)
+
+
+def _warm_up(act_spec, kwargs):
+    """Compile one activation's kernels with a tiny run (cheap once compiled)."""
+    name, param = act_spec
+    simulate_mlp(depth=1, width=2, batch=2, activation=name, activation_param=param,
+                 activation_derivative=kwargs.get("activation_derivative"), init="normal",
+                 theory=False, dtype=kwargs.get("dtype", "float32"),
+                 residual_scale=kwargs.get("residual_scale"))

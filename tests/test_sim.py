@@ -390,6 +390,19 @@ def test_sweep_tidy_rows_and_ci():
     assert "kaiming_normal(mode=fan_out)" in sw.to_table()
 
 
+def test_sweep_workers_do_not_change_numbers():
+    """Concurrent runs (one thread each, single-threaded BLAS) give the same bits as one by one."""
+    kw = dict(inits=["orthogonal", "small"], activations=["tanh", "relu"], depths=[3],
+              widths=[24], seeds=[0, 1, 2], batch=32)
+    one, two = sweep(workers=1, **kw), sweep(workers=2, **kw)
+    assert list(one.results) == list(two.results)
+    for key in one.results:
+        for name in ALL:
+            np.testing.assert_array_equal(one.results[key].per_network[name],
+                                          two.results[key].per_network[name], err_msg=name)
+    np.testing.assert_equal(one.records, two.records)  # NaN-aware, dict by dict
+
+
 # ------------------------------------------------------------------------------------------
 # Errors name the argument
 # ------------------------------------------------------------------------------------------
