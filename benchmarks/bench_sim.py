@@ -13,8 +13,9 @@ Groups (one group = one comparison, as numbagg's benchmarks):
   ``extra_info["gflops"]`` is the GEMM work (3 GEMMs per layer) divided by the time; compare it
   with the ``sgemm`` group's rate measured in the same run (target: >= 70%).
 * ``sim_sweep|...``: 200 configurations (5 schemes x 4 activations x 10 seeds) at width 128,
-  depth 20, batch 512: ``fastinit.sim.sweep`` vs a Python loop over the NumPy reference with
-  NumPy-drawn weights.
+  depth 20, batch 512: ``fastinit.sim.sweep`` (its default, one run per core, and
+  ``workers=1``) vs a Python loop over the NumPy reference with NumPy-drawn weights (NumPy's
+  default BLAS threads).
 * ``sgemm|...``: one ``numpy.matmul`` of the first layer's shape in float32.
 
 Each benchmark asserts its answer, so a fast wrong result fails.
@@ -120,10 +121,10 @@ def _numpy_weight(rng, scheme, n):
     return (rng.standard_normal((n, n)) * std).astype(np.float32)
 
 
-def _sweep_fastinit():
+def _sweep_fastinit(workers=None):
     n, B, L = SWEEP
     sw = sim.sweep(inits=SWEEP_SCHEMES, activations=SWEEP_ACTS, depths=[L], widths=[n],
-                   seeds=SWEEP_SEEDS, batch=B, dtype="float32", theory=False)
+                   seeds=SWEEP_SEEDS, batch=B, dtype="float32", theory=False, workers=workers)
     # layer-1 second moment of every simulated network, in (scheme, activation, seed) order
     return [v for res in sw.results.values() for v in res.per_network["preact_m2"][:, 0]]
 
@@ -143,7 +144,11 @@ def _sweep_reference():
     return out
 
 
-SWEEP_IMPLS = {"fastinit": _sweep_fastinit, "numpy_reference": _sweep_reference}
+SWEEP_IMPLS = {
+    "fastinit": _sweep_fastinit,                              # default: one run per core
+    "fastinit_1worker": lambda: _sweep_fastinit(workers=1),   # one run at a time
+    "numpy_reference": _sweep_reference,
+}
 
 
 @pytest.mark.parametrize("impl", list(SWEEP_IMPLS))
@@ -152,7 +157,7 @@ def test_bench_sim_sweep(benchmark, impl):
     n, B, L = SWEEP
     nconf = len(SWEEP_SCHEMES) * len(SWEEP_ACTS) * len(SWEEP_SEEDS)
     benchmark.group = f"sim_sweep|{nconf} configs,width={n},batch={B},depth={L}"
-    if impl == "fastinit":
+    if impl.startswith("fastinit"):
         _sweep_fastinit()  # compile every activation outside the timed region
     vals = benchmark.pedantic(SWEEP_IMPLS[impl], rounds=1, iterations=1)
     assert len(vals) == nconf
