@@ -70,8 +70,11 @@ def test_fork_after_parallel_use():
 def test_interrupt_during_a_large_fill():
     """SIGINT raises KeyboardInterrupt promptly; afterwards the library still works correctly."""
     code = textwrap.dedent("""
-        import hashlib, sys, time, numpy as np
+        import hashlib, signal, sys, time, numpy as np
         from fastinit import _fill
+        # A parent started in the background (nohup, `cmd &` in a script) hands down SIGINT as
+        # ignored, and Python then installs no KeyboardInterrupt handler: install it explicitly.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         ref = hashlib.sha256(_fill.fill_normal(np.empty(100_000, np.float32), 0, 1, 1, 1).tobytes()).hexdigest()
         big = np.empty(1 << 27, np.float32)   # 512 MiB: many super-chunks
         print("ready", flush=True)
