@@ -323,7 +323,7 @@ int FI_FN(fi_fill_normal_f64)(uint64_t seed, uint64_t stream, uint64_t block0, u
         }                                                                                     \
     }
 
-/* Modes 0 and 1 (double precision, any interval): c2 is the sign of the mirroring (see above). */
+/* All four modes; in modes 0 and 1 (double precision, any interval) c2 is the sign of the mirroring. */
 int FI_FN(fi_fill_trunc_f32)(uint64_t seed, uint64_t stream, uint64_t block0, unsigned skip, int64_t n,
                              void *out, int otype, int mode, double c0, double c1, double c2,
                              double mean, double std, float lo, float hi)
