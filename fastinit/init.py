@@ -26,6 +26,7 @@ import numpy as np
 
 from ._fill import (FLOAT_DTYPES, InitArgumentError, check_array, check_real, fill_constant, fill_normal,
                     fill_trunc_normal, fill_uniform, raw_uint32)
+from . import _sparse
 from ._generator import resolve_generator
 from ._tensors import as_array, empty_like_torch, is_torch_tensor, mark_written
 
@@ -57,7 +58,6 @@ _VS_DISTRIBUTIONS = ("truncated_normal", "normal", "uniform")
 # (Philox block 2**63), the upper half of the counter space, far from the normal values, which
 # use blocks from 0 upward. Two 32-bit words per (row, column) form a 64-bit sort key.
 _SPARSE_WORD0 = 1 << 65
-_SPARSE_CHUNK = 1 << 20  # keys per piece of the zero-pattern computation
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1018,24 +1018,11 @@ def orthogonal_(tensor, gain=1, generator=None):
 
 
 def _sparse_zero_rows(arr: np.ndarray, num_zeros: int, seed: int, stream: int) -> None:
-    """Zero ``num_zeros`` distinct rows in each column of ``arr``, from a Philox-keyed sort.
-
-    Column ``j`` gets keys :math:`k_{ij} = 2^{32} w_{2m} + w_{2m+1}`, ``m = j * rows + i``,
-    from the raw words at ``_SPARSE_WORD0 + 2m`` of ``(seed, stream)``; its zeroed rows are the
-    ``num_zeros`` smallest keys. Sorting i.i.d. keys gives a uniform random permutation, so
-    every subset of size ``num_zeros`` is equally likely (ties between 64-bit keys aside).
-    """
+    """Zero ``num_zeros`` distinct rows in each column of ``arr``: the rows of the smallest
+    Philox keys of that column, from the raw words at ``_SPARSE_WORD0`` on (see ``fastinit._sparse``)."""
     rows, cols = arr.shape
-    per_chunk = max(1, _SPARSE_CHUNK // rows)
-    for j0 in range(0, cols, per_chunk):
-        c = min(per_chunk, cols - j0)
-        w = raw_uint32(2 * rows * c, seed, stream, offset=_SPARSE_WORD0 + 2 * j0 * rows).astype(np.uint64)
-        keys = ((w[0::2] << np.uint64(32)) | w[1::2]).reshape(c, rows)
-        if num_zeros < rows:
-            idx = np.argpartition(keys, num_zeros - 1, axis=1)[:, :num_zeros]
-        else:
-            idx = np.broadcast_to(np.arange(rows), (c, rows))
-        arr[idx, (j0 + np.arange(c))[:, None]] = 0
+    idx = _sparse.zero_rows(rows, cols, num_zeros, seed, stream, _SPARSE_WORD0)
+    arr[idx, np.arange(cols)[:, None]] = 0
 
 
 def sparse_(tensor, sparsity, std=0.01, generator=None):

@@ -422,12 +422,37 @@ def test_sparse_zero_count_and_reproducibility(rows, sparsity):
         assert not np.array_equal(w == 0, other == 0)
 
 
-def test_sparse_pattern_chunks_are_consistent(monkeypatch):
-    import fastinit.init as fi
+@pytest.mark.parametrize("n, k, distinct", [(1, 1, 10), (2, 1, 2), (50, 7, 3), (50, 49, 1000), (1000, 100, 5),
+                                             (1000, 999, 2**63), (4096, 410, 2**63)])
+def test_sparse_selection_is_the_k_smallest_key_row_pairs(n, k, distinct):
+    """The selection behind sparse_ returns the rows of the k smallest (key, row) pairs, ties
+    broken by row (keys drawn from few distinct values force ties), for any k."""
+    from fastinit import _sparse
 
-    ref = fastinit.sparse_(np.empty((9, 50)), 0.4, generator=2)
-    monkeypatch.setattr(fi, "_SPARSE_CHUNK", 20)   # two columns per piece
-    assert np.array_equal(fastinit.sparse_(np.empty((9, 50)), 0.4, generator=2), ref)
+    rng = np.random.default_rng(n * 7919 + k)
+    keys = rng.integers(0, distinct, size=n, dtype=np.uint64)
+    out = np.full(k, -1, np.int64)
+    _sparse.smallest_rows(keys.copy(), k, out)
+    expected = np.sort(np.lexsort((np.arange(n), keys))[:k])  # by key, then by row
+    assert out.tolist() == expected.tolist()
+
+
+def test_sparse_pattern_matches_a_numpy_sort_of_the_keys():
+    """Column j's zeros are the rows of its num_zeros smallest keys, k = 2^32 w[2m] + w[2m+1] with
+    m = j rows + i, from the raw words at _SPARSE_WORD0 + 2m: the documented pattern."""
+    import fastinit.init as fi
+    from fastinit._generator import resolve_generator
+
+    rows, cols, sparsity = 37, 60, 0.3
+    w = fastinit.sparse_(np.empty((rows, cols)), sparsity, generator=2)
+    seed, stream = resolve_generator(2)
+    words = fastinit.raw_uint32(2 * rows * cols, seed, stream, offset=fi._SPARSE_WORD0).astype(np.uint64)
+    keys = ((words[0::2] << np.uint64(32)) | words[1::2]).reshape(cols, rows)
+    nz = math.ceil(sparsity * rows)
+    expected = np.ones((rows, cols), bool)
+    for j in range(cols):
+        expected[np.argsort(keys[j], kind="stable")[:nz], j] = False
+    assert np.array_equal(w != 0, expected)
 
 
 # ---- numeric behaviour at the edges ----------------------------------------------------------
