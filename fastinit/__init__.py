@@ -18,12 +18,8 @@ Examples
 from ._lib import simd_level
 from ._generator import Generator, default_generator, initial_seed, manual_seed
 from ._fill import InitArgumentError, raw_uint32
-from .init import (calculate_fan_in_and_fan_out, calculate_gain, constant, constant_, dirac, dirac_, eye, eye_,
-                   kaiming_normal, kaiming_normal_, kaiming_uniform, kaiming_uniform_, lecun_normal, lecun_normal_,
-                   lecun_uniform, lecun_uniform_, normal, normal_, ones, ones_, orthogonal, orthogonal_, sparse,
-                   sparse_, trunc_normal, trunc_normal_, uniform, uniform_, variance_scaling, variance_scaling_,
-                   xavier_normal, xavier_normal_, xavier_uniform, xavier_uniform_, zeros, zeros_)
-from . import init  # noqa: E402
+from . import init
+from .init import *  # noqa: F401,F403  (the public API: init.__all__)
 
 __version__ = "0.1.0"
 
@@ -35,15 +31,8 @@ __all__ = [
     "manual_seed",
     "raw_uint32",
     "simd_level",
-    # fastinit.init (torch.nn.init-compatible API, JAX/Keras extras, constructors)
     "init", "torch",
-    "calculate_gain", "calculate_fan_in_and_fan_out",
-    "uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_",
-    "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_", "sparse_",
-    "lecun_uniform_", "lecun_normal_", "variance_scaling_",
-    "uniform", "normal", "trunc_normal", "constant", "ones", "zeros", "eye", "dirac",
-    "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal", "orthogonal", "sparse",
-    "lecun_uniform", "lecun_normal", "variance_scaling",
+    *init.__all__,  # the torch.nn.init-compatible API, JAX/Keras extras and constructors
 ]
 
 

@@ -140,13 +140,8 @@ def _sub_ln2_multiple(typingctx, x, k):
 
 
 @njit(**_INLINE)
-def _exp(x):
-    """exp(x): x = k ln2 + r, |r| <= ln2/2, e^r by its degree-13 Taylor polynomial (truncation
-    error r^14/14! < 3e-18), times 2^k built from the exponent bits."""
-    xc = x if x > _EXP_LO else _EXP_LO      # NaN -> _EXP_LO here; restored at the end
-    xc = xc if xc < _EXP_HI else _EXP_HI
-    kf = np.floor(xc * _LOG2E + 0.5)
-    r = _sub_ln2_multiple(xc, kf)
+def _taylor_exp_tail(r):
+    """(e^r - 1 - r) / r^2 by Horner's rule on the Taylor coefficients 1/13! .. 1/2."""
     q = 1.0 / 6227020800.0
     q = q * r + 1.0 / 479001600.0
     q = q * r + 1.0 / 39916800.0
@@ -159,6 +154,18 @@ def _exp(x):
     q = q * r + 1.0 / 24.0
     q = q * r + 1.0 / 6.0
     q = q * r + 0.5
+    return q
+
+
+@njit(**_INLINE)
+def _exp(x):
+    """exp(x): x = k ln2 + r, |r| <= ln2/2, e^r by its degree-13 Taylor polynomial (truncation
+    error r^14/14! < 3e-18), times 2^k built from the exponent bits."""
+    xc = x if x > _EXP_LO else _EXP_LO      # NaN -> _EXP_LO here; restored at the end
+    xc = xc if xc < _EXP_HI else _EXP_HI
+    kf = np.floor(xc * _LOG2E + 0.5)
+    r = _sub_ln2_multiple(xc, kf)
+    q = _taylor_exp_tail(r)
     q = q * r + 1.0
     q = q * r + 1.0
     # 2^k = 2 * 2^(k-1): k - 1 + 1023 stays in the normal exponent range for k in [-1021, 1024]
@@ -172,18 +179,7 @@ def _exp(x):
 def _expm1(x):
     """exp(x) - 1 without cancellation: Taylor series for |x| <= ln2/2 (truncation error
     x^15/15! < 2e-19 relative), exp(x) - 1 beyond (where it is at least 0.29 in size)."""
-    q = 1.0 / 6227020800.0
-    q = q * x + 1.0 / 479001600.0
-    q = q * x + 1.0 / 39916800.0
-    q = q * x + 1.0 / 3628800.0
-    q = q * x + 1.0 / 362880.0
-    q = q * x + 1.0 / 40320.0
-    q = q * x + 1.0 / 5040.0
-    q = q * x + 1.0 / 720.0
-    q = q * x + 1.0 / 120.0
-    q = q * x + 1.0 / 24.0
-    q = q * x + 1.0 / 6.0
-    q = q * x + 0.5
+    q = _taylor_exp_tail(x)
     small = (q * x) * x + x
     big = _exp(x) - 1.0
     return small if abs(x) <= 0.34657359027997264 else big
