@@ -7,8 +7,9 @@
  * level: 0 scalar, 1 avx2, 2 avx512 (default: the level chosen at load time).  Each kernel fills a
  * 64 KiB float32 buffer 20000 times from successive counters; the best of 5 repetitions is shown
  * in values (or 32-bit words) per second.  The truncated normal is the benchmark's
- * trunc_normal_(std=0.02, a=-0.04, b=0.04), i.e. +-2 sigma, in its float32 mode (2) and in the
- * double-precision mode (0) that float64 outputs and far tails use.
+ * trunc_normal_(std=0.02, a=-0.04, b=0.04), i.e. +-2 sigma, in the quantile-table mode (4) that
+ * it runs in, in the float32 polynomial mode (2) of wider intervals, and in the double-precision
+ * mode (0) that float64 outputs and far tails use.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -52,6 +53,10 @@ int main(int argc, char **argv)
     RATE("uniform f32", fi_fill_uniform_f32(1, 0, (uint64_t)r * (N / 4), 0, N, out, FI_OUT_F32,
                                             -1.f, 1.f, -1.f, 0.99999994f));
     RATE("normal f32", fi_fill_normal_f32(1, 0, (uint64_t)r * (N / 4), 0, N, out, FI_OUT_F32, 0.f, 1.f));
+    static float table[FI_TT_SIZE];
+    fi_trunc_table(pa, 1 - 2 * pa, pa, 0.0, 0.02, table);
+    RATE("trunc f32, table mode", fi_fill_trunc_table_f32(1, 0, (uint64_t)r * (N / 4), 0, N, out, FI_OUT_F32,
+                                                          table, -0.04f, 0.04f));
     RATE("trunc f32, float32 mode", fi_fill_trunc_f32(1, 0, (uint64_t)r * (N / 4), 0, N, out, FI_OUT_F32, 2,
                                                       pa, 1 - 2 * pa, pa, 0.0, 0.02, -0.04f, 0.04f));
     RATE("trunc f32, double mode", fi_fill_trunc_f32(1, 0, (uint64_t)r * (N / 4), 0, N, out, FI_OUT_F32, 0,

@@ -9,6 +9,7 @@ contiguous array of the same shape.
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 
@@ -16,7 +17,7 @@ import numpy as np
 
 from . import _numba as nb
 from ._generator import _check_seed
-from ._lib import OUT_BF16, OUT_F16, OUT_F32
+from ._lib import OUT_BF16, OUT_F16, OUT_F32, lib
 
 __all__ = ["raw_uint32", "fill_uniform", "fill_normal", "fill_trunc_normal", "fill_constant",
            "check_array", "check_real", "InitArgumentError", "FLOAT_DTYPES"]
@@ -295,6 +296,12 @@ _LOG_SPACE_BELOW = -5.0
 # (kernels/fi_math.h): the central one alone, and central + tail.
 _W_CENTRAL, _W_TAIL = 6.25, 25.0
 _U_MIN = 0.5 * 2.0**-32  # the smallest uniform of the kernels, u = (k + 1/2) 2^-32
+# The per-call quantile table (mode 4, kernels/trunc_table.c): FI_TT_SIZE floats of fastinit.h,
+# used when the builder's check finds its float32 evaluation within _TABLE_MAX_ERR x 2^-24
+# max(|x|, 1) and the interval lies within |x| <= _TABLE_MAX_X (Phi's tails are accurate there).
+_TABLE_SIZE = (8 + 1) * 32
+_TABLE_MAX_ERR = 2.5
+_TABLE_MAX_X = 8.0
 
 
 def _special():
@@ -304,9 +311,22 @@ def _special():
     return special
 
 
+@functools.lru_cache(maxsize=256)
+def quantile_table(c0: float, c1: float, c2: float, mean: float = 0.0, std: float = 1.0):
+    """The read-only float32 table of mode 4 (values mean + std x) for c0 = Phi(alpha), c1 = the
+    mass, c2 = 1 - Phi(beta), or None when its measured error exceeds _TABLE_MAX_ERR x 2^-24."""
+    table = np.empty(_TABLE_SIZE, np.float32)
+    err = lib.fi_trunc_table(c0, c1, c2, mean, std, table.ctypes.data)
+    if not err <= _TABLE_MAX_ERR:
+        return None
+    table.flags.writeable = False
+    return table
+
+
 def _float32_mode(alpha: float, beta: float):
     """(mode, Phi(alpha), Phi(beta) - Phi(alpha), 1 - Phi(beta)) for the float32 kernel, or None.
 
+    Mode 4 (the quantile table) when :func:`quantile_table` accepts the interval. Otherwise
     w = -ln((1 + y)(1 - y)) is largest at the ends of the uniform's range (the product is a
     concave quadratic in u), so its bound over a call is exact; mode 2 needs w <= 6.25 (the
     central polynomial), mode 3 w <= 25 (both), otherwise the double-precision modes run.
@@ -321,6 +341,8 @@ def _float32_mode(alpha: float, beta: float):
         mass = 1.0 - p_lo - q_hi
     if not mass > 0:
         return None
+    if max(abs(alpha), abs(beta)) <= _TABLE_MAX_X and quantile_table(p_lo, mass, q_hi) is not None:
+        return 4, p_lo, mass, q_hi
     t_ends = [(2 * p_lo + 2 * u * mass) * (2 * q_hi + 2 * (1 - u) * mass) for u in (_U_MIN, 1 - _U_MIN)]
     t_min = min(t_ends)
     if not t_min > 0:
@@ -338,7 +360,13 @@ def trunc_params(mean: float, std: float, a: float, b: float, single: bool = Fal
 
     With :math:`\alpha = (a - \text{mean})/\text{std}`, :math:`\beta = (b - \text{mean})/\text{std}`:
 
-    * float32 outputs (``single``), modes 2 and 3 when every quantile of the call stays within
+    * float32 outputs (``single``), mode 4 when the interval's quantile function is smooth enough
+      for a per-call table (:func:`quantile_table`: 32 equal segments of the uniform, a degree-8
+      polynomial in each, accepted when its float32 evaluation is within 2.5 x 2^-24 max(|x|, 1)
+      at 65 points per segment; for example every [-2, 2]-sigma interval and narrower, and narrow
+      intervals anywhere within |x| <= 8). The kernel then needs no logarithm: one Horner chain
+      of in-register table lookups per element. Same constants c0, c1, c2 as below.
+    * Otherwise for float32 outputs, modes 2 and 3 when every quantile of the call stays within
       :math:`|x| \lesssim 6.9` and the interval is not a far-tail sliver: :math:`c_0 = \Phi(\alpha)`,
       :math:`c_1 = \Phi(\beta) - \Phi(\alpha)`, :math:`c_2 = 1 - \Phi(\beta)`, each computed
       without cancellation; the kernel works in float32 (see ``kernels/fill_impl.h``).
@@ -389,6 +417,10 @@ def fill_trunc_normal(out: np.ndarray, mean: float, std: float, a: float, b: flo
         return fill_constant(out, a, name)
     seed, stream, is32, otype, offset, lo, hi = prepared
     mode, c0, c1, c2 = trunc_params(mean, std, a, b, single=is32)
+    if mode == 4:
+        table = quantile_table(c0, c1, c2, _as_f32(mean, "mean"), _as_f32(std, "std"))
+        assert table.ctypes.data < 2**53  # passed to the driver in a float64
+        return _run(out, offset, nb.TRT32, otype, (seed, stream, table.ctypes.data, lo, hi))
     kind = nb.TRN32 if is32 else nb.TRN64
     return _run(out, offset, kind, otype, (seed, stream, mode, c0, c1, c2, mean, std, lo, hi))
 

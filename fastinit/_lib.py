@@ -47,6 +47,8 @@ _SIGNATURES = {
     "fi_fill_normal_f64": (_int, _head + [_f64, _f64]),
     "fi_fill_trunc_f32": (_int, _head + [_int, _int, _f64, _f64, _f64, _f64, _f64, _f32, _f32]),
     "fi_fill_trunc_f64": (_int, _head + [_int, _f64, _f64, _f64, _f64, _f64, _f64, _f64]),
+    "fi_fill_trunc_table_f32": (_int, _head + [_int, _vp, _f32, _f32]),
+    "fi_trunc_table": (_f64, [_f64, _f64, _f64, _f64, _f64, _vp]),
     "fi_fill_const_u16": (_int, [_i64, _vp, _u16]),
     "fi_fill_const_u32": (_int, [_i64, _vp, _u32]),
     "fi_fill_const_u64": (_int, [_i64, _vp, _u64]),

@@ -75,16 +75,19 @@ _trn32 = _extern(
     "fi_fill_trunc_f32", _i32(*_head, _i32, _i32, _f64, _f64, _f64, _f64, _f64, _f32, _f32)
 )
 _trn64 = _extern("fi_fill_trunc_f64", _i32(*_head, _i32, _f64, _f64, _f64, _f64, _f64, _f64, _f64))
+_trt32 = _extern("fi_fill_trunc_table_f32", _i32(*_head, _i32, _u64, _f32, _f32))
 _prefault = _extern("fi_prefault", _i32(_u64, _i64))
 _c16 = _extern("fi_fill_const_u16", _i32(_i64, _u64, types.uint16))
 _c32 = _extern("fi_fill_const_u32", _i32(_i64, _u64, _u32))
 _c64 = _extern("fi_fill_const_u64", _i32(_i64, _u64, _u64))
 
 # Kernel kinds of fill_kernel, with the elements per Philox block of each.
-RAW, UNI32, UNI64, NRM32, NRM64, TRN32, TRN64 = range(7)
+# TRT32 is the float32 truncated normal from a quantile table; its first parameter is the
+# table's address (below 2**53, so a float64 carries it exactly).
+RAW, UNI32, UNI64, NRM32, NRM64, TRN32, TRN64, TRT32 = range(8)
 KINDS = {"raw": RAW, "uniform32": UNI32, "uniform64": UNI64, "normal32": NRM32, "normal64": NRM64,
-         "trunc32": TRN32, "trunc64": TRN64}
-ELEMENTS_PER_BLOCK = {RAW: 4, UNI32: 4, UNI64: 2, NRM32: 4, NRM64: 2, TRN32: 4, TRN64: 2}
+         "trunc32": TRN32, "trunc64": TRN64, "trunc_table32": TRT32}
+ELEMENTS_PER_BLOCK = {RAW: 4, UNI32: 4, UNI64: 2, NRM32: 4, NRM64: 2, TRN32: 4, TRN64: 2, TRT32: 4}
 
 
 @njit(parallel=True, cache=CACHE, nogil=True)
@@ -114,6 +117,8 @@ def _drive(kind, seed, stream, block0, skip, n, addr, itemsize, otype, p, prefau
             _nrm32(seed, stream, blk, sub, m, out, otype, np.float32(p[0]), np.float32(p[1]))
         elif kind == NRM64:
             _nrm64(seed, stream, blk, sub, m, out, p[0], p[1])
+        elif kind == TRT32:
+            _trt32(seed, stream, blk, sub, m, out, otype, np.uint64(p[0]), np.float32(p[1]), np.float32(p[2]))
         elif kind == TRN32:
             _trn32(seed, stream, blk, sub, m, out, otype, np.int32(p[0]), p[1], p[2], p[3], p[4], p[5],
                    np.float32(p[6]), np.float32(p[7]))

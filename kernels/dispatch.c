@@ -28,6 +28,8 @@
                                 double, double, double, double, double, float, float);             \
     int fi_fill_trunc_f64_##sfx(uint64_t, uint64_t, uint64_t, unsigned, int64_t, double *, int,    \
                                 double, double, double, double, double, double, double);           \
+    int fi_fill_trunc_table_f32_##sfx(uint64_t, uint64_t, uint64_t, unsigned, int64_t, void *, int, \
+                                      const float *, float, float);                                \
     int fi_fill_const_u16_##sfx(int64_t, uint16_t *, uint16_t);                                    \
     int fi_fill_const_u32_##sfx(int64_t, uint32_t *, uint32_t);                                    \
     int fi_fill_const_u64_##sfx(int64_t, uint64_t *, uint64_t);
@@ -42,6 +44,8 @@ typedef struct {
                      double, double, float, float);
     int (*trunc_f64)(uint64_t, uint64_t, uint64_t, unsigned, int64_t, double *, int, double, double, double,
                      double, double, double, double);
+    int (*trunc_table_f32)(uint64_t, uint64_t, uint64_t, unsigned, int64_t, void *, int, const float *, float,
+                           float);
     int (*const_u16)(int64_t, uint16_t *, uint16_t);
     int (*const_u32)(int64_t, uint32_t *, uint32_t);
     int (*const_u64)(int64_t, uint64_t *, uint64_t);
@@ -50,7 +54,7 @@ typedef struct {
 #define TABLE(sfx)                                                                                 \
     {fi_raw_u32_##sfx, fi_fill_uniform_f32_##sfx, fi_fill_uniform_f64_##sfx, fi_fill_normal_f32_##sfx, \
      fi_fill_normal_f64_##sfx, fi_fill_trunc_f32_##sfx, fi_fill_trunc_f64_##sfx,                   \
-     fi_fill_const_u16_##sfx, fi_fill_const_u32_##sfx, fi_fill_const_u64_##sfx}
+     fi_fill_trunc_table_f32_##sfx, fi_fill_const_u16_##sfx, fi_fill_const_u32_##sfx, fi_fill_const_u64_##sfx}
 
 DECLARE_LEVEL(scalar)
 #ifdef FI_HAVE_AVX2
@@ -176,6 +180,11 @@ int fi_fill_trunc_f64(uint64_t seed, uint64_t stream, uint64_t block0, unsigned 
                       int mode, double c0, double c1, double sign, double mean, double std, double lo, double hi)
 {
     return T()->trunc_f64(seed, stream, block0, skip, n, out, mode, c0, c1, sign, mean, std, lo, hi);
+}
+int fi_fill_trunc_table_f32(uint64_t seed, uint64_t stream, uint64_t block0, unsigned skip, int64_t n, void *out,
+                            int otype, const float *table, float lo, float hi)
+{
+    return T()->trunc_table_f32(seed, stream, block0, skip, n, out, otype, table, lo, hi);
 }
 int fi_fill_const_u16(int64_t n, uint16_t *out, uint16_t v) { return T()->const_u16(n, out, v); }
 int fi_fill_const_u32(int64_t n, uint32_t *out, uint32_t v) { return T()->const_u32(n, out, v); }

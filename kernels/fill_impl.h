@@ -367,6 +367,87 @@ int FI_FN(fi_fill_trunc_f64)(uint64_t seed, uint64_t stream, uint64_t block0, un
     return 0;
 }
 
+/* ---- truncated normal from a per-call quantile table (float32 family) ------------------
+ *
+ * Written with GCC vector types of this level's width, because the lookups are in-register
+ * permutes on AVX-512 (vpermt2ps over the 32 segments) that auto-vectorisation does not emit;
+ * the arithmetic is the same IEEE sequence on every level (see fastinit.h for the definition). */
+#if FI_TT_SEGS != 32 || FI_W % (FI_IL * FI_VBYTES / 4) != 0
+#error "fi_lut32 looks up 32 segments; BODY_TRNTAB takes FI_IL vectors at a time"
+#endif
+#define FI_VL (FI_VBYTES / 4)
+typedef float vf32 __attribute__((vector_size(FI_VBYTES)));
+typedef int32_t vi32 __attribute__((vector_size(FI_VBYTES)));
+typedef uint32_t vu32 __attribute__((vector_size(FI_VBYTES)));
+
+/* tab[s] for each lane's segment s in [0, 32). */
+static inline vf32 fi_lut32(const float *tab, vu32 s)
+{
+#if FI_VBYTES == 64
+    vf32 t0, t1;
+    memcpy(&t0, tab, 64);
+    memcpy(&t1, tab + 16, 64);
+    return __builtin_shuffle(t0, t1, (vi32)s);
+#elif FI_VBYTES == 32
+    vf32 t0, t1, t2, t3;
+    memcpy(&t0, tab, 32);
+    memcpy(&t1, tab + 8, 32);
+    memcpy(&t2, tab + 16, 32);
+    memcpy(&t3, tab + 24, 32);
+    vi32 i = (vi32)(s & 15u);
+    vi32 lo = (vi32)__builtin_shuffle(t0, t1, i), hi = (vi32)__builtin_shuffle(t2, t3, i);
+    vi32 m = -(vi32)(s >> 4);                                   /* all ones in segments 16 .. 31 */
+    return (vf32)((lo & ~m) | (hi & m));
+#else
+    vf32 r;
+    for (int l = 0; l < FI_VL; l++) r[l] = tab[s[l]];
+    return r;
+#endif
+}
+
+/* v clamped to [lo, hi] with the scalar rule (v < lo ? lo : v, then v > hi ? hi : v). */
+static inline vf32 fi_clamp(vf32 v, vf32 lo, vf32 hi)
+{
+#if FI_VBYTES == 64
+    /* vmaxps returns its second operand unless the first is greater: the same rule */
+    return _mm512_min_ps(hi, _mm512_max_ps(lo, v));
+#else
+    vi32 m = v < lo;
+    v = (vf32)(((vi32)lo & m) | ((vi32)v & ~m));
+    m = v > hi;
+    return (vf32)(((vi32)hi & m) | ((vi32)v & ~m));
+#endif
+}
+
+int FI_FN(fi_fill_trunc_table_f32)(uint64_t seed, uint64_t stream, uint64_t block0, unsigned skip, int64_t n,
+                                   void *out, int otype, const float *table, float lo, float hi)
+{
+    const vf32 lov = (vf32){0} + lo, hiv = (vf32){0} + hi;
+    /* FI_IL vectors at a time: their Horner chains are independent and overlap */
+#define BODY_TRNTAB                                                                           \
+    for (int j = 0; j < FI_W; j += FI_IL * FI_VL) {                                           \
+        vu32 sg[FI_IL];                                                                       \
+        vf32 t[FI_IL], x[FI_IL];                                                              \
+        FI_K {                                                                                \
+            vu32 wv;                                                                          \
+            memcpy(&wv, w + j + k * FI_VL, FI_VBYTES);                                        \
+            sg[k] = wv >> (32 - FI_TT_SEG_BITS);                                              \
+            vu32 one_m = (wv & 0x007fffffu) | 0x3f800000u;              /* 1 + m 2^-23 */     \
+            memcpy(&t[k], &one_m, FI_VBYTES);                                                 \
+            t[k] = t[k] - 1.5f;                                                               \
+            x[k] = fi_lut32(table + FI_TT_DEG * FI_TT_SEGS, sg[k]);                           \
+        }                                                                                     \
+        for (int d = FI_TT_DEG - 1; d >= 0; d--)                                              \
+            FI_K x[k] = x[k] * t[k] + fi_lut32(table + d * FI_TT_SEGS, sg[k]);                \
+        FI_K {                                                                                \
+            vf32 v = fi_clamp(x[k], lov, hiv);                                                \
+            memcpy(dst + j + k * FI_VL, &v, FI_VBYTES);                                       \
+        }                                                                                     \
+    }
+    FI_STEP_LOOP(4, float, BODY_TRNTAB, DIRECT_F32FAM, STORE_F32FAM);
+    return 0;
+}
+
 /* ---- constant fills ------------------------------------------------------------------- */
 
 int FI_FN(fi_fill_const_u16)(int64_t n, uint16_t *out, uint16_t v)

@@ -10,7 +10,7 @@ checkout root (drop ``PYTHONPATH=.`` when fastinit is installed)::
 ``tests/test_hashes.py`` recomputes the entries (the ``FAST`` subset in every run, the whole
 matrix under ``-m slow``), so any accidental change of the bits (compiler, SIMD level, refactor)
 fails loudly. The matrix: raw words, and ``uniform``, ``normal``, ``trunc_normal`` (the benchmark
-interval, double-precision path for float64) and ``trunc_tail`` (a far-tail interval, log-space
+interval, double-precision path for float64), ``trunc_wide`` (+-100 sigma) and ``trunc_tail`` (a far-tail interval, log-space
 sampling) in float32, float64, float16 and bfloat16, for three (seed, stream) pairs, sizes 1000
 and 100003 (more than one Numba chunk), from offset 0 and from an odd offset past 2**32 words.
 Each hash is over the output's little-endian bytes.
@@ -33,7 +33,8 @@ PATH = pathlib.Path(__file__).resolve().parent / "data" / "stream_hashes.json"
 PARAMS = {
     "uniform": dict(a=-0.5, b=2.0),
     "normal": dict(mean=0.25, std=1.5),
-    "trunc_normal": dict(mean=0.0, std=0.02, a=-0.04, b=0.04),  # the benchmark case: float32 fast path
+    "trunc_normal": dict(mean=0.0, std=0.02, a=-0.04, b=0.04),  # the benchmark case: float32 quantile table
+    "trunc_wide": dict(mean=0.0, std=0.02, a=-2.0, b=2.0),  # timm's default, +-100 sigma: float32 polynomials
     "trunc_tail": dict(mean=1.0, std=2.0, a=13.0, b=40.0),  # alpha = 6: lower tail in log space
 }
 FUNCTIONS = ("raw",) + tuple(PARAMS)

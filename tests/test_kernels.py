@@ -84,6 +84,8 @@ h = {}
 for dt in (np.float32, np.float64, np.float16, ml_dtypes.bfloat16):
     for name, fn, args in (("uniform", _fill.fill_uniform, (-0.5, 2.0)), ("normal", _fill.fill_normal, (0.3, 1.7)),
                            ("trunc", _fill.fill_trunc_normal, (0.0, 1.0, -2.0, 2.0)),
+                           ("trunc_mode2", _fill.fill_trunc_normal, (0.0, 1.0, -3.0, 3.0)),
+                           ("trunc_mode3", _fill.fill_trunc_normal, (0.0, 1.0, -6.0, 6.0)),
                            ("trunc_tail", _fill.fill_trunc_normal, (0.0, 1.0, 6.0, 9.0)),
                            ("trunc_far", _fill.fill_trunc_normal, (0.0, 1.0, -40.0, -39.0))):
         a = np.empty(4099, dt)

@@ -95,6 +95,14 @@ def test_normal_f64_from_words():
     assert np.allclose(out, expected, rtol=0, atol=1e-14 * max(1, r.max()))
 
 
+def _trunc_uniforms(w, mode):
+    """The uniform each float32 kernel mode uses for the words w (exactly, in float64)."""
+    if mode == 4:  # table: segment w >> 27, position t = (w & 0x7fffff) 2^-23 - 1/2 (fastinit.h)
+        t = (w & 0x7FFFFF).astype(np.float64) * 2.0**-23 - 0.5
+        return ((w >> 27).astype(np.float64) + t + 0.5 + 2.0**-24) / 32
+    return (w.astype(np.float64) + 0.5) * 2.0**-32
+
+
 def _trunc_quantiles(u, alpha, beta, mode):
     """The exact standardised quantile each float32 kernel mode evaluates for the uniforms u."""
     if mode >= 2:  # float32 modes: p = Phi(alpha) + u mass, no mirroring; each side taken accurately
@@ -111,19 +119,22 @@ def _trunc_quantiles(u, alpha, beta, mode):
 
 
 @pytest.mark.parametrize("mean, std, a, b, mode", [
-    (0.1, 0.7, -1.3, 0.5, 2), (0.1, 0.7, -0.5, 1.3, 2), (0.0, 0.02, -0.04, 0.04, 2),
+    (0.1, 0.7, -1.3, 0.5, 4), (0.1, 0.7, -0.5, 1.3, 4), (0.0, 0.02, -0.04, 0.04, 4), (0.0, 1.0, 2.0, 2.6, 4),
+    (0.0, 1.0, -8.0, -7.9, 4), (3.0, 0.5, 2.1, 4.0, 4),
+    (0.1, 0.7, -2.0, 2.2, 2), (0.0, 1.0, -2.2, 2.2, 2),
     (0.0, 0.02, -2.0, 2.0, 3), (0.0, 1.0, -6.0, 6.0, 3), (0.0, 1.0, 2.5, 7.0, 0), (0.0, 1.0, -40.0, -39.5, 1)])
 def test_trunc_normal_f32_from_words(mean, std, a, b, mode):
-    """x = mean + std Phi^-1(Phi(alpha) + u (Phi(beta) - Phi(alpha))) for u = (k + 1/2) 2^-32.
+    """x = mean + std Phi^-1(Phi(alpha) + u (Phi(beta) - Phi(alpha))), with each mode's u.
 
-    The float32 modes (2, 3) evaluate the quantile in single precision: measured over 2^23 words
-    per interval their error is below 6 x 2^-24 max(|x|, 1) (kernels/fi_math.h), so the bound
-    checked is 8 x 2^-24 max(|x|, 1) std plus the final rounding; the double modes are checked to
-    2^-24 relative."""
+    The float32 modes evaluate the quantile in single precision. Measured over 2^23 words per
+    interval, modes 2 and 3 stay below 6 x 2^-24 max(|x|, 1) (kernels/fi_math.h); mode 4 is
+    accepted only when the table builder's check finds at most 2.5 x 2^-24 (its kernel error is
+    below 4 x 2^-24 in every interval tried). The bound checked is 8 x 2^-24 max(|x|, 1) std plus
+    the final roundings; the double modes are checked to 2^-24 relative."""
     n = 20000
     assert _fill.trunc_params(mean, std, a, b, single=True)[0] == mode
     out = _fill.fill_trunc_normal(np.empty(n, np.float32), mean, std, a, b, SEED, STREAM)
-    u = (words(n).astype(np.float64) + 0.5) * 2.0**-32
+    u = _trunc_uniforms(words(n), mode)
     x = _trunc_quantiles(u, (a - mean) / std, (b - mean) / std, mode)
     expected = np.clip(mean + std * x, a, b)
     spacing = np.spacing(np.abs(expected).astype(np.float32)).astype(np.float64)
@@ -134,6 +145,33 @@ def test_trunc_normal_f32_from_words(mean, std, a, b, mode):
     err = np.abs(out - expected)
     assert np.all(err <= tol), np.max(err / tol)
     assert out.min() >= np.float32(a) and out.max() <= np.float32(b)
+
+
+def test_trunc_table_builder():
+    """fi_trunc_table writes exactly FI_TT_SIZE floats, measures wide intervals as unusable, and
+    its error estimate bounds the kernel's error over many words up to the rounding of t."""
+    guard = np.full(_fill._TABLE_SIZE + 16, np.float32(7.5))
+    pa, mass, qb = special.ndtr(-2.0), 1 - 2 * special.ndtr(-2.0), special.ndtr(-2.0)
+    est = fastinit._lib.lib.fi_trunc_table(pa, mass, qb, 0.0, 1.0, guard.ctypes.data)
+    assert np.all(guard[_fill._TABLE_SIZE:] == np.float32(7.5)) and np.all(guard[: _fill._TABLE_SIZE] != 7.5)
+    assert 0 < est <= _fill._TABLE_MAX_ERR
+    wide = np.empty(_fill._TABLE_SIZE, np.float32)
+    assert fastinit._lib.lib.fi_trunc_table(special.ndtr(-3.0), 1 - 2 * special.ndtr(-3.0),
+                                            special.ndtr(-3.0), 0.0, 1.0, wide.ctypes.data) > 100
+    assert _fill.trunc_params(0.0, 1.0, -3.0, 3.0, single=True)[0] != 4
+    # the table of mean + std x is the standardised one scaled (each entry rounded once)
+    scaled = np.empty(_fill._TABLE_SIZE, np.float32)
+    fastinit._lib.lib.fi_trunc_table(pa, mass, qb, 0.25, 0.5, scaled.ctypes.data)
+    unit = guard[: _fill._TABLE_SIZE].astype(np.float64)
+    shift = np.zeros(_fill._TABLE_SIZE)
+    shift[:32] = 0.25
+    assert np.allclose(scaled, 0.5 * unit + shift, rtol=2.0**-23, atol=2.0**-25)
+    # the kernel over 2^20 words, against the exact quantile
+    n = 1 << 20
+    out = _fill.fill_trunc_normal(np.empty(n, np.float32), 0.0, 1.0, -2.0, 2.0, SEED, STREAM)
+    x = _trunc_quantiles(_trunc_uniforms(words(n), 4), -2.0, 2.0, 4)
+    err = np.abs(out - x) / np.maximum(np.abs(x), 1) / 2.0**-24
+    assert err.max() <= est + 1.5, (err.max(), est)
 
 
 # ---- dtypes: one seed, the same numbers in every 32-bit-family precision ------------------

@@ -63,6 +63,7 @@ FI_API int fi_fill_normal_f64(uint64_t seed, uint64_t stream, uint64_t block0, u
  *   mode 1: lp = c0 + log(c1 + u * (1 - c1)),        x = c2 * ndtri_tail(lp)      (double, far lower tail)
  *   mode 2, 3 (fi_fill_trunc_f32 only): float32 quantile with c0 = Phi(alpha), c1 = its mass,
  *           c2 = 1 - Phi(beta); mode 2 central polynomial only, mode 3 central and tail
+ *   (mode 4, the per-call quantile table, is fi_fill_trunc_table_f32 below)
  * value = mean + std * x, clamped to [lo, hi], rounded to the output type. */
 FI_API int fi_fill_trunc_f32(uint64_t seed, uint64_t stream, uint64_t block0, unsigned skip, int64_t n,
                              void *out, int otype, int mode, double c0, double c1, double c2,
@@ -70,6 +71,27 @@ FI_API int fi_fill_trunc_f32(uint64_t seed, uint64_t stream, uint64_t block0, un
 FI_API int fi_fill_trunc_f64(uint64_t seed, uint64_t stream, uint64_t block0, unsigned skip, int64_t n,
                              double *out, int mode, double c0, double c1, double sign,
                              double mean, double std, double lo, double hi);
+
+/* Truncated normal from a per-call table of the quantile (kernels/trunc_table.c), for float32-family
+ * outputs and intervals [alpha, beta] whose quantile function is smooth enough (fi_trunc_table
+ * measures it).  For the word w, the top FI_TT_SEG_BITS bits choose one of FI_TT_SEGS equal
+ * segments s of the uniform, the low 23 bits the position: t = float(1 + (w & 0x7fffff) 2^-23) - 1.5
+ * (exact, in [-1/2, 1/2)) stands for u = (s + t + 1/2 + 2^-24) / FI_TT_SEGS, and
+ * value = sum_k table[k FI_TT_SEGS + s] t^k by Horner's rule in float32 (k = FI_TT_DEG down to 0),
+ * clamped to [lo, hi]. */
+#define FI_TT_SEG_BITS 5
+#define FI_TT_SEGS (1 << FI_TT_SEG_BITS)
+#define FI_TT_DEG 8
+#define FI_TT_SIZE ((FI_TT_DEG + 1) * FI_TT_SEGS)
+FI_API int fi_fill_trunc_table_f32(uint64_t seed, uint64_t stream, uint64_t block0, unsigned skip, int64_t n,
+                                   void *out, int otype, const float *table, float lo, float hi);
+/* Builds the table of mean + std x for c0 = Phi(alpha), c1 = Phi(beta) - Phi(alpha),
+ * c2 = 1 - Phi(beta) (each without cancellation): per segment, the degree-FI_TT_DEG Chebyshev
+ * interpolant of the exact quantile x (fi_ndtri of the nearer tail) in monomial form, scaled and
+ * rounded to float.  Returns the largest error of the float32 evaluation of the standardised
+ * table (mean 0, std 1) found at 65 points per segment, in units of 2^-24 max(|x|, 1).  Every
+ * operation is fixed, so the table is the same on every machine. */
+FI_API double fi_trunc_table(double c0, double c1, double c2, double mean, double std, float *table);
 
 /* First touch (kernels/memory.c): fi_prefault maps the whole pages of [addr, addr + nbytes) for
  * writing in one call (0 on success, -1 if the system cannot; the data are not changed);
