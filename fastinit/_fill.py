@@ -266,15 +266,21 @@ def fill_uniform(out: np.ndarray, a: float, b: float, seed: int, stream: int, of
 
 def fill_normal(out: np.ndarray, mean: float, std: float, seed: int, stream: int, offset: int = 0,
                 name: str = "tensor") -> np.ndarray:
-    r"""Fill `out` in place with :math:`\mathcal{N}(\text{mean}, \text{std}^2)` values (Box-Muller).
+    r"""Fill `out` in place with :math:`\mathcal{N}(\text{mean}, \text{std}^2)` values.
 
-    32-bit family: for block words :math:`(w_0, w_1)` (and likewise :math:`(w_2, w_3)`),
-    :math:`u_1 = (\lfloor w_0/2 \rfloor + \tfrac12) 2^{-31}`, :math:`r = \sqrt{-2 \ln u_1}`,
-    :math:`\theta = 2\pi \lfloor w_1 / 2^8 \rfloor 2^{-24}`; the two elements are
-    :math:`r\cos\theta` and :math:`r\sin\theta`, computed in float32 (16-bit types are those values
-    rounded). The largest :math:`|z|` is :math:`\sqrt{64 \ln 2} = 6.66`. float64 takes one block
-    per pair, 53-bit :math:`u_1` and :math:`\theta`; the largest :math:`|z|` is
-    :math:`\sqrt{108 \ln 2} = 8.65`. ``std == 0`` fills ``mean``.
+    32-bit family: the inverse CDF, one word per element (element e uses word e % 4 of block
+    e // 4). For the word :math:`w`, the sign is bit 31 and
+    :math:`q = (2 (w \bmod 2^{31}) + 1)\, 2^{-32} = P(|Z| > |z|)`; with :math:`\ell` the octave of
+    :math:`q` (:math:`2^{-\ell-1} \le q < 2^{-\ell}`), :math:`|z| = \Phi^{-1}(1 - q/2)` is a
+    degree-7 polynomial in the position :math:`t \in [-\tfrac12, \tfrac12)` of :math:`q` in its
+    octave (23 bits), with the octave's coefficients from a 32-entry table
+    (``kernels/fit_normal_octaves.py`` fits them and prints the error: at most
+    :math:`2.5 \cdot 2^{-24} \max(|z|, 1)` in float32, no log or trigonometric function); the
+    value is ``mean + std * z`` in float32 (16-bit types are those values rounded). The largest
+    :math:`|z|` is :math:`\Phi^{-1}(1 - 2^{-33}) = 6.34`. float64: Box-Muller, one block per pair, 53-bit
+    :math:`u_1` and :math:`\theta`, :math:`r = \sqrt{-2 \ln u_1}`, elements
+    :math:`r\cos\theta, r\sin\theta`; the largest :math:`|z|` is :math:`\sqrt{108 \ln 2} = 8.65`.
+    ``std == 0`` fills ``mean``.
     """
     check_array(out, name)
     mean, std = check_real(mean, "mean"), check_real(std, "std")
@@ -315,7 +321,9 @@ def _special():
 def quantile_table(c0: float, c1: float, c2: float, mean: float = 0.0, std: float = 1.0):
     """The read-only float32 table of mode 4 (values mean + std x) for c0 = Phi(alpha), c1 = the
     mass, c2 = 1 - Phi(beta), or None when its measured error exceeds _TABLE_MAX_ERR x 2^-24."""
-    table = np.empty(_TABLE_SIZE, np.float32)
+    buf = np.empty(_TABLE_SIZE + 16, np.float32)
+    start = (-buf.ctypes.data % 64) // 4  # 64-byte aligned: each lookup loads whole cache lines
+    table = buf[start : start + _TABLE_SIZE]
     err = lib.fi_trunc_table(c0, c1, c2, mean, std, table.ctypes.data)
     if not err <= _TABLE_MAX_ERR:
         return None

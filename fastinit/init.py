@@ -334,9 +334,10 @@ def normal_(tensor, mean=0.0, std=1.0, generator=None, *, offset=0):
 
     Notes
     -----
-    Box-Muller on pairs of uniforms, so each element has a fixed counter
-    (:func:`fastinit._fill.fill_normal`): 32-bit values are computed in float32, float64 values
-    in double precision.
+    Each element has a fixed counter (:func:`fastinit._fill.fill_normal`). 32-bit values: the
+    inverse CDF of one word, :math:`|z| = \Phi^{-1}(1 - q/2)` from a table of degree-7 polynomials
+    over the octaves of the two-sided tail probability :math:`q`, in float32 (reach 6.34). float64
+    values: Box-Muller on pairs of 53-bit uniforms, in double precision (reach 8.65).
 
     Examples
     --------

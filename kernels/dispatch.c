@@ -93,7 +93,8 @@ static int cpu_supports(int level)
     if (__get_cpuid_max(0, 0) < 7) return 0;
     __cpuid_count(7, 0, a, b, c, d);
     int avx2 = (b >> 5) & 1;
-    int avx512 = ((b >> 16) & 1) && ((b >> 17) & 1) && ((b >> 30) & 1) && ((b >> 31) & 1); /* F DQ BW VL */
+    int avx512 = ((b >> 16) & 1) && ((b >> 17) & 1) && ((b >> 28) & 1) && ((b >> 30) & 1) && ((b >> 31) & 1);
+                                                                 /* F DQ CD BW VL */
     if (level == FI_SIMD_AVX2) {
 #ifdef FI_HAVE_AVX2
         return ymm_os && avx2;

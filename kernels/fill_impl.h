@@ -13,6 +13,7 @@
 #include <string.h>
 #include "fastinit.h"
 #include "fi_math.h"
+#include "normal_table.h"
 
 #define FI_CAT_(a, b) a##_##b
 #define FI_CAT(a, b) FI_CAT_(a, b)
@@ -235,22 +236,110 @@ int FI_FN(fi_fill_uniform_f64)(uint64_t seed, uint64_t stream, uint64_t block0, 
     return 0;
 }
 
-/* ---- normal (Box-Muller) -------------------------------------------------------------- */
+/* ---- table-driven float32 kernels: vector helpers -------------------------------------------
+ *
+ * The normal and the truncated normal's table mode are written with GCC vector types of this
+ * level's width, because their lookups are in-register permutes on AVX-512 (vpermt2ps over 32
+ * entries) that auto-vectorisation does not emit; the arithmetic is the same IEEE sequence on
+ * every level. */
+#if FI_TT_SEGS != 32 || FI_W % (FI_IL * FI_VBYTES / 4) != 0
+#error "fi_lut32 looks up 32 segments; BODY_TRNTAB takes FI_IL vectors at a time"
+#endif
+#define FI_VL (FI_VBYTES / 4)
+typedef float vf32 __attribute__((vector_size(FI_VBYTES)));
+typedef int32_t vi32 __attribute__((vector_size(FI_VBYTES)));
+typedef uint32_t vu32 __attribute__((vector_size(FI_VBYTES)));
 
+/* tab[s] for each lane's segment s in [0, 32). */
+static inline vf32 fi_lut32(const float *tab, vu32 s)
+{
+#if FI_VBYTES == 64
+    vf32 t0, t1;
+    memcpy(&t0, tab, 64);
+    memcpy(&t1, tab + 16, 64);
+    return __builtin_shuffle(t0, t1, (vi32)s);
+#elif FI_VBYTES == 32
+    vf32 t0, t1, t2, t3;
+    memcpy(&t0, tab, 32);
+    memcpy(&t1, tab + 8, 32);
+    memcpy(&t2, tab + 16, 32);
+    memcpy(&t3, tab + 24, 32);
+    vi32 i = (vi32)(s & 15u);
+    vi32 lo = (vi32)__builtin_shuffle(t0, t1, i), hi = (vi32)__builtin_shuffle(t2, t3, i);
+    vi32 m = -(vi32)(s >> 4);                                   /* all ones in segments 16 .. 31 */
+    return (vf32)((lo & ~m) | (hi & m));
+#else
+    vf32 r;
+    for (int l = 0; l < FI_VL; l++) r[l] = tab[s[l]];
+    return r;
+#endif
+}
+
+/* v clamped to [lo, hi] with the scalar rule (v < lo ? lo : v, then v > hi ? hi : v). */
+static inline vf32 fi_clamp(vf32 v, vf32 lo, vf32 hi)
+{
+#if FI_VBYTES == 64
+    /* vmaxps returns its second operand unless the first is greater: the same rule */
+    return _mm512_min_ps(hi, _mm512_max_ps(lo, v));
+#else
+    vi32 m = v < lo;
+    v = (vf32)(((vi32)lo & m) | ((vi32)v & ~m));
+    m = v > hi;
+    return (vf32)(((vi32)hi & m) | ((vi32)v & ~m));
+#endif
+}
+
+/* Leading zeros of each lane (z != 0). */
+static inline vu32 fi_clz(vu32 z)
+{
+#if FI_VBYTES == 64
+    return (vu32)_mm512_lzcnt_epi32((__m512i)z);
+#else
+    /* exact without a vector lzcnt: the exponent of float(z >> 8) (< 2^24, so exact) or, when
+     * that is 0, of float(z & 255) */
+    vu32 hi = z >> 8;
+    vf32 fh = __builtin_convertvector((vi32)hi, vf32), fl = __builtin_convertvector((vi32)(z & 255u), vf32);
+    vu32 eh, el;
+    memcpy(&eh, &fh, FI_VBYTES);
+    memcpy(&el, &fl, FI_VBYTES);
+    vi32 m = (vi32)(hi != 0u);                                  /* all ones where hi != 0 */
+    return (vu32)(((vi32)(150u - (eh >> 23)) & m) | ((vi32)(158u - (el >> 23)) & ~m));
+#endif
+}
+
+/* ---- normal -------------------------------------------------------------- */
+
+/* float32: inverse CDF over octaves of the two-sided tail probability (fastinit.h). */
 int FI_FN(fi_fill_normal_f32)(uint64_t seed, uint64_t stream, uint64_t block0, unsigned skip, int64_t n,
                               void *out, int otype, float mean, float std)
 {
-    /* Elements 2m, 2m+1 come from words 2m (radius) and 2m+1 (angle). */
+    const vf32 meanv = (vf32){0} + mean, stdv = (vf32){0} + std;
+    const float *table = &fi_normal_table[0][0];
 #define BODY_NRM32                                                                            \
-    for (int m = 0; m < FI_W / 2 / FI_IL; m++) {                                              \
+    for (int j = 0; j < FI_W; j += FI_IL * FI_VL) {                                           \
+        vu32 oc[FI_IL], sgn[FI_IL];                                                           \
+        vf32 t[FI_IL], x[FI_IL];                                                              \
         FI_K {                                                                                \
-        int mm = m + k * (FI_W / 2 / FI_IL);                                                  \
-        float u1 = ((float)(int32_t)(w[2 * mm] >> 1) + 0.5f) * 0x1p-31f;                      \
-        float r = __builtin_sqrtf(-2.0f * fi_logf(u1));                                       \
-        float c, s;                                                                           \
-        fi_sincos_turn24(w[2 * mm + 1] >> 8, &c, &s);                                         \
-        dst[2 * mm] = mean + std * (r * c);                                                   \
-        dst[2 * mm + 1] = mean + std * (r * s);                                               \
+            vu32 wv;                                                                          \
+            memcpy(&wv, w + j + k * FI_VL, FI_VBYTES);                                        \
+            vu32 z = (wv << 1) | 1u;                                /* q = z 2^-32 */        \
+            oc[k] = fi_clz(z);                                      /* octave */              \
+            sgn[k] = wv & 0x80000000u;                                                        \
+            vu32 one_m = (((z << oc[k]) >> 8) & 0x007fffffu) | 0x3f800000u;                   \
+            memcpy(&t[k], &one_m, FI_VBYTES);                                                 \
+            t[k] = t[k] - 1.5f;                                                               \
+            x[k] = fi_lut32(table + 7 * 32, oc[k]);                                           \
+        }                                                                                     \
+        for (int d = 6; d >= 0; d--)                                                          \
+            FI_K x[k] = x[k] * t[k] + fi_lut32(table + d * 32, oc[k]);                        \
+        FI_K {                                                                                \
+            vu32 xb;                                                                          \
+            memcpy(&xb, &x[k], FI_VBYTES);                                                    \
+            xb ^= sgn[k];                                                                     \
+            vf32 v;                                                                           \
+            memcpy(&v, &xb, FI_VBYTES);                                                       \
+            v = meanv + stdv * v;                                                             \
+            memcpy(dst + j + k * FI_VL, &v, FI_VBYTES);                                       \
         }                                                                                     \
     }
     FI_STEP_LOOP(4, float, BODY_NRM32, DIRECT_F32FAM, STORE_F32FAM);
@@ -365,58 +454,6 @@ int FI_FN(fi_fill_trunc_f64)(uint64_t seed, uint64_t stream, uint64_t block0, un
 #define BODY_TRN64 TRUNC_LOOP(2, U_TRN64, OUT_TRN64)
     FI_STEP_LOOP(2, double, BODY_TRN64, out, STORE_F64);
     return 0;
-}
-
-/* ---- truncated normal from a per-call quantile table (float32 family) ------------------
- *
- * Written with GCC vector types of this level's width, because the lookups are in-register
- * permutes on AVX-512 (vpermt2ps over the 32 segments) that auto-vectorisation does not emit;
- * the arithmetic is the same IEEE sequence on every level (see fastinit.h for the definition). */
-#if FI_TT_SEGS != 32 || FI_W % (FI_IL * FI_VBYTES / 4) != 0
-#error "fi_lut32 looks up 32 segments; BODY_TRNTAB takes FI_IL vectors at a time"
-#endif
-#define FI_VL (FI_VBYTES / 4)
-typedef float vf32 __attribute__((vector_size(FI_VBYTES)));
-typedef int32_t vi32 __attribute__((vector_size(FI_VBYTES)));
-typedef uint32_t vu32 __attribute__((vector_size(FI_VBYTES)));
-
-/* tab[s] for each lane's segment s in [0, 32). */
-static inline vf32 fi_lut32(const float *tab, vu32 s)
-{
-#if FI_VBYTES == 64
-    vf32 t0, t1;
-    memcpy(&t0, tab, 64);
-    memcpy(&t1, tab + 16, 64);
-    return __builtin_shuffle(t0, t1, (vi32)s);
-#elif FI_VBYTES == 32
-    vf32 t0, t1, t2, t3;
-    memcpy(&t0, tab, 32);
-    memcpy(&t1, tab + 8, 32);
-    memcpy(&t2, tab + 16, 32);
-    memcpy(&t3, tab + 24, 32);
-    vi32 i = (vi32)(s & 15u);
-    vi32 lo = (vi32)__builtin_shuffle(t0, t1, i), hi = (vi32)__builtin_shuffle(t2, t3, i);
-    vi32 m = -(vi32)(s >> 4);                                   /* all ones in segments 16 .. 31 */
-    return (vf32)((lo & ~m) | (hi & m));
-#else
-    vf32 r;
-    for (int l = 0; l < FI_VL; l++) r[l] = tab[s[l]];
-    return r;
-#endif
-}
-
-/* v clamped to [lo, hi] with the scalar rule (v < lo ? lo : v, then v > hi ? hi : v). */
-static inline vf32 fi_clamp(vf32 v, vf32 lo, vf32 hi)
-{
-#if FI_VBYTES == 64
-    /* vmaxps returns its second operand unless the first is greater: the same rule */
-    return _mm512_min_ps(hi, _mm512_max_ps(lo, v));
-#else
-    vi32 m = v < lo;
-    v = (vf32)(((vi32)lo & m) | ((vi32)v & ~m));
-    m = v > hi;
-    return (vf32)(((vi32)hi & m) | ((vi32)v & ~m));
-#endif
 }
 
 int FI_FN(fi_fill_trunc_table_f32)(uint64_t seed, uint64_t stream, uint64_t block0, unsigned skip, int64_t n,

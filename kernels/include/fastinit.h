@@ -52,7 +52,13 @@ FI_API int fi_fill_uniform_f32(uint64_t seed, uint64_t stream, uint64_t block0, 
 FI_API int fi_fill_uniform_f64(uint64_t seed, uint64_t stream, uint64_t block0, unsigned skip, int64_t n,
                                double *out, double a, double b, double lo, double hi);
 
-/* N(mean, std^2) by Box-Muller: r = sqrt(-2 ln u1), theta = 2 pi u2, (r cos theta, r sin theta). */
+/* N(mean, std^2).  float32 family: inverse CDF over octaves of the two-sided tail probability.
+ * For the word w: sign = bit 31, z = 2 (w & 0x7fffffff) + 1, q = z 2^-32 = P(|X| > |x|); octave
+ * lz = clz(z) (q in [2^-(lz+1), 2^-lz)); t = float(1 + m 2^-23) - 1.5 with m the 23 bits after
+ * z's leading one; |x| = sum_k fi_normal_table[k][lz] t^k by Horner's rule in float32
+ * (k = 7 .. 0; kernels/normal_table.h, made by kernels/fit_normal_octaves.py), value =
+ * mean + std (+-|x|) in float32.  float64: Box-Muller, r = sqrt(-2 ln u1), theta = 2 pi u2,
+ * (r cos theta, r sin theta). */
 FI_API int fi_fill_normal_f32(uint64_t seed, uint64_t stream, uint64_t block0, unsigned skip, int64_t n,
                               void *out, int otype, float mean, float std);
 FI_API int fi_fill_normal_f64(uint64_t seed, uint64_t stream, uint64_t block0, unsigned skip, int64_t n,
