@@ -269,8 +269,8 @@ def fill_normal(out: np.ndarray, mean: float, std: float, seed: int, stream: int
     r"""Fill `out` in place with :math:`\mathcal{N}(\text{mean}, \text{std}^2)` values.
 
     32-bit family: the inverse CDF, one word per element (element e uses word e % 4 of block
-    e // 4). For the word :math:`w`, the sign is bit 31 and
-    :math:`q = (2 (w \bmod 2^{31}) + 1)\, 2^{-32} = P(|Z| > |z|)`; with :math:`\ell` the octave of
+    e // 4). For the word :math:`w`, the sign is bit 0 and
+    :math:`q = (w \,|\, 1)\, 2^{-32} = P(|Z| > |z|)`; with :math:`\ell` the octave of
     :math:`q` (:math:`2^{-\ell-1} \le q < 2^{-\ell}`), :math:`|z| = \Phi^{-1}(1 - q/2)` is a
     degree-7 polynomial in the position :math:`t \in [-\tfrac12, \tfrac12)` of :math:`q` in its
     octave (23 bits), with the octave's coefficients from a 32-entry table

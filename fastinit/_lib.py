@@ -11,10 +11,11 @@ import importlib.resources
 import os
 import sys
 
-__all__ = ["lib", "simd_level", "SIMD_LEVELS", "OUT_F32", "OUT_F16", "OUT_BF16"]
+__all__ = ["lib", "simd_level", "SIMD_LEVELS", "OUT_F32", "OUT_F16", "OUT_BF16", "OUT_STREAM"]
 
 SIMD_LEVELS = ("scalar", "avx2", "avx512")
 OUT_F32, OUT_F16, OUT_BF16 = 0, 1, 2
+OUT_STREAM = 16  # or'ed into the output type: non-temporal stores (fastinit.h)
 
 _NAMES = {"linux": "libfastinit.so", "darwin": "libfastinit.dylib", "win32": "fastinit.dll"}
 

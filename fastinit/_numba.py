@@ -27,7 +27,7 @@ import numpy as np
 from llvmlite import binding as _llvm
 from numba import njit, prange, types
 
-from ._lib import lib
+from ._lib import OUT_F32, OUT_STREAM, lib
 
 __all__ = ["fill_kernel", "fill_const", "threading_layer", "CHUNK", "KINDS"]
 
@@ -176,6 +176,8 @@ def fill_kernel(kind: int, seed: int, stream: int, block0: int, skip: int, n: in
     p[: len(params)] = params
     epb = ELEMENTS_PER_BLOCK[kind]
     prefault = fresh_memory(addr, n * itemsize)
+    if kind in STREAMING and otype == OUT_F32 and n * itemsize >= STREAM_MIN_BYTES:
+        otype |= OUT_STREAM
     with _guard():
         done = 0
         while done < n:
@@ -185,6 +187,12 @@ def fill_kernel(kind: int, seed: int, stream: int, block0: int, skip: int, n: in
                    e % epb, m, np.uint64(addr + itemsize * done), itemsize, otype, p, prefault)
             done += m
 
+
+# float32 fills from this size on bypass the caches (non-temporal stores: no read of the target's
+# lines before they are written, and the caches keep their contents), in the kernels that have
+# the streaming path. The values do not depend on it.
+STREAM_MIN_BYTES = 1 << 25
+STREAMING = (NRM32, TRT32)
 
 # Targets from this size on are checked for fresh (never touched) memory.
 PREFAULT_MIN_BYTES = 1 << 22

@@ -93,15 +93,22 @@ static inline void philox_words(const fi_keys *ks, uint64_t stream, uint64_t blo
     vu64 iota;
     for (int l = 0; l < FI_L; l++) iota[l] = (uint64_t)l;
     vu64 x0[FI_G], x1[FI_G], x2[FI_G], x3[FI_G];
+    /* Round 1 apart: word 2 of the counter is the stream, the same in every lane, so its product
+     * is one scalar multiply; and the block's high word is the same in all of a vector's lanes
+     * unless its low word wraps inside the step. */
+    const uint64_t p1 = (stream & lo32) * (uint64_t)PHILOX_M1;
+    const vu64 h1 = (vu64){0} + ((p1 >> 32) ^ ks->k0[0]);
+    const vu64 x3s = (vu64){0} + ((stream >> 32) ^ ks->k1[0]);
     for (int g = 0; g < FI_G; g++) {
         vu64 b = iota + (block0 + (uint64_t)(g * FI_L));
-        x0[g] = b & lo32;
-        x1[g] = b >> 32;
-        x2[g] = (vu64){0} + (stream & lo32);
-        x3[g] = (vu64){0} + (stream >> 32);
+        vu64 p0 = fi_mul32(b, m0);                      /* reads the low 32 bits of b */
+        x0[g] = h1 ^ (b >> 32);
+        x1[g] = (vu64){0} + (p1 & lo32);
+        x2[g] = (p0 >> 32) ^ x3s;
+        x3[g] = p0;
     }
-#pragma GCC unroll 10
-    for (int r = 0; r < 10; r++) {
+#pragma GCC unroll 9
+    for (int r = 1; r < 10; r++) {
         for (int g = 0; g < FI_G; g++) {
             vu64 p0 = fi_mul32(x0[g], m0);
             vu64 p1 = fi_mul32(x2[g], m1);
@@ -147,29 +154,65 @@ static inline void philox_words(const fi_keys *ks, uint64_t stream, uint64_t blo
         int64_t done = 0;                                                                     \
         uint64_t blk = block0;                                                                \
         int64_t first = (int64_t)skip;                                                        \
+        /* With streaming stores, whole steps start at a 64-byte boundary: the first partial   \
+         * step ends at the first element that is both aligned and a block's first. */        \
+        int64_t peel = -1;                                                                    \
+        if (fi_nt && direct != NULL && ((uintptr_t)direct % sizeof(VAL_T)) == 0)              \
+            for (int64_t d = 0; d < 64; d++)                                                  \
+                if (((uintptr_t)(direct + d) & 63) == 0 && (first + d) % (EPB) == 0) {        \
+                    peel = d;                                                                 \
+                    break;                                                                    \
+                }                                                                             \
         while (done < n) {                                                                    \
             philox_words(&ks, stream, blk, w);                                                \
-            if (direct != NULL && first == 0 && n - done >= eps) {                            \
+            int64_t pos;                                                                      \
+            if (direct != NULL && first == 0 && done >= peel && n - done >= eps) {           \
                 VAL_T *restrict dst = direct + done;                                          \
+                const int fi_st = fi_nt && (((uintptr_t)dst & 63) == 0);                      \
+                (void)fi_st;                                                                  \
                 BODY;                                                                         \
                 done += eps;                                                                  \
+                pos = eps;                                                                    \
             } else {                                                                          \
                 VAL_T *restrict dst = vals;                                                   \
+                const int fi_st = 0;                                                          \
+                (void)fi_st;                                                                  \
                 BODY;                                                                         \
                 int64_t cnt = eps - first;                                                    \
+                if (done < peel && cnt > peel - done) cnt = peel - done;                      \
                 if (cnt > n - done) cnt = n - done;                                           \
                 STORE(done, first, cnt);                                                      \
                 done += cnt;                                                                  \
+                pos = first + cnt;                                                            \
             }                                                                                 \
-            first = 0;                                                                        \
-            blk += FI_NB;                                                                     \
+            blk += (uint64_t)(pos / (EPB));                                                   \
+            first = pos % (EPB);                                                              \
         }                                                                                     \
+        FI_FENCE_IF(fi_nt);                                                                   \
     } while (0)
+
+/* Non-temporal stores are weakly ordered: fence them before returning. */
+#if defined(__SSE2__)
+#define FI_FENCE_IF(c) do { if (c) _mm_sfence(); } while (0)
+#else
+#define FI_FENCE_IF(c) do { (void)(c); } while (0)
+#endif
+
+/* Store one vector of 32-bit values at p, streaming when fi_st (whole aligned steps only). */
+#if FI_VBYTES == 64
+#define FI_VSTORE(p, v) do { if (fi_st) _mm512_stream_ps((float *)(p), (__m512)(v)); else memcpy((p), &(v), 64); } while (0)
+#else
+#define FI_VSTORE(p, v) memcpy((p), &(v), FI_VBYTES)
+#endif
+
+/* The streaming flag out of otype (f32-family kernels). */
+#define FI_SPLIT_OTYPE const int fi_nt = (otype & FI_OUT_STREAM) != 0; otype &= ~FI_OUT_STREAM
 
 /* ---- raw words ------------------------------------------------------------------------ */
 
 int FI_FN(fi_raw_u32)(uint64_t seed, uint64_t stream, uint64_t block0, unsigned skip, int64_t n, uint32_t *out)
 {
+    const int fi_nt = 0;
 #define BODY_RAW memcpy(dst, w, sizeof(w))
 #define STORE_RAW(d, f, c) memcpy(out + (d), vals + (f), (size_t)(c) * sizeof(uint32_t))
     FI_STEP_LOOP(4, uint32_t, BODY_RAW, out, STORE_RAW);
@@ -209,6 +252,7 @@ static inline double fi_u53(uint32_t hi, uint32_t lo)
 int FI_FN(fi_fill_uniform_f32)(uint64_t seed, uint64_t stream, uint64_t block0, unsigned skip, int64_t n,
                                void *out, int otype, float a, float b, float lo, float hi)
 {
+    FI_SPLIT_OTYPE;
     const float d = b - a;
 #define BODY_UNI32                                                                            \
     for (int i = 0; i < FI_W; i++) {                                                          \
@@ -224,6 +268,7 @@ int FI_FN(fi_fill_uniform_f32)(uint64_t seed, uint64_t stream, uint64_t block0, 
 int FI_FN(fi_fill_uniform_f64)(uint64_t seed, uint64_t stream, uint64_t block0, unsigned skip, int64_t n,
                                double *out, double a, double b, double lo, double hi)
 {
+    const int fi_nt = 0;
     const double d = b - a;
 #define BODY_UNI64                                                                            \
     for (int e = 0; e < FI_W / 2; e++) {                                                      \
@@ -313,6 +358,7 @@ static inline vu32 fi_clz(vu32 z)
 int FI_FN(fi_fill_normal_f32)(uint64_t seed, uint64_t stream, uint64_t block0, unsigned skip, int64_t n,
                               void *out, int otype, float mean, float std)
 {
+    FI_SPLIT_OTYPE;
     const vf32 meanv = (vf32){0} + mean, stdv = (vf32){0} + std;
     const float *table = &fi_normal_table[0][0];
 #define BODY_NRM32                                                                            \
@@ -322,9 +368,9 @@ int FI_FN(fi_fill_normal_f32)(uint64_t seed, uint64_t stream, uint64_t block0, u
         FI_K {                                                                                \
             vu32 wv;                                                                          \
             memcpy(&wv, w + j + k * FI_VL, FI_VBYTES);                                        \
-            vu32 z = (wv << 1) | 1u;                                /* q = z 2^-32 */        \
+            vu32 z = wv | 1u;                                       /* q = z 2^-32 */        \
             oc[k] = fi_clz(z);                                      /* octave */              \
-            sgn[k] = wv & 0x80000000u;                                                        \
+            sgn[k] = wv << 31;                                      /* sign: bit 0 */         \
             vu32 one_m = (((z << oc[k]) >> 8) & 0x007fffffu) | 0x3f800000u;                   \
             memcpy(&t[k], &one_m, FI_VBYTES);                                                 \
             t[k] = t[k] - 1.5f;                                                               \
@@ -339,7 +385,7 @@ int FI_FN(fi_fill_normal_f32)(uint64_t seed, uint64_t stream, uint64_t block0, u
             vf32 v;                                                                           \
             memcpy(&v, &xb, FI_VBYTES);                                                       \
             v = meanv + stdv * v;                                                             \
-            memcpy(dst + j + k * FI_VL, &v, FI_VBYTES);                                       \
+            FI_VSTORE(dst + j + k * FI_VL, v);                                                \
         }                                                                                     \
     }
     FI_STEP_LOOP(4, float, BODY_NRM32, DIRECT_F32FAM, STORE_F32FAM);
@@ -349,6 +395,7 @@ int FI_FN(fi_fill_normal_f32)(uint64_t seed, uint64_t stream, uint64_t block0, u
 int FI_FN(fi_fill_normal_f64)(uint64_t seed, uint64_t stream, uint64_t block0, unsigned skip, int64_t n,
                               double *out, double mean, double std)
 {
+    const int fi_nt = 0;
     /* Elements 2j, 2j+1 come from the four words of block j: 0, 1 (radius), 2, 3 (angle). */
 #define BODY_NRM64                                                                            \
     for (int j = 0; j < FI_NB; j++) {                                                         \
@@ -417,6 +464,7 @@ int FI_FN(fi_fill_trunc_f32)(uint64_t seed, uint64_t stream, uint64_t block0, un
                              void *out, int otype, int mode, double c0, double c1, double c2,
                              double mean, double std, float lo, float hi)
 {
+    FI_SPLIT_OTYPE;
     if (mode >= 2) {
         const double ya = (2.0 * c0 - 1.0), yb = 2.0 * c1 * 0x1p-32;
         const float pa2 = (float)(2.0 * c0), qb2 = (float)(2.0 * c2), d2 = (float)(2.0 * c1);
@@ -445,6 +493,7 @@ int FI_FN(fi_fill_trunc_f64)(uint64_t seed, uint64_t stream, uint64_t block0, un
                              double *out, int mode, double c0, double c1, double sign,
                              double mean, double std, double lo, double hi)
 {
+    const int fi_nt = 0;
     const double sstd = sign * std;
 #define U_TRN64 ((fi_u53(w[2 * e], w[2 * e + 1]) + 0.5) * 0x1p-53)   /* (0, 1) */
 #define OUT_TRN64                                                                             \
@@ -459,6 +508,7 @@ int FI_FN(fi_fill_trunc_f64)(uint64_t seed, uint64_t stream, uint64_t block0, un
 int FI_FN(fi_fill_trunc_table_f32)(uint64_t seed, uint64_t stream, uint64_t block0, unsigned skip, int64_t n,
                                    void *out, int otype, const float *table, float lo, float hi)
 {
+    FI_SPLIT_OTYPE;
     const vf32 lov = (vf32){0} + lo, hiv = (vf32){0} + hi;
     /* FI_IL vectors at a time: their Horner chains are independent and overlap */
 #define BODY_TRNTAB                                                                           \
@@ -478,7 +528,7 @@ int FI_FN(fi_fill_trunc_table_f32)(uint64_t seed, uint64_t stream, uint64_t bloc
             FI_K x[k] = x[k] * t[k] + fi_lut32(table + d * FI_TT_SEGS, sg[k]);                \
         FI_K {                                                                                \
             vf32 v = fi_clamp(x[k], lov, hiv);                                                \
-            memcpy(dst + j + k * FI_VL, &v, FI_VBYTES);                                       \
+            FI_VSTORE(dst + j + k * FI_VL, v);                                                \
         }                                                                                     \
     }
     FI_STEP_LOOP(4, float, BODY_TRNTAB, DIRECT_F32FAM, STORE_F32FAM);

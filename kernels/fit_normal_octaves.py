@@ -1,7 +1,7 @@
 """Fit the float32 normal's quantile table (kernels/normal_table.h) and print its error.
 
 fastinit's float32 normal is an inverse CDF over octaves of the two-sided tail probability.
-For the word w: sign = bit 31; z = 2 (w & 0x7fffffff) + 1 (odd, 1 .. 2^32 - 1) and q = z 2^-32
+For the word w: sign = bit 0; z = w | 1 (odd, 1 .. 2^32 - 1) and q = z 2^-32
 is P(|X| > |x|). With lz = clz(z), q lies in octave [2^-(lz+1), 2^-lz); the 23 bits after z's
 leading one give t = (1 + mant 2^-23) - 1.5 in [-1/2, 1/2), and
 

@@ -34,6 +34,10 @@ extern "C" {
 
 /* Output element types of the 32-bit family. */
 enum { FI_OUT_F32 = 0, FI_OUT_F16 = 1, FI_OUT_BF16 = 2 };
+/* Flag or'ed into otype: float32 outputs of the normal and table-mode truncated normal kernels
+ * are written with non-temporal stores (for fills much larger than the caches; the values are
+ * the same).  Every f32-family kernel accepts it; the others ignore it. */
+enum { FI_OUT_STREAM = 16 };
 
 /* SIMD levels. */
 enum { FI_SIMD_SCALAR = 0, FI_SIMD_AVX2 = 1, FI_SIMD_AVX512 = 2 };
@@ -53,7 +57,7 @@ FI_API int fi_fill_uniform_f64(uint64_t seed, uint64_t stream, uint64_t block0, 
                                double *out, double a, double b, double lo, double hi);
 
 /* N(mean, std^2).  float32 family: inverse CDF over octaves of the two-sided tail probability.
- * For the word w: sign = bit 31, z = 2 (w & 0x7fffffff) + 1, q = z 2^-32 = P(|X| > |x|); octave
+ * For the word w: sign = bit 0, z = w | 1, q = z 2^-32 = P(|X| > |x|); octave
  * lz = clz(z) (q in [2^-(lz+1), 2^-lz)); t = float(1 + m 2^-23) - 1.5 with m the 23 bits after
  * z's leading one; |x| = sum_k fi_normal_table[k][lz] t^k by Horner's rule in float32
  * (k = 7 .. 0; kernels/normal_table.h, made by kernels/fit_normal_octaves.py), value =
