@@ -331,10 +331,11 @@ def quantile_table(c0: float, c1: float, c2: float, mean: float = 0.0, std: floa
     return table
 
 
-def _float32_mode(alpha: float, beta: float):
+def _float32_mode(alpha: float, beta: float, mean: float, std: float):
     """(mode, Phi(alpha), Phi(beta) - Phi(alpha), 1 - Phi(beta)) for the float32 kernel, or None.
 
-    Mode 4 (the quantile table) when :func:`quantile_table` accepts the interval. Otherwise
+    Mode 4 (the quantile table) when :func:`quantile_table` accepts the interval; the table is
+    built for the float32 `mean` and `std` the fill uses, so the fill finds it in the cache. Otherwise
     w = -ln((1 + y)(1 - y)) is largest at the ends of the uniform's range (the product is a
     concave quadratic in u), so its bound over a call is exact; mode 2 needs w <= 6.25 (the
     central polynomial), mode 3 w <= 25 (both), otherwise the double-precision modes run.
@@ -349,8 +350,11 @@ def _float32_mode(alpha: float, beta: float):
         mass = 1.0 - p_lo - q_hi
     if not mass > 0:
         return None
-    if max(abs(alpha), abs(beta)) <= _TABLE_MAX_X and quantile_table(p_lo, mass, q_hi) is not None:
-        return 4, p_lo, mass, q_hi
+    if max(abs(alpha), abs(beta)) <= _TABLE_MAX_X:
+        with np.errstate(over="ignore"):  # an overflowing mean is refused by the fill itself
+            mean32, std32 = float(np.float32(mean)), float(np.float32(std))
+        if quantile_table(p_lo, mass, q_hi, mean32, std32) is not None:
+            return 4, p_lo, mass, q_hi
     t_ends = [(2 * p_lo + 2 * u * mass) * (2 * q_hi + 2 * (1 - u) * mass) for u in (_U_MIN, 1 - _U_MIN)]
     t_min = min(t_ends)
     if not t_min > 0:
@@ -387,7 +391,7 @@ def trunc_params(mean: float, std: float, a: float, b: float, single: bool = Fal
     """
     alpha, beta = (a - mean) / std, (b - mean) / std
     if single:
-        fast = _float32_mode(alpha, beta)
+        fast = _float32_mode(alpha, beta, mean, std)
         if fast is not None:
             return fast
     special = _special()

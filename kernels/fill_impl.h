@@ -94,8 +94,7 @@ static inline void philox_words(const fi_keys *ks, uint64_t stream, uint64_t blo
     for (int l = 0; l < FI_L; l++) iota[l] = (uint64_t)l;
     vu64 x0[FI_G], x1[FI_G], x2[FI_G], x3[FI_G];
     /* Round 1 apart: word 2 of the counter is the stream, the same in every lane, so its product
-     * is one scalar multiply; and the block's high word is the same in all of a vector's lanes
-     * unless its low word wraps inside the step. */
+     * (and its XOR with the round key) is computed once. */
     const uint64_t p1 = (stream & lo32) * (uint64_t)PHILOX_M1;
     const vu64 h1 = (vu64){0} + ((p1 >> 32) ^ ks->k0[0]);
     const vu64 x3s = (vu64){0} + ((stream >> 32) ^ ks->k1[0]);
@@ -295,6 +294,12 @@ typedef float vf32 __attribute__((vector_size(FI_VBYTES)));
 typedef int32_t vi32 __attribute__((vector_size(FI_VBYTES)));
 typedef uint32_t vu32 __attribute__((vector_size(FI_VBYTES)));
 
+/* m ? a : b lane by lane, for all-ones / all-zeros masks m (C has no vector ?:). */
+static inline vi32 fi_blend(vi32 m, vi32 a, vi32 b)
+{
+    return (a & m) | (b & ~m);
+}
+
 /* tab[s] for each lane's segment s in [0, 32). */
 static inline vf32 fi_lut32(const float *tab, vu32 s)
 {
@@ -311,8 +316,7 @@ static inline vf32 fi_lut32(const float *tab, vu32 s)
     memcpy(&t3, tab + 24, 32);
     vi32 i = (vi32)(s & 15u);
     vi32 lo = (vi32)__builtin_shuffle(t0, t1, i), hi = (vi32)__builtin_shuffle(t2, t3, i);
-    vi32 m = -(vi32)(s >> 4);                                   /* all ones in segments 16 .. 31 */
-    return (vf32)((lo & ~m) | (hi & m));
+    return (vf32)fi_blend(-(vi32)(s >> 4), hi, lo);             /* segments 16 .. 31 from hi */
 #else
     vf32 r;
     for (int l = 0; l < FI_VL; l++) r[l] = tab[s[l]];
@@ -327,10 +331,8 @@ static inline vf32 fi_clamp(vf32 v, vf32 lo, vf32 hi)
     /* vmaxps returns its second operand unless the first is greater: the same rule */
     return _mm512_min_ps(hi, _mm512_max_ps(lo, v));
 #else
-    vi32 m = v < lo;
-    v = (vf32)(((vi32)lo & m) | ((vi32)v & ~m));
-    m = v > hi;
-    return (vf32)(((vi32)hi & m) | ((vi32)v & ~m));
+    v = (vf32)fi_blend(v < lo, (vi32)lo, (vi32)v);
+    return (vf32)fi_blend(v > hi, (vi32)hi, (vi32)v);
 #endif
 }
 
@@ -347,8 +349,7 @@ static inline vu32 fi_clz(vu32 z)
     vu32 eh, el;
     memcpy(&eh, &fh, FI_VBYTES);
     memcpy(&el, &fl, FI_VBYTES);
-    vi32 m = (vi32)(hi != 0u);                                  /* all ones where hi != 0 */
-    return (vu32)(((vi32)(150u - (eh >> 23)) & m) | ((vi32)(158u - (el >> 23)) & ~m));
+    return (vu32)fi_blend((vi32)(hi != 0u), (vi32)(150u - (eh >> 23)), (vi32)(158u - (el >> 23)));
 #endif
 }
 
