@@ -53,6 +53,7 @@ _SIGNATURES = {
     "fi_fill_const_u16": (_int, [_i64, _vp, _u16]),
     "fi_fill_const_u32": (_int, [_i64, _vp, _u32]),
     "fi_fill_const_u64": (_int, [_i64, _vp, _u64]),
+    "fi_fma_f32": (_int, [_i64, _vp, _vp, _vp, _vp]),
     "fi_ndtri": (_f64, [_f64]),
     "fi_prefault": (_int, [ctypes.c_void_p, ctypes.c_int64]),
     "fi_resident": (_int, [ctypes.c_void_p]),

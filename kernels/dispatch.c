@@ -32,7 +32,8 @@
                                       const float *, float, float);                                \
     int fi_fill_const_u16_##sfx(int64_t, uint16_t *, uint16_t);                                    \
     int fi_fill_const_u32_##sfx(int64_t, uint32_t *, uint32_t);                                    \
-    int fi_fill_const_u64_##sfx(int64_t, uint64_t *, uint64_t);
+    int fi_fill_const_u64_##sfx(int64_t, uint64_t *, uint64_t);                                    \
+    int fi_fma_f32_##sfx(int64_t, const float *, const float *, const float *, float *);
 
 typedef struct {
     int (*raw_u32)(uint64_t, uint64_t, uint64_t, unsigned, int64_t, uint32_t *);
@@ -49,12 +50,14 @@ typedef struct {
     int (*const_u16)(int64_t, uint16_t *, uint16_t);
     int (*const_u32)(int64_t, uint32_t *, uint32_t);
     int (*const_u64)(int64_t, uint64_t *, uint64_t);
+    int (*fma_f32)(int64_t, const float *, const float *, const float *, float *);
 } fi_table;
 
 #define TABLE(sfx)                                                                                 \
     {fi_raw_u32_##sfx, fi_fill_uniform_f32_##sfx, fi_fill_uniform_f64_##sfx, fi_fill_normal_f32_##sfx, \
      fi_fill_normal_f64_##sfx, fi_fill_trunc_f32_##sfx, fi_fill_trunc_f64_##sfx,                   \
-     fi_fill_trunc_table_f32_##sfx, fi_fill_const_u16_##sfx, fi_fill_const_u32_##sfx, fi_fill_const_u64_##sfx}
+     fi_fill_trunc_table_f32_##sfx, fi_fill_const_u16_##sfx, fi_fill_const_u32_##sfx, fi_fill_const_u64_##sfx, \
+     fi_fma_f32_##sfx}
 
 DECLARE_LEVEL(scalar)
 #ifdef FI_HAVE_AVX2
@@ -84,8 +87,8 @@ static int cpu_supports(int level)
 #ifdef FI_X86
     unsigned a, b, c, d;
     if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
-    int osxsave = (c >> 27) & 1, avx = (c >> 28) & 1;
-    if (!osxsave || !avx) return 0;
+    int osxsave = (c >> 27) & 1, avx = (c >> 28) & 1, fma = (c >> 12) & 1;
+    if (!osxsave || !avx || !fma) return 0;         /* both vector levels use FMA3 */
     unsigned xlo, xhi;
     __asm__ volatile("xgetbv" : "=a"(xlo), "=d"(xhi) : "c"(0));
     int ymm_os = (xlo & 0x6) == 0x6;                /* XMM and YMM state saved by the OS */
@@ -190,6 +193,10 @@ int fi_fill_trunc_table_f32(uint64_t seed, uint64_t stream, uint64_t block0, uns
 int fi_fill_const_u16(int64_t n, uint16_t *out, uint16_t v) { return T()->const_u16(n, out, v); }
 int fi_fill_const_u32(int64_t n, uint32_t *out, uint32_t v) { return T()->const_u32(n, out, v); }
 int fi_fill_const_u64(int64_t n, uint64_t *out, uint64_t v) { return T()->const_u64(n, out, v); }
+int fi_fma_f32(int64_t n, const float *a, const float *b, const float *c, float *out)
+{
+    return T()->fma_f32(n, a, b, c, out);
+}
 
 double fi_ndtri(double p) { return fi_ndtri_inline(p); }
 

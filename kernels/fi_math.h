@@ -1,7 +1,7 @@
 /* fi_math.h -- branch-free elementary functions shared by every SIMD level.
  *
- * Each function is a fixed sequence of IEEE-754 operations (add, mul, div, sqrt, compares and
- * integer bit manipulation).  The files are compiled with -ffp-contract=off and without
+ * Each function is a fixed sequence of IEEE-754 operations (add, mul, fused multiply-add, div,
+ * sqrt, compares and integer bit manipulation).  The files are compiled with -ffp-contract=off and without
  * -ffast-math, so the auto-vectorised AVX2/AVX-512 loops perform exactly the same roundings as
  * the portable build: the bits do not depend on the SIMD level.  No libm call is made.
  *
@@ -26,6 +26,30 @@ static inline uint64_t fi_d2u(double x) { uint64_t u; memcpy(&u, &x, 8); return 
 static inline double fi_u2d(uint64_t u) { double x; memcpy(&x, &u, 8); return x; }
 
 /* ---- float32 ------------------------------------------------------------------------ */
+
+/* a * b + c rounded once (IEEE fusedMultiplyAdd): one instruction where the target has FMA.
+ * Without it (the portable x86-64 build): a * b is exact in double (24 + 24 <= 53 bits; finite
+ * floats neither overflow nor underflow there); s = RN(p + c) and its exact error e (Knuth's
+ * TwoSum) give p + c rounded to odd -- s, or its neighbour towards e when s's last bit is even and
+ * e != 0 -- and rounding that to float is the correctly rounded result, because double carries
+ * 53 >= 24 + 2 bits (Boldo and Melquiond, "Emulation of FMA and correctly rounded sums: proved
+ * algorithms using rounding to odd", IEEE Trans. Computers 57, 2008).  So every level gets the same
+ * bits (tests/test_kernels.py checks each against exact rounding).  Finite inputs only. */
+static inline float fi_fmaf(float a, float b, float c)
+{
+#if defined(__FMA__) || defined(__FP_FAST_FMAF)
+    return __builtin_fmaf(a, b, c);
+#else
+    double p = (double)a * (double)b, dc = (double)c;
+    double s = p + dc, bp = s - dc, bc = s - bp;
+    double e = (p - bp) + (dc - bc);                       /* p + c = s + e exactly */
+    uint64_t u = fi_d2u(s);
+    if (e != 0.0 && !(u & 1u)) u += ((e > 0.0) == (s > 0.0)) ? 1 : (uint64_t)-1;
+    return (float)fi_u2d(u);
+#endif
+}
+
+
 
 /* Natural log for normal positive x (here x in [2^-32, 1]). */
 static inline float fi_logf(float x)

@@ -324,6 +324,36 @@ static inline vf32 fi_lut32(const float *tab, vu32 s)
 #endif
 }
 
+/* a * b + c rounded once, lane by lane (fi_fmaf: the same bits on every level). */
+static inline vf32 fi_fma(vf32 a, vf32 b, vf32 c)
+{
+#if FI_VBYTES == 64
+    return (vf32)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)c);
+#elif FI_VBYTES == 32
+    return (vf32)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)c);
+#else
+    vf32 r;
+    for (int l = 0; l < FI_VL; l++) r[l] = fi_fmaf(a[l], b[l], c[l]);
+    return r;
+#endif
+}
+
+/* out[i] = fi_fma(a[i], b[i], c[i]): exported so that tests check every level's FMA (the portable
+ * emulation above all) against exact rounding. */
+int FI_FN(fi_fma_f32)(int64_t n, const float *a, const float *b, const float *c, float *out)
+{
+    for (int64_t i = 0; i < n; i += FI_VL) {
+        size_t m = (size_t)(n - i < FI_VL ? n - i : FI_VL) * sizeof(float);
+        vf32 va = {0}, vb = {0}, vc = {0};
+        memcpy(&va, a + i, m);
+        memcpy(&vb, b + i, m);
+        memcpy(&vc, c + i, m);
+        vf32 r = fi_fma(va, vb, vc);
+        memcpy(out + i, &r, m);
+    }
+    return 0;
+}
+
 /* v clamped to [lo, hi] with the scalar rule (v < lo ? lo : v, then v > hi ? hi : v). */
 static inline vf32 fi_clamp(vf32 v, vf32 lo, vf32 hi)
 {
@@ -355,6 +385,45 @@ static inline vu32 fi_clz(vu32 z)
 
 /* ---- normal -------------------------------------------------------------- */
 
+/* The octave lookups of the normal, fast path: octave lz has probability 2^-(lz + 1), so a group
+ * of FI_IL vectors almost always has every lz < FI_NRM_FAST, and then one single-source permute
+ * of the table's first FI_NRM_FAST entries (vpermps) does the lookup: on Zen 4 it overlaps the
+ * FMAs, where the two-source vpermt2ps of fi_lut32 competes with them.  Groups with a rarer octave
+ * (AVX-512: probability 64 x 2^-16 ~ 1e-3, AVX2: 32 x 2^-8 ~ 0.12) take fi_lut32.  Either way the
+ * same table entries enter the same arithmetic, so the bits do not depend on the path. */
+#if FI_VBYTES == 64
+#define FI_NRM_FAST 16
+#elif FI_VBYTES == 32
+#define FI_NRM_FAST 8
+#else
+#define FI_NRM_FAST 32
+#endif
+
+static inline vf32 fi_lut_fast(const float *tab, vu32 s)
+{
+#if FI_VBYTES == 64
+    return (vf32)_mm512_permutexvar_ps((__m512i)s, _mm512_load_ps(tab));
+#elif FI_VBYTES == 32
+    return (vf32)_mm256_permutevar8x32_ps(_mm256_load_ps(tab), (__m256i)s);
+#else
+    return fi_lut32(tab, s);
+#endif
+}
+
+/* Nonzero when some lane of v has a bit of m set. */
+static inline int fi_any_bits(vu32 v, uint32_t m)
+{
+#if FI_VBYTES == 64
+    return _mm512_test_epi32_mask((__m512i)v, _mm512_set1_epi32((int)m)) != 0;
+#elif FI_VBYTES == 32
+    return !_mm256_testz_si256((__m256i)v, _mm256_set1_epi32((int)m));
+#else
+    uint32_t a = 0;
+    for (int l = 0; l < FI_VL; l++) a |= v[l];
+    return (a & m) != 0;
+#endif
+}
+
 /* float32: inverse CDF over octaves of the two-sided tail probability (fastinit.h). */
 int FI_FN(fi_fill_normal_f32)(uint64_t seed, uint64_t stream, uint64_t block0, unsigned skip, int64_t n,
                               void *out, int otype, float mean, float std)
@@ -362,30 +431,38 @@ int FI_FN(fi_fill_normal_f32)(uint64_t seed, uint64_t stream, uint64_t block0, u
     FI_SPLIT_OTYPE;
     const vf32 meanv = (vf32){0} + mean, stdv = (vf32){0} + std;
     const float *table = &fi_normal_table[0][0];
+#define NRM32_HORNER(LUT)                                                                     \
+    do {                                                                                      \
+        FI_K x[k] = LUT(table + 7 * 32, oc[k]);                                               \
+        for (int d = 6; d >= 0; d--)                                                          \
+            FI_K x[k] = fi_fma(x[k], t[k], LUT(table + d * 32, oc[k]));                       \
+    } while (0)
 #define BODY_NRM32                                                                            \
     for (int j = 0; j < FI_W; j += FI_IL * FI_VL) {                                           \
-        vu32 oc[FI_IL], sgn[FI_IL];                                                           \
+        vu32 oc[FI_IL], sgn[FI_IL], ocs = (vu32){0};                                          \
         vf32 t[FI_IL], x[FI_IL];                                                              \
         FI_K {                                                                                \
             vu32 wv;                                                                          \
             memcpy(&wv, w + j + k * FI_VL, FI_VBYTES);                                        \
             vu32 z = wv | 1u;                                       /* q = z 2^-32 */        \
             oc[k] = fi_clz(z);                                      /* octave */              \
+            ocs |= oc[k];                                                                     \
             sgn[k] = wv << 31;                                      /* sign: bit 0 */         \
             vu32 one_m = (((z << oc[k]) >> 8) & 0x007fffffu) | 0x3f800000u;                   \
             memcpy(&t[k], &one_m, FI_VBYTES);                                                 \
             t[k] = t[k] - 1.5f;                                                               \
-            x[k] = fi_lut32(table + 7 * 32, oc[k]);                                           \
         }                                                                                     \
-        for (int d = 6; d >= 0; d--)                                                          \
-            FI_K x[k] = x[k] * t[k] + fi_lut32(table + d * 32, oc[k]);                        \
+        if (__builtin_expect(fi_any_bits(ocs, 32u - FI_NRM_FAST), 0))                         \
+            NRM32_HORNER(fi_lut32);                                                           \
+        else                                                                                  \
+            NRM32_HORNER(fi_lut_fast);                                                        \
         FI_K {                                                                                \
             vu32 xb;                                                                          \
             memcpy(&xb, &x[k], FI_VBYTES);                                                    \
             xb ^= sgn[k];                                                                     \
             vf32 v;                                                                           \
             memcpy(&v, &xb, FI_VBYTES);                                                       \
-            v = meanv + stdv * v;                                                             \
+            v = fi_fma(stdv, v, meanv);                                                       \
             FI_VSTORE(dst + j + k * FI_VL, v);                                                \
         }                                                                                     \
     }
@@ -526,7 +603,7 @@ int FI_FN(fi_fill_trunc_table_f32)(uint64_t seed, uint64_t stream, uint64_t bloc
             x[k] = fi_lut32(table + FI_TT_DEG * FI_TT_SEGS, sg[k]);                           \
         }                                                                                     \
         for (int d = FI_TT_DEG - 1; d >= 0; d--)                                              \
-            FI_K x[k] = x[k] * t[k] + fi_lut32(table + d * FI_TT_SEGS, sg[k]);                \
+            FI_K x[k] = fi_fma(x[k], t[k], fi_lut32(table + d * FI_TT_SEGS, sg[k]));          \
         FI_K {                                                                                \
             vf32 v = fi_clamp(x[k], lov, hiv);                                                \
             FI_VSTORE(dst + j + k * FI_VL, v);                                                \

@@ -10,7 +10,7 @@ leading one give t = (1 + mant 2^-23) - 1.5 in [-1/2, 1/2), and
 where delta = 2^-24 (the mean of the bits dropped below the 23, which are odd) when lz < 8 and
 0 when nothing is dropped. Per octave, |x| is interpolated in t by a degree-7 polynomial at the
 Chebyshev nodes (exact quantiles from mpmath), rounded to float32; the kernel evaluates it by
-Horner's rule in float32. Run from the checkout root:
+Horner's rule in float32 with fused multiply-adds. Run from the checkout root:
 
     python kernels/fit_normal_octaves.py            # print the error (needs mpmath; ~10 s)
     python kernels/fit_normal_octaves.py --write    # also rewrite kernels/normal_table.h
@@ -54,10 +54,23 @@ def fit():
     return table.astype(np.float32)
 
 
+def fma32(a, b, c):
+    """float32 a * b + c rounded once, as the kernel's FMA: the exact product in float64, the sum
+    rounded to odd (TwoSum error, then the odd neighbour), then to float32 (exact: 53 >= 24 + 2)."""
+    p, c = a.astype(np.float64) * b, c.astype(np.float64)
+    s = p + c
+    bp = s - c
+    e = (p - bp) + (c - (s - bp))
+    u = s.view(np.uint64).copy()
+    fix = (e != 0) & (u & 1 == 0)
+    u[fix] += np.where((e > 0) == (s > 0), 1, -1).astype(np.uint64)[fix]
+    return u.view(np.float64).astype(np.float32)
+
+
 def horner32(table, lz, t):
     x = np.full_like(t, table[DEG, lz])
     for k in range(DEG - 1, -1, -1):
-        x = (x * t + table[k, lz]).astype(np.float32)
+        x = fma32(x, t, np.full_like(t, table[k, lz]))
     return x
 
 

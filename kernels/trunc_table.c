@@ -19,11 +19,12 @@ static double quantile(double c0, double c1, double c2, double u)
     return p <= 0.5 ? fi_ndtri_inline(p) : -fi_ndtri_inline(c2 + (1.0 - u) * c1);
 }
 
-/* The kernels' evaluation: Horner's rule in float32, highest coefficient first. */
+/* The kernels' evaluation: Horner's rule in float32 with fused multiply-adds, highest coefficient
+ * first (bit for bit). */
 static float horner(const float *table, int s, float t)
 {
     float x = table[FI_TT_DEG * FI_TT_SEGS + s];
-    for (int k = FI_TT_DEG - 1; k >= 0; k--) x = x * t + table[k * FI_TT_SEGS + s];
+    for (int k = FI_TT_DEG - 1; k >= 0; k--) x = fi_fmaf(x, t, table[k * FI_TT_SEGS + s]);
     return x;
 }
 

@@ -7,6 +7,7 @@ once per process), as numpy's test_cpu_features does.
 import hashlib
 import json
 import pathlib
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -133,3 +134,55 @@ def test_ndtri_accuracy():
     ref = special.ndtri(p)
     rel = np.abs(got - ref) / np.maximum(np.abs(ref), 1e-300)
     assert rel.max() < 1e-14, (p[rel.argmax()], got[rel.argmax()], ref[rel.argmax()])
+
+
+def _round_f32(x: Fraction) -> np.float32:
+    """x rounded to the nearest float32, ties to even (exact: candidates compared as fractions)."""
+    f = np.float32(float(x))  # within one float32 ulp of the answer
+    cands = {f, np.nextafter(f, np.float32(np.inf)), np.nextafter(f, np.float32(-np.inf))}
+    cands = [c for c in cands if np.isfinite(c)]
+    best = min(abs(Fraction(float(c)) - x) for c in cands)
+    near = [c for c in cands if abs(Fraction(float(c)) - x) == best]
+    if len(near) > 1:  # a tie: the even significand
+        near = [c for c in near if not int(np.array(c, np.float32).view(np.uint32)) & 1]
+    return near[0]
+
+
+def _fma_cases():
+    """Random products with cancelling addends, and sums within 2^-36 of a float32 midpoint (where
+    rounding a * b + c to double and then to float32 gives the wrong neighbour)."""
+    rng = np.random.default_rng(2024)
+    n = 4000
+    a = (rng.standard_normal(n) * 2.0 ** rng.integers(-20, 20, n)).astype(np.float32)
+    b = (rng.standard_normal(n) * 2.0 ** rng.integers(-20, 20, n)).astype(np.float32)
+    c = (-(a.astype(np.float64) * b) * (1 + rng.standard_normal(n) * 2.0 ** -rng.integers(1, 30, n))).astype(np.float32)
+    x = 2.0 ** -12
+    mids = []
+    for k in range(2000):
+        cm = np.float32((1 + int(rng.integers(0, 2**23)) * 2.0**-23) * 2.0 ** int(rng.integers(-30, 30)))
+        half_ulp = float(np.spacing(cm)) / 2
+        # (1 + x)(1 - x + x^2) = 1 + x^3 and (1 + x^(5/3))(1 - x^(5/3)) = 1 - x^(10/3): a hair above
+        # or below half an ulp of c
+        fa, fb = ((1 + x, 1 - x + x * x) if k % 2 else (1 + 2.0**-20, 1 - 2.0**-20))
+        sa, sc = (1 if k % 3 else -1), (1 if k % 5 else -1)
+        mids.append((np.float32(sa * fa * half_ulp), np.float32(fb), np.float32(sc * cm)))
+    ma, mb, mc = (np.array(v, np.float32) for v in zip(*mids))
+    return np.concatenate([a, ma]), np.concatenate([b, mb]), np.concatenate([c, mc])
+
+
+def test_fma_is_correctly_rounded_on_every_level():
+    a, b, c = _fma_cases()
+    exact = np.array([_round_f32(Fraction(float(x)) * Fraction(float(y)) + Fraction(float(z)))
+                      for x, y, z in zip(a, b, c)], np.float32)
+    naive = (a.astype(np.float64) * b + c).astype(np.float32)
+    assert (naive != exact).sum() > 100  # the cases do trap double rounding
+    before = lib.fi_simd_level()
+    try:
+        for level in _supported_levels():
+            assert lib.fi_simd_set(SIMD_LEVELS.index(level)) >= 0
+            out = np.empty_like(a)
+            lib.fi_fma_f32(a.size, a.ctypes.data, b.ctypes.data, c.ctypes.data, out.ctypes.data)
+            bad = np.flatnonzero(out.view(np.uint32) != exact.view(np.uint32))
+            assert bad.size == 0, (level, a[bad[0]], b[bad[0]], c[bad[0]], out[bad[0]], exact[bad[0]])
+    finally:
+        lib.fi_simd_set(before)

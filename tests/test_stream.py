@@ -81,7 +81,7 @@ def _normal_f32_reference(w):
 
 def test_normal_f32_from_words():
     """Every element against the exact quantile of its word, over 2^20 words: the octave table
-    (kernels/fit_normal_octaves.py) is within 2.5 x 2^-24 max(|x|, 1) in float32; with the
+    (kernels/fit_normal_octaves.py) is within 2.2 x 2^-24 max(|x|, 1) in float32; with the
     rounding of mean + std x the bound checked is 4 x 2^-24 max(|x|, 1) std + one ulp."""
     n = 1 << 20
     mean, std = 0.25, 1.5

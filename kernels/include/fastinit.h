@@ -59,9 +59,9 @@ FI_API int fi_fill_uniform_f64(uint64_t seed, uint64_t stream, uint64_t block0, 
 /* N(mean, std^2).  float32 family: inverse CDF over octaves of the two-sided tail probability.
  * For the word w: sign = bit 0, z = w | 1, q = z 2^-32 = P(|X| > |x|); octave
  * lz = clz(z) (q in [2^-(lz+1), 2^-lz)); t = float(1 + m 2^-23) - 1.5 with m the 23 bits after
- * z's leading one; |x| = sum_k fi_normal_table[k][lz] t^k by Horner's rule in float32
- * (k = 7 .. 0; kernels/normal_table.h, made by kernels/fit_normal_octaves.py), value =
- * mean + std (+-|x|) in float32.  float64: Box-Muller, r = sqrt(-2 ln u1), theta = 2 pi u2,
+ * z's leading one; |x| = sum_k fi_normal_table[k][lz] t^k by Horner's rule in float32 with fused
+ * multiply-adds (k = 7 .. 0; kernels/normal_table.h, made by kernels/fit_normal_octaves.py), value
+ * = fma(std, +-|x|, mean) in float32.  float64: Box-Muller, r = sqrt(-2 ln u1), theta = 2 pi u2,
  * (r cos theta, r sin theta). */
 FI_API int fi_fill_normal_f32(uint64_t seed, uint64_t stream, uint64_t block0, unsigned skip, int64_t n,
                               void *out, int otype, float mean, float std);
@@ -87,8 +87,8 @@ FI_API int fi_fill_trunc_f64(uint64_t seed, uint64_t stream, uint64_t block0, un
  * measures it).  For the word w, the top FI_TT_SEG_BITS bits choose one of FI_TT_SEGS equal
  * segments s of the uniform, the low 23 bits the position: t = float(1 + (w & 0x7fffff) 2^-23) - 1.5
  * (exact, in [-1/2, 1/2)) stands for u = (s + t + 1/2 + 2^-24) / FI_TT_SEGS, and
- * value = sum_k table[k FI_TT_SEGS + s] t^k by Horner's rule in float32 (k = FI_TT_DEG down to 0),
- * clamped to [lo, hi]. */
+ * value = sum_k table[k FI_TT_SEGS + s] t^k by Horner's rule with fused multiply-adds in float32
+ * (k = FI_TT_DEG down to 0), clamped to [lo, hi]. */
 #define FI_TT_SEG_BITS 5
 #define FI_TT_SEGS (1 << FI_TT_SEG_BITS)
 #define FI_TT_DEG 8
@@ -113,6 +113,10 @@ FI_API int fi_resident(const void *addr);
 FI_API int fi_fill_const_u16(int64_t n, uint16_t *out, uint16_t v);
 FI_API int fi_fill_const_u32(int64_t n, uint32_t *out, uint32_t v);
 FI_API int fi_fill_const_u64(int64_t n, uint64_t *out, uint64_t v);
+
+/* a[i] * b[i] + c[i] rounded once, as the float32 table kernels compute it (hardware FMA, or its
+ * exact emulation on levels without one); exported for tests. */
+FI_API int fi_fma_f32(int64_t n, const float *a, const float *b, const float *c, float *out);
 
 /* Inverse standard-normal CDF (Wichura AS241), exported for tests. */
 FI_API double fi_ndtri(double p);
