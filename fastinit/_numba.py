@@ -192,7 +192,7 @@ def fill_kernel(kind: int, seed: int, stream: int, block0: int, skip: int, n: in
 # lines before they are written, and the caches keep their contents), in the kernels that have
 # the streaming path. The values do not depend on it.
 STREAM_MIN_BYTES = 1 << 25
-STREAMING = (NRM32, TRT32)
+STREAMING = (UNI32, NRM32, TRT32)
 
 # Targets from this size on are checked for fresh (never touched) memory.
 PREFAULT_MIN_BYTES = 1 << 22

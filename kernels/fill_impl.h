@@ -248,22 +248,6 @@ static inline double fi_u53(uint32_t hi, uint32_t lo)
 
 /* ---- uniform -------------------------------------------------------------------------- */
 
-int FI_FN(fi_fill_uniform_f32)(uint64_t seed, uint64_t stream, uint64_t block0, unsigned skip, int64_t n,
-                               void *out, int otype, float a, float b, float lo, float hi)
-{
-    FI_SPLIT_OTYPE;
-    const float d = b - a;
-#define BODY_UNI32                                                                            \
-    for (int i = 0; i < FI_W; i++) {                                                          \
-        float u = (float)(int32_t)(w[i] >> 8) * 0x1p-24f;          /* 24-bit, [0, 1) */     \
-        float v = a + d * u;                                                                  \
-        v = v < lo ? lo : v;                                                                  \
-        dst[i] = v > hi ? hi : v;                                                             \
-    }
-    FI_STEP_LOOP(4, float, BODY_UNI32, DIRECT_F32FAM, STORE_F32FAM);
-    return 0;
-}
-
 int FI_FN(fi_fill_uniform_f64)(uint64_t seed, uint64_t stream, uint64_t block0, unsigned skip, int64_t n,
                                double *out, double a, double b, double lo, double hi)
 {
@@ -357,9 +341,13 @@ int FI_FN(fi_fma_f32)(int64_t n, const float *a, const float *b, const float *c,
 /* v clamped to [lo, hi] with the scalar rule (v < lo ? lo : v, then v > hi ? hi : v). */
 static inline vf32 fi_clamp(vf32 v, vf32 lo, vf32 hi)
 {
+    /* (v)maxps returns its second operand unless the first is greater: the same rule */
 #if FI_VBYTES == 64
-    /* vmaxps returns its second operand unless the first is greater: the same rule */
     return _mm512_min_ps(hi, _mm512_max_ps(lo, v));
+#elif FI_VBYTES == 32
+    return _mm256_min_ps(hi, _mm256_max_ps(lo, v));
+#elif defined(__SSE2__)
+    return _mm_min_ps(hi, _mm_max_ps(lo, v));
 #else
     v = (vf32)fi_blend(v < lo, (vi32)lo, (vi32)v);
     return (vf32)fi_blend(v > hi, (vi32)hi, (vi32)v);
@@ -381,6 +369,25 @@ static inline vu32 fi_clz(vu32 z)
     memcpy(&el, &fl, FI_VBYTES);
     return (vu32)fi_blend((vi32)(hi != 0u), (vi32)(150u - (eh >> 23)), (vi32)(158u - (el >> 23)));
 #endif
+}
+
+/* ---- uniform float32 (written with the vector types for its streaming stores) ----------- */
+
+int FI_FN(fi_fill_uniform_f32)(uint64_t seed, uint64_t stream, uint64_t block0, unsigned skip, int64_t n,
+                               void *out, int otype, float a, float b, float lo, float hi)
+{
+    FI_SPLIT_OTYPE;
+    const vf32 av = (vf32){0} + a, dv = (vf32){0} + (b - a), lov = (vf32){0} + lo, hiv = (vf32){0} + hi;
+#define BODY_UNI32                                                                            \
+    for (int j = 0; j < FI_W; j += FI_VL) {                                                   \
+        vu32 wv;                                                                              \
+        memcpy(&wv, w + j, FI_VBYTES);                                                        \
+        vf32 u = __builtin_convertvector((vi32)(wv >> 8), vf32) * 0x1p-24f; /* 24-bit, [0, 1) */ \
+        vf32 v = fi_clamp(av + dv * u, lov, hiv);                                             \
+        FI_VSTORE(dst + j, v);                                                                \
+    }
+    FI_STEP_LOOP(4, float, BODY_UNI32, DIRECT_F32FAM, STORE_F32FAM);
+    return 0;
 }
 
 /* ---- normal -------------------------------------------------------------- */

@@ -299,11 +299,13 @@ def test_generator_is_thread_safe():
     assert sorted(taken) == list(range(16000))
 
 
-@pytest.mark.parametrize("kind", ["normal", "trunc_table"])
+@pytest.mark.parametrize("kind", ["uniform", "normal", "trunc_table"])
 def test_streaming_stores_give_the_same_bytes(kind, monkeypatch):
     """Large float32 fills use non-temporal stores from a 64-byte boundary on (a peeled partial
     step first); the bytes must equal the cached path's for any alignment, offset and size."""
     def fill(a, offset):
+        if kind == "uniform":
+            return _fill.fill_uniform(a, -0.3, 0.7, SEED, STREAM, offset=offset)
         if kind == "normal":
             return _fill.fill_normal(a, 0.1, 1.3, SEED, STREAM, offset=offset)
         return _fill.fill_trunc_normal(a, 0.0, 0.02, -0.04, 0.04, SEED, STREAM, offset=offset)

@@ -34,8 +34,8 @@ extern "C" {
 
 /* Output element types of the 32-bit family. */
 enum { FI_OUT_F32 = 0, FI_OUT_F16 = 1, FI_OUT_BF16 = 2 };
-/* Flag or'ed into otype: float32 outputs of the normal and table-mode truncated normal kernels
- * are written with non-temporal stores (for fills much larger than the caches; the values are
+/* Flag or'ed into otype: float32 outputs of the uniform, normal and table-mode truncated normal
+ * kernels are written with non-temporal stores (for fills much larger than the caches; the values are
  * the same).  Every f32-family kernel accepts it; the others ignore it. */
 enum { FI_OUT_STREAM = 16 };
 
