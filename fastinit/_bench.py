@@ -79,16 +79,19 @@ def fill_rows(nbytes: int = 1 << 30, repeat: int = 3, torch_too: bool = True) ->
     threaded = NumpyThreaded()
     rows = []
 
-    def add(op, impl, fn, times=()):
-        t = statistics.median([*run_times(fn, repeat), *times])
-        rows.append({"op": op, "impl": impl, "seconds": t, "gib_per_s": buf.nbytes / t / 2**30})
+    def row(op, impl, times):
+        t = statistics.median(times)
+        return {"op": op, "impl": impl, "seconds": t, "gib_per_s": buf.nbytes / t / 2**30}
 
-    # The yardstick is timed before and after everything else, and the row is the median of both
+    def add(op, impl, fn):
+        rows.append(row(op, impl, run_times(fn, repeat)))
+
+    # The yardstick is timed before and after everything else, and its row is the median of both
     # sets: on this shared VM one set alone has read far off (36 instead of 24 GiB/s).
     def fill():
         _fill.fill_constant(buf, 1.0)
 
-    fill_before = run_times(fill, repeat)
+    fill_times = run_times(fill, repeat)
     add("fill bandwidth", "numpy ndarray.fill", lambda: buf.fill(1.0))
     add("uniform_", "fastinit", lambda: _fill.fill_uniform(buf, 0.0, 1.0, 1, 0))
     add("uniform_", "numpy 1 thread", lambda: rng.random(out=buf, dtype=np.float32))
@@ -109,8 +112,7 @@ def fill_rows(nbytes: int = 1 << 30, repeat: int = 3, torch_too: bool = True) ->
             add("uniform_", "torch", lambda: t.uniform_(0.0, 1.0))
             add("normal_", "torch", lambda: t.normal_(0.0, 1.0))
             add("trunc_normal_", "torch", lambda: torch.nn.init.trunc_normal_(t, **TRUNC))
-    add("fill bandwidth", "constant, all threads", fill, fill_before)
-    rows.insert(0, rows.pop())
+    rows.insert(0, row("fill bandwidth", "constant, all threads", fill_times + run_times(fill, repeat)))
     bandwidth = rows[0]["gib_per_s"]
     for r in rows:
         base = next(x for x in rows if x["op"] == r["op"] and x["impl"].startswith(("numpy 1", "constant")))

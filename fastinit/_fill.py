@@ -275,8 +275,9 @@ def fill_normal(out: np.ndarray, mean: float, std: float, seed: int, stream: int
     degree-7 polynomial in the position :math:`t \in [-\tfrac12, \tfrac12)` of :math:`q` in its
     octave (23 bits), with the octave's coefficients from a 32-entry table
     (``kernels/fit_normal_octaves.py`` fits them and prints the error: at most
-    :math:`2.5 \cdot 2^{-24} \max(|z|, 1)` in float32, no log or trigonometric function); the
-    value is ``mean + std * z`` in float32 (16-bit types are those values rounded). The largest
+    :math:`2.2 \cdot 2^{-24} \max(|z|, 1)` in float32 with fused multiply-adds, no log or
+    trigonometric function); the value is ``fma(std, z, mean)`` in float32 (16-bit types are
+    those values rounded). The largest
     :math:`|z|` is :math:`\Phi^{-1}(1 - 2^{-33}) = 6.34`. float64: Box-Muller, one block per pair, 53-bit
     :math:`u_1` and :math:`\theta`, :math:`r = \sqrt{-2 \ln u_1}`, elements
     :math:`r\cos\theta, r\sin\theta`; the largest :math:`|z|` is :math:`\sqrt{108 \ln 2} = 8.65`.

@@ -406,9 +406,11 @@ def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0, generator=None, *, o
     -----
     Sampled by the inverse CDF with one uniform per element
     (:func:`fastinit._fill.fill_trunc_normal`): in single precision for float32/float16/bfloat16
-    outputs when the interval's quantiles stay within :math:`|x| \lesssim 6.9` (error below
-    :math:`6 \cdot 2^{-24} \max(|x|, 1)`), otherwise in double precision with a log-space branch
-    for far tails. Exact in distribution up to that rounding, for any interval, and without
+    outputs when the interval's quantiles stay within :math:`|x| \lesssim 6.9` (from a per-call
+    table of polynomials in the uniform for narrow intervals such as the default
+    :math:`\pm 2\sigma`, else from polynomials in :math:`-\ln` of the tail probabilities; error
+    below :math:`6 \cdot 2^{-24} \max(|x|, 1)`), otherwise in double precision with a log-space
+    branch for far tails. Exact in distribution up to that rounding, for any interval, and without
     rejection, so the element-to-counter map is fixed. torch uses rejection
     sampling, so the values differ but the law is the same.
 

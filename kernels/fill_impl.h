@@ -4,10 +4,12 @@
  *   FI_NB      Philox blocks generated per step (vector lanes of 64 bits each)
  *   FI_SUFFIX  name suffix of this level's functions (scalar, avx2, avx512)
  * and are compiled with that level's -m flags.  The Philox rounds use GCC vector extensions
- * (one 64-bit lane per block, so the 32x32->64 multiply maps to (v)pmuludq); the transforms
+ * (one 64-bit lane per block, so the 32x32->64 multiply maps to (v)pmuludq); the float32 table
+ * kernels and the float32 uniform use vector types of the level's width, the other transforms
  * are plain loops over the lanes that the compiler vectorises.  Because every file runs the
- * same IEEE operations in the same order (-ffp-contract=off, no fast-math), all levels produce
- * identical bytes; tests/test_kernels.py checks this in a subprocess per level.
+ * same IEEE operations in the same order (-ffp-contract=off, no fast-math; fused multiply-adds
+ * only where written, as fi_fma / fi_fmaf), all levels produce identical bytes;
+ * tests/test_kernels.py checks this in a subprocess per level.
  */
 #include <stdint.h>
 #include <string.h>
@@ -246,7 +248,7 @@ static inline double fi_u53(uint32_t hi, uint32_t lo)
     return (double)(hi >> 11) * 4294967296.0 + (double)(((uint64_t)(hi & 0x7ffu) << 21) | (lo >> 11));
 }
 
-/* ---- uniform -------------------------------------------------------------------------- */
+/* ---- uniform float64 ------------------------------------------------------------------ */
 
 int FI_FN(fi_fill_uniform_f64)(uint64_t seed, uint64_t stream, uint64_t block0, unsigned skip, int64_t n,
                                double *out, double a, double b, double lo, double hi)
@@ -264,12 +266,12 @@ int FI_FN(fi_fill_uniform_f64)(uint64_t seed, uint64_t stream, uint64_t block0, 
     return 0;
 }
 
-/* ---- table-driven float32 kernels: vector helpers -------------------------------------------
+/* ---- float32 vector kernels: helpers -------------------------------------------------------
  *
- * The normal and the truncated normal's table mode are written with GCC vector types of this
- * level's width, because their lookups are in-register permutes on AVX-512 (vpermt2ps over 32
- * entries) that auto-vectorisation does not emit; the arithmetic is the same IEEE sequence on
- * every level. */
+ * The float32 uniform, the normal and the truncated normal's table mode are written with GCC
+ * vector types of this level's width: their lookups are in-register permutes (vpermps,
+ * vpermt2ps) and their stores may stream, which auto-vectorisation does not emit; the arithmetic
+ * is the same IEEE sequence on every level. */
 #if FI_TT_SEGS != 32 || FI_W % (FI_IL * FI_VBYTES / 4) != 0
 #error "fi_lut32 looks up 32 segments; BODY_TRNTAB takes FI_IL vectors at a time"
 #endif
@@ -371,6 +373,25 @@ static inline vu32 fi_clz(vu32 z)
 #endif
 }
 
+/* float(1 + m 2^-23) - 1.5 for the low 23 bits m of each lane: exact, in [-1/2, 1/2) (the
+ * position variable of the table polynomials). */
+static inline vf32 fi_centered23(vu32 m)
+{
+    vu32 one_m = (m & 0x007fffffu) | 0x3f800000u;
+    vf32 t;
+    memcpy(&t, &one_m, FI_VBYTES);
+    return t - 1.5f;
+}
+
+/* x[k] = sum_d tab[d nseg + idx[k]] t[k]^d (d = deg .. 0) by Horner's rule with fused
+ * multiply-adds, for the FI_IL vectors k at once (independent chains that overlap). */
+#define FI_HORNER(x, t, LUT, tab, nseg, deg, idx)                                            \
+    do {                                                                                      \
+        FI_K x[k] = LUT((tab) + (deg) * (nseg), idx[k]);                                      \
+        for (int d = (deg) - 1; d >= 0; d--)                                                  \
+            FI_K x[k] = fi_fma(x[k], t[k], LUT((tab) + d * (nseg), idx[k]));                  \
+    } while (0)
+
 /* ---- uniform float32 (written with the vector types for its streaming stores) ----------- */
 
 int FI_FN(fi_fill_uniform_f32)(uint64_t seed, uint64_t stream, uint64_t block0, unsigned skip, int64_t n,
@@ -438,12 +459,6 @@ int FI_FN(fi_fill_normal_f32)(uint64_t seed, uint64_t stream, uint64_t block0, u
     FI_SPLIT_OTYPE;
     const vf32 meanv = (vf32){0} + mean, stdv = (vf32){0} + std;
     const float *table = &fi_normal_table[0][0];
-#define NRM32_HORNER(LUT)                                                                     \
-    do {                                                                                      \
-        FI_K x[k] = LUT(table + 7 * 32, oc[k]);                                               \
-        for (int d = 6; d >= 0; d--)                                                          \
-            FI_K x[k] = fi_fma(x[k], t[k], LUT(table + d * 32, oc[k]));                       \
-    } while (0)
 #define BODY_NRM32                                                                            \
     for (int j = 0; j < FI_W; j += FI_IL * FI_VL) {                                           \
         vu32 oc[FI_IL], sgn[FI_IL], ocs = (vu32){0};                                          \
@@ -455,14 +470,13 @@ int FI_FN(fi_fill_normal_f32)(uint64_t seed, uint64_t stream, uint64_t block0, u
             oc[k] = fi_clz(z);                                      /* octave */              \
             ocs |= oc[k];                                                                     \
             sgn[k] = wv << 31;                                      /* sign: bit 0 */         \
-            vu32 one_m = (((z << oc[k]) >> 8) & 0x007fffffu) | 0x3f800000u;                   \
-            memcpy(&t[k], &one_m, FI_VBYTES);                                                 \
-            t[k] = t[k] - 1.5f;                                                               \
+            t[k] = fi_centered23((z << oc[k]) >> 8);      /* the 23 bits after the leading 1 */ \
         }                                                                                     \
+        /* octaves are < 32: a bit at or above FI_NRM_FAST means a deep one */                \
         if (__builtin_expect(fi_any_bits(ocs, 32u - FI_NRM_FAST), 0))                         \
-            NRM32_HORNER(fi_lut32);                                                           \
+            FI_HORNER(x, t, fi_lut32, table, 32, 7, oc);                                      \
         else                                                                                  \
-            NRM32_HORNER(fi_lut_fast);                                                        \
+            FI_HORNER(x, t, fi_lut_fast, table, 32, 7, oc);                                   \
         FI_K {                                                                                \
             vu32 xb;                                                                          \
             memcpy(&xb, &x[k], FI_VBYTES);                                                    \
@@ -595,7 +609,6 @@ int FI_FN(fi_fill_trunc_table_f32)(uint64_t seed, uint64_t stream, uint64_t bloc
 {
     FI_SPLIT_OTYPE;
     const vf32 lov = (vf32){0} + lo, hiv = (vf32){0} + hi;
-    /* FI_IL vectors at a time: their Horner chains are independent and overlap */
 #define BODY_TRNTAB                                                                           \
     for (int j = 0; j < FI_W; j += FI_IL * FI_VL) {                                           \
         vu32 sg[FI_IL];                                                                       \
@@ -604,13 +617,9 @@ int FI_FN(fi_fill_trunc_table_f32)(uint64_t seed, uint64_t stream, uint64_t bloc
             vu32 wv;                                                                          \
             memcpy(&wv, w + j + k * FI_VL, FI_VBYTES);                                        \
             sg[k] = wv >> (32 - FI_TT_SEG_BITS);                                              \
-            vu32 one_m = (wv & 0x007fffffu) | 0x3f800000u;              /* 1 + m 2^-23 */     \
-            memcpy(&t[k], &one_m, FI_VBYTES);                                                 \
-            t[k] = t[k] - 1.5f;                                                               \
-            x[k] = fi_lut32(table + FI_TT_DEG * FI_TT_SEGS, sg[k]);                           \
+            t[k] = fi_centered23(wv);                                                         \
         }                                                                                     \
-        for (int d = FI_TT_DEG - 1; d >= 0; d--)                                              \
-            FI_K x[k] = fi_fma(x[k], t[k], fi_lut32(table + d * FI_TT_SEGS, sg[k]));          \
+        FI_HORNER(x, t, fi_lut32, table, FI_TT_SEGS, FI_TT_DEG, sg);                          \
         FI_K {                                                                                \
             vf32 v = fi_clamp(x[k], lov, hiv);                                                \
             FI_VSTORE(dst + j + k * FI_VL, v);                                                \

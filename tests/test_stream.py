@@ -87,7 +87,7 @@ def test_normal_f32_from_words():
     mean, std = 0.25, 1.5
     out = _fill.fill_normal(np.empty(n, np.float32), mean, std, SEED, STREAM).astype(np.float64)
     x, lz = _normal_f32_reference(words(n))
-    assert lz.min() == 0 and lz.max() >= 15  # the sample reaches deep octaves
+    assert lz.min() == 0 and lz.max() >= 16  # deep octaves too: AVX-512's full-lookup path runs
     expected = mean + std * x
     tol = 4 * 2.0**-24 * np.maximum(np.abs(x), 1) * std + np.spacing(np.abs(expected).astype(np.float32))
     assert np.all(np.abs(out - expected) <= tol), np.max(np.abs(out - expected) / tol)
