@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import ctypes
 import math
-import os
 
 import numba
 import numpy as np
@@ -56,9 +55,8 @@ from numba import njit, prange, types
 from numba.extending import get_cython_function_address
 
 from fastinit import _blas
+from fastinit._config import NUMBA_CACHE as _CACHE
 
-# Same switch as fastinit._numba: on unless FASTINIT_NUMBA_CACHE is 0/false/no/off.
-_CACHE = os.environ.get("FASTINIT_NUMBA_CACHE", "1").strip().lower() not in ("0", "false", "no", "off")
 
 # SciPy's BLAS entry points, registered with LLVM under fixed names at every import, so the
 # compiled code refers to them by name (no address baked in: Numba's disk cache stays valid).

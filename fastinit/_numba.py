@@ -27,11 +27,11 @@ import numpy as np
 from llvmlite import binding as _llvm
 from numba import njit, prange, types
 
+from ._config import NUMBA_CACHE as CACHE
 from ._lib import OUT_F32, OUT_STREAM, lib
 
 __all__ = ["fill_kernel", "fill_const", "threading_layer", "CHUNK", "KINDS"]
 
-CACHE = os.environ.get("FASTINIT_NUMBA_CACHE", "1").strip().lower() not in ("0", "false", "no", "off")
 CHUNK = 1 << 16  # elements per prange task; any value gives the same bytes
 
 
