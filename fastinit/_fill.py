@@ -16,7 +16,9 @@ import numbers
 import numpy as np
 
 from . import _numba as nb
-from ._generator import _check_seed
+from ._checks import InitArgumentError
+from ._checks import real as check_real
+from ._checks import seed as _check_seed
 from ._lib import OUT_BF16, OUT_F16, OUT_F32, lib
 
 __all__ = ["raw_uint32", "fill_uniform", "fill_normal", "fill_trunc_normal", "fill_constant",
@@ -24,14 +26,6 @@ __all__ = ["raw_uint32", "fill_uniform", "fill_normal", "fill_trunc_normal", "fi
 
 _U64 = 1 << 64
 _PIECE_BYTES = 8 << 20  # bound of the temporary used for non-contiguous layouts
-
-
-class InitArgumentError(ValueError, RuntimeError):
-    """An argument value fastinit cannot use.
-
-    Subclasses both :class:`ValueError` and :class:`RuntimeError`, because torch raises
-    RuntimeError for some of these cases (``a > b`` in ``uniform_``, ``std < 0`` in ``normal_``).
-    """
 
 
 def _bfloat16():
@@ -59,16 +53,6 @@ def check_array(out, name: str = "tensor", min_ndim: int = 0) -> np.ndarray:
     if out.ndim < min_ndim:
         raise ValueError(f"{name} must have at least {min_ndim} dimensions, got {out.ndim}")
     return out
-
-
-def check_real(x, name: str, finite: bool = True) -> float:
-    """A real number (not bool, not complex); finite unless `finite` is False; NaN never."""
-    if isinstance(x, (bool, np.bool_)) or not isinstance(x, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(x).__name__}")
-    x = float(x)
-    if math.isnan(x) or (finite and math.isinf(x)):
-        raise InitArgumentError(f"{name} must be finite, got {x}")
-    return x
 
 
 def _check_offset(offset, size: int, per_block: int) -> int:

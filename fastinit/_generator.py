@@ -5,22 +5,13 @@ from __future__ import annotations
 import os
 import threading
 
+from ._checks import seed as _check_seed
+
 __all__ = ["Generator", "default_generator", "manual_seed", "initial_seed", "resolve_generator"]
 
 _U64 = 1 << 64
 # torch.default_generator starts from this seed too, so an unseeded program is reproducible.
 DEFAULT_SEED = 67280421310721
-
-
-def _check_seed(seed, name="seed") -> int:
-    import numbers
-
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {type(seed).__name__}")
-    seed = int(seed)
-    if not -(1 << 63) <= seed < _U64:
-        raise ValueError(f"{name} must lie in [-2**63, 2**64), got {seed}")
-    return seed % _U64  # negative seeds map as in torch (two's complement)
 
 
 class Generator:
