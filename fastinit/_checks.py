@@ -14,7 +14,7 @@ Examples
 >>> _checks.real(float("nan"), "std")
 Traceback (most recent call last):
     ...
-fastinit._checks.InitArgumentError: std must be finite, got nan
+fastinit.InitArgumentError: std must be finite, got nan
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import numbers
 
 import numpy as np
 
-__all__ = ["InitArgumentError", "real", "integer", "seed", "U64"]
+__all__ = ["InitArgumentError", "real", "integer", "seed", "offset", "U64"]
 
 U64 = 1 << 64
 
@@ -72,3 +72,12 @@ def seed(x, name: str = "seed") -> int:
     if not -(1 << 63) <= x < U64:
         raise InitArgumentError(f"{name} must lie in [-2**63, 2**64), got {x}")
     return x % U64
+
+
+def offset(x, size: int, per_block: int, name: str = "offset") -> int:
+    """A non-negative start index such that ``size`` elements from it fit in one stream of
+    :math:`2^{64}` blocks of ``per_block`` elements (4 per block for 32-bit words, 2 for float64)."""
+    x = integer(x, name, minimum=0)
+    if x + size > U64 * per_block:
+        raise InitArgumentError(f"{name} + size = {x + size} exceeds the {U64 * per_block} elements of one stream")
+    return x

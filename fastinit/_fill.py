@@ -1,7 +1,12 @@
-"""Validated fills of NumPy arrays from the Philox stream: the layer every initializer uses.
+"""Fills of NumPy arrays from the Philox stream: the layer every initializer uses.
 
-Each public function checks every argument before anything is written (errors name the
-argument), maps the array's dtype to a kernel, and handles any memory layout: a C-contiguous
+This layer trusts its arguments: the public functions (:mod:`fastinit.init` and
+:func:`raw_uint32` here) validate every argument, including the ones that depend on the target's
+dtype and size, before they take a stream. What this layer still checks is what keeps the C
+boundary memory-safe: the target is a writable NumPy array of a supported floating dtype
+(:func:`check_array`), since the kernels write ``size * itemsize`` bytes through its pointer.
+
+Each fill maps the array's dtype to a kernel and handles any memory layout: a C-contiguous
 array is filled directly; any other writable layout is filled through bounded C-contiguous
 pieces of its C-order (logical) element sequence, so the values are the same as on a
 contiguous array of the same shape.
@@ -11,20 +16,17 @@ from __future__ import annotations
 
 import functools
 import math
-import numbers
 
 import numpy as np
 
+from . import _checks
 from . import _numba as nb
 from ._checks import InitArgumentError
-from ._checks import real as check_real
-from ._checks import seed as _check_seed
 from ._lib import OUT_BF16, OUT_F16, OUT_F32, lib
 
 __all__ = ["raw_uint32", "fill_uniform", "fill_normal", "fill_trunc_normal", "fill_constant",
-           "check_array", "check_real", "InitArgumentError", "FLOAT_DTYPES"]
+           "check_array", "interval", "float_max", "per_block", "normal_reach", "InitArgumentError", "FLOAT_DTYPES"]
 
-_U64 = 1 << 64
 _PIECE_BYTES = 8 << 20  # bound of the temporary used for non-contiguous layouts
 
 
@@ -55,12 +57,9 @@ def check_array(out, name: str = "tensor", min_ndim: int = 0) -> np.ndarray:
     return out
 
 
-def _check_offset(offset, size: int, per_block: int) -> int:
-    if isinstance(offset, bool) or not isinstance(offset, numbers.Integral) or offset < 0:
-        raise InitArgumentError(f"offset must be a non-negative integer, got {offset!r}")
-    if int(offset) + size > _U64 * per_block:
-        raise InitArgumentError(f"offset + size exceeds the {_U64 * per_block} elements of one stream")
-    return int(offset)
+def per_block(dtype: np.dtype) -> int:
+    """Elements per Philox block: 4 for the 32-bit family (one word each), 2 for float64."""
+    return 2 if dtype == np.float64 else 4
 
 
 # ---- dtype helpers -------------------------------------------------------------------------
@@ -109,6 +108,20 @@ def _floor_to(x: float, dtype: np.dtype) -> float:
     return _step(t, dtype, False) if t > x else t
 
 
+def float_max(dtype: np.dtype) -> float:
+    """The largest finite value of a float dtype (65504 for float16)."""
+    return _step(math.inf, np.dtype(dtype), False)
+
+
+def interval(dtype: np.dtype, a: float, b: float, closed: bool) -> tuple[float, float]:
+    """(lo, hi): the extreme values of dtype inside [a, b] (closed) or [a, b) (open); lo > hi when
+    there is none."""
+    lo, hi = _ceil_to(a, dtype), _floor_to(b, dtype)
+    if not closed and hi >= b:
+        hi = _step(hi, dtype, False)
+    return lo, hi
+
+
 def _as_f32(x: float, name: str) -> float:
     with np.errstate(over="ignore"):
         y = float(np.float32(x))
@@ -149,28 +162,16 @@ def _run(out: np.ndarray, offset: int, kind: int, otype: int, params) -> np.ndar
     return out
 
 
-def _seed_stream(seed, stream):
-    return _check_seed(seed), _check_seed(stream, "stream")
-
-
-# ---- public fills --------------------------------------------------------------------------
+# ---- fills -----------------------------------------------------------------------------------
 
 def _interval(out, a, b, seed, stream, offset, what: str, closed: bool):
-    """Shared checks of the bounded fills, in order; returns None when a == b (a constant fill),
-    else (seed, stream, is32, otype, offset, lo, hi) with lo/hi the extreme dtype values inside
-    [a, b] (closed) or [a, b) (open)."""
-    if a > b:
-        raise InitArgumentError(f"{what} requires a <= b, got a={a} > b={b}")
-    seed, stream = _seed_stream(seed, stream)
-    is32, otype = _family(out.dtype)
-    offset = _check_offset(offset, out.size, 4 if is32 else 2)
+    """The shared set-up of the bounded fills: None when a == b (a constant fill), else
+    (seed, stream, is32, otype, offset, lo, hi) with lo/hi from :func:`interval`. Trusts its
+    arguments (``what`` is kept for the callers' signature)."""
     if a == b:
         return None
-    lo, hi = _ceil_to(a, out.dtype), _floor_to(b, out.dtype)
-    if not closed and hi >= b:
-        hi = _step(hi, out.dtype, False)
-    if lo > hi:
-        raise InitArgumentError(f"no {out.dtype} value lies in [a, b{']' if closed else ')'} = [{a}, {b}{']' if closed else ')'}")
+    is32, otype = _family(out.dtype)
+    lo, hi = interval(out.dtype, a, b, closed)
     return seed, stream, is32, otype, offset, lo, hi
 
 
@@ -212,11 +213,10 @@ def raw_uint32(count: int, seed: int, stream: int = 0, offset: int = 0) -> np.nd
     >>> bool((fastinit.raw_uint32(8, 7)[5:] == fastinit.raw_uint32(3, 7, offset=5)).all())
     True
     """
-    if isinstance(count, bool) or not isinstance(count, numbers.Integral) or count < 0:
-        raise InitArgumentError(f"count must be a non-negative integer, got {count!r}")
-    seed, stream = _seed_stream(seed, stream)
-    offset = _check_offset(offset, int(count), 4)
-    out = np.empty(int(count), np.uint32)
+    count = _checks.integer(count, "count", minimum=0)
+    seed, stream = _checks.seed(seed), _checks.seed(stream, "stream")
+    offset = _checks.offset(offset, count, 4)
+    out = np.empty(count, np.uint32)
     if count:
         nb.fill_kernel(nb.RAW, seed, stream, offset // 4, offset % 4, out.size, out.ctypes.data, 4, 0, ())
     return out
@@ -231,21 +231,31 @@ def fill_uniform(out: np.ndarray, a: float, b: float, seed: int, stream: int, of
     nearest even for the 16-bit types. float64 uses 53 bits from two words. ``b`` is excluded in
     every dtype: a value that would round to ``b`` becomes the largest representable value below
     ``b`` (and likewise nothing falls below ``a``). ``a == b`` fills ``a``, as torch does.
+
+    Trusts its arguments (validated by :func:`fastinit.uniform_`): finite ``a <= b`` inside the
+    dtype's range with ``b - a`` finite in the working precision, a dtype value in ``[a, b)``,
+    seed and stream in :math:`[0, 2^{64})`, the elements within one stream.
     """
     check_array(out, name)
-    a, b = check_real(a, "a"), check_real(b, "b")
     prepared = _interval(out, a, b, seed, stream, offset, "uniform", closed=False)
     if prepared is None:
         return fill_constant(out, a, name)
     seed, stream, is32, otype, offset, lo, hi = prepared
     if is32:
-        a32, b32 = _as_f32(a, "a"), _as_f32(b, "b")
-        if not math.isfinite(float(np.float32(b32) - np.float32(a32))):
-            raise InitArgumentError(f"b - a = {b - a} overflows float32")
-        return _run(out, offset, nb.UNI32, otype, (seed, stream, a32, b32, lo, hi))
-    if not math.isfinite(b - a):
-        raise InitArgumentError(f"b - a = {b - a} overflows float64")
+        return _run(out, offset, nb.UNI32, otype, (seed, stream, float(np.float32(a)), float(np.float32(b)), lo, hi))
     return _run(out, offset, nb.UNI64, otype, (seed, stream, a, b, lo, hi))
+
+
+# The largest |z| of the normal kernels: Phi^-1(1 - 2^-33) = 6.338 for the 32-bit family (q >= 2^-32)
+# and sqrt(-2 ln 2^-54) = sqrt(108 ln 2) = 8.652 for float64 (u1 >= 2^-54), each raised by 2^-20
+# relative to cover the polynomial's error (2.2 x 2^-24) and the final rounding.
+NORMAL_REACH32 = 6.3379577545537895 * (1 + 2.0**-20)
+NORMAL_REACH64 = math.sqrt(108 * math.log(2)) * (1 + 2.0**-20)
+
+
+def normal_reach(dtype: np.dtype) -> float:
+    """The largest |z| the normal kernel of `dtype` produces: values lie in mean +- reach * std."""
+    return NORMAL_REACH64 if dtype == np.float64 else NORMAL_REACH32
 
 
 def fill_normal(out: np.ndarray, mean: float, std: float, seed: int, stream: int, offset: int = 0,
@@ -266,18 +276,17 @@ def fill_normal(out: np.ndarray, mean: float, std: float, seed: int, stream: int
     :math:`u_1` and :math:`\theta`, :math:`r = \sqrt{-2 \ln u_1}`, elements
     :math:`r\cos\theta, r\sin\theta`; the largest :math:`|z|` is :math:`\sqrt{108 \ln 2} = 8.65`.
     ``std == 0`` fills ``mean``.
+
+    Trusts its arguments (validated by :func:`fastinit.normal_`): finite ``std >= 0`` and
+    ``|mean| + reach * std`` inside the dtype's range, seed and stream in :math:`[0, 2^{64})`,
+    the elements within one stream.
     """
     check_array(out, name)
-    mean, std = check_real(mean, "mean"), check_real(std, "std")
-    if std < 0:
-        raise InitArgumentError(f"std must be >= 0, got std={std}")
-    seed, stream = _seed_stream(seed, stream)
-    is32, otype = _family(out.dtype)
-    offset = _check_offset(offset, out.size, 4 if is32 else 2)
     if std == 0:
         return fill_constant(out, mean, name)
+    is32, otype = _family(out.dtype)
     if is32:
-        return _run(out, offset, nb.NRM32, otype, (seed, stream, _as_f32(mean, "mean"), _as_f32(std, "std")))
+        return _run(out, offset, nb.NRM32, otype, (seed, stream, float(np.float32(mean)), float(np.float32(std))))
     return _run(out, offset, nb.NRM64, otype, (seed, stream, mean, std))
 
 
@@ -405,10 +414,6 @@ def fill_trunc_normal(out: np.ndarray, mean: float, std: float, a: float, b: flo
     ``a == b`` fills ``a``.
     """
     check_array(out, name)
-    mean, std = check_real(mean, "mean"), check_real(std, "std")
-    a, b = check_real(a, "a", finite=False), check_real(b, "b", finite=False)
-    if std <= 0:
-        raise InitArgumentError(f"std must be > 0 for a truncated normal, got std={std}")
     prepared = _interval(out, a, b, seed, stream, offset, "trunc_normal", closed=True)
     if prepared is None:
         return fill_constant(out, a, name)
@@ -423,11 +428,13 @@ def fill_trunc_normal(out: np.ndarray, mean: float, std: float, a: float, b: flo
 
 
 def fill_constant(out: np.ndarray, value: float, name: str = "tensor") -> np.ndarray:
-    """Fill `out` in place with `value` (rounded to its dtype), from all threads."""
+    """Fill `out` in place with `value` (rounded to its dtype), from all threads.
+
+    Trusts `value` (validated by :func:`fastinit.constant_`): not NaN, and finite values inside
+    the dtype's range.
+    """
     check_array(out, name)
-    value = check_real(value, "val", finite=False)
-    with np.errstate(over="ignore"):
-        bits = int(np.array(value, dtype=np.float64).astype(out.dtype).view(_UINT[out.itemsize]))
+    bits = int(np.array(value, dtype=np.float64).astype(out.dtype).view(_UINT[out.itemsize]))
     for view, _ in _pieces(out):
         if view.flags.c_contiguous:
             if view.size:

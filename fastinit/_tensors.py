@@ -22,7 +22,10 @@ import sys
 
 import numpy as np
 
-__all__ = ["is_torch_tensor", "as_array", "mark_written", "torch_dtype_to_numpy", "empty_like_torch"]
+from ._fill import check_array
+
+__all__ = ["is_torch_tensor", "as_array", "mark_written", "torch_dtype_to_numpy", "empty_like_torch", "target",
+           "done"]
 
 
 def _torch():
@@ -97,3 +100,27 @@ def empty_like_torch(shape, dtype):
     torch = _torch()
     torch_dtype_to_numpy(dtype)  # validates
     return torch.empty(shape, dtype=dtype, device="cpu")
+
+
+def target(tensor, name: str = "tensor") -> np.ndarray:
+    """The NumPy array a public function writes: ``tensor`` itself or a memory-sharing view of a
+    torch tensor; checked to be a writable array of a supported dtype, without stride-0 aliasing."""
+    if isinstance(tensor, np.ndarray):
+        arr = tensor
+    elif is_torch_tensor(tensor):
+        arr = as_array(tensor, name)
+    else:
+        raise TypeError(f"{name} must be a numpy.ndarray or a torch.Tensor, got {type(tensor).__name__}")
+    check_array(arr, name)
+    for n, s in zip(arr.shape, arr.strides, strict=True):
+        if n > 1 and s == 0 and arr.size:
+            raise ValueError(f"{name} is a broadcast (stride-0) view: several elements share one memory "
+                             "location, so it cannot be filled in place")
+    return arr
+
+
+def done(tensor):
+    """Finish an in-place write: bump a torch tensor's version counter; return the tensor."""
+    if not isinstance(tensor, np.ndarray):
+        mark_written(tensor)
+    return tensor

@@ -17,6 +17,8 @@ MODULES = [
     "fastinit._fill",
     "fastinit.cli",
     "fastinit.init",
+    "fastinit._fans", "fastinit._plain", "fastinit._scaling", "fastinit._matrices", "fastinit._constructors",
+    "fastinit._docs", "fastinit._checks",
     "fastinit.linalg",
     "fastinit._orthogonal",
     "fastinit._reference.orthogonal",

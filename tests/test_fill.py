@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from scipy import special, stats
 
+import fastinit
 from fastinit import _fill
 from fastinit import _numba as nb
 
@@ -109,7 +110,7 @@ def test_uniform_value_rounding_to_b_moves_below_b():
     out = _fill.fill_uniform(np.empty(10000, np.float32), a, b, SEED, 4)
     assert (out == np.float32(a)).all()
     with pytest.raises(ValueError, match=r"no float16 value lies in \[a, b\)"):
-        _fill.fill_uniform(np.empty(3, np.float16), 1.0001, 1.0002, SEED, 0)
+        fastinit.uniform_(np.empty(3, np.float16), 1.0001, 1.0002, generator=SEED)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -130,22 +131,25 @@ def test_trunc_normal_no_pile_up_at_the_bounds():
 
 
 # ---- errors: clear, naming the argument, nothing written -------------------------------------
+# The fills trust their arguments: the public functions validate them (validation at one level),
+# so the bad values are tried through the public face; the fills keep only the memory-safety
+# check of the target (test_bad_targets, test_read_only_target).
 
 BAD_CALLS = [
-    (lambda o: _fill.fill_normal(o, 0, -1, SEED, 0), ValueError, "std"),
-    (lambda o: _fill.fill_normal(o, math.nan, 1, SEED, 0), ValueError, "mean"),
-    (lambda o: _fill.fill_normal(o, 0, math.inf, SEED, 0), ValueError, "std"),
-    (lambda o: _fill.fill_normal(o, 0, 1e39, SEED, 0), ValueError, "std"),
-    (lambda o: _fill.fill_uniform(o, 1, 0, SEED, 0), RuntimeError, "a <= b"),
-    (lambda o: _fill.fill_uniform(o, 0, math.inf, SEED, 0), ValueError, "b"),
-    (lambda o: _fill.fill_uniform(o, 0, 1j, SEED, 0), TypeError, "b"),
-    (lambda o: _fill.fill_uniform(o, True, 2, SEED, 0), TypeError, "a"),
-    (lambda o: _fill.fill_trunc_normal(o, 0, 0, -1, 1, SEED, 0), ValueError, "std"),
-    (lambda o: _fill.fill_trunc_normal(o, 0, 1, 1, -1, SEED, 0), ValueError, "a <= b"),
-    (lambda o: _fill.fill_trunc_normal(o, 0, 1, math.nan, 1, SEED, 0), ValueError, "a"),
-    (lambda o: _fill.fill_normal(o, 0, 1, 1.5, 0), TypeError, "seed"),
-    (lambda o: _fill.fill_normal(o, 0, 1, SEED, -1 - 2**63), ValueError, "stream"),
-    (lambda o: _fill.fill_normal(o, 0, 1, SEED, 0, offset=-1), ValueError, "offset"),
+    (lambda o: fastinit.normal_(o, 0, -1, generator=SEED), ValueError, "std"),
+    (lambda o: fastinit.normal_(o, math.nan, 1, generator=SEED), ValueError, "mean"),
+    (lambda o: fastinit.normal_(o, 0, math.inf, generator=SEED), ValueError, "std"),
+    (lambda o: fastinit.normal_(o, 0, 1e39, generator=SEED), ValueError, "std"),
+    (lambda o: fastinit.uniform_(o, 1, 0, generator=SEED), RuntimeError, "a <= b"),
+    (lambda o: fastinit.uniform_(o, 0, math.inf, generator=SEED), ValueError, "b"),
+    (lambda o: fastinit.uniform_(o, 0, 1j, generator=SEED), TypeError, "b"),
+    (lambda o: fastinit.uniform_(o, True, 2, generator=SEED), TypeError, "a"),
+    (lambda o: fastinit.trunc_normal_(o, 0, 0, -1, 1, generator=SEED), ValueError, "std"),
+    (lambda o: fastinit.trunc_normal_(o, 0, 1, 1, -1, generator=SEED), ValueError, "a <= b"),
+    (lambda o: fastinit.trunc_normal_(o, 0, 1, math.nan, 1, generator=SEED), ValueError, "a"),
+    (lambda o: fastinit.normal_(o, 0, 1, generator=1.5), TypeError, "generator"),
+    (lambda o: fastinit.Generator(SEED).set_state((SEED, -1 - 2**63)), ValueError, "stream"),
+    (lambda o: fastinit.normal_(o, 0, 1, generator=SEED, offset=-1), ValueError, "offset"),
 ]
 
 

@@ -133,8 +133,11 @@ def test_row_shards_with_offsets_equal_one_call(fn, dtype):
 
 
 def test_offset_must_be_a_non_negative_int():
-    for bad in (-1, 1.5, True, "3"):
-        with pytest.raises(InitArgumentError, match="offset"):
+    # one policy (fastinit._checks): a wrong type is a TypeError, a bad value an InitArgumentError
+    with pytest.raises(InitArgumentError, match="offset"):
+        fastinit.uniform_(np.empty(3, np.float32), offset=-1)
+    for bad in (1.5, True, "3"):
+        with pytest.raises(TypeError, match="offset"):
             fastinit.uniform_(np.empty(3, np.float32), offset=bad)
 
 
@@ -439,14 +442,14 @@ def test_sparse_selection_is_the_k_smallest_key_row_pairs(n, k, distinct):
 
 def test_sparse_pattern_matches_a_numpy_sort_of_the_keys():
     """Column j's zeros are the rows of its num_zeros smallest keys, k = 2^32 w[2m] + w[2m+1] with
-    m = j rows + i, from the raw words at _SPARSE_WORD0 + 2m: the documented pattern."""
-    import fastinit.init as fi
+    m = j rows + i, from the raw words at SPARSE_WORD0 + 2m: the documented pattern."""
     from fastinit._generator import resolve_generator
+    from fastinit._matrices import SPARSE_WORD0
 
     rows, cols, sparsity = 37, 60, 0.3
     w = fastinit.sparse_(np.empty((rows, cols)), sparsity, generator=2)
     seed, stream = resolve_generator(2)
-    words = fastinit.raw_uint32(2 * rows * cols, seed, stream, offset=fi._SPARSE_WORD0).astype(np.uint64)
+    words = fastinit.raw_uint32(2 * rows * cols, seed, stream, offset=SPARSE_WORD0).astype(np.uint64)
     keys = ((words[0::2] << np.uint64(32)) | words[1::2]).reshape(cols, rows)
     nz = math.ceil(sparsity * rows)
     expected = np.ones((rows, cols), bool)

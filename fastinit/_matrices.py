@@ -1,0 +1,175 @@
+r"""Random matrices: ``orthogonal_`` (Haar) and ``sparse_``, re-exported by :mod:`fastinit.init`."""
+
+from __future__ import annotations
+
+import math
+from typing import TypeVar
+
+import numpy as np
+
+from . import _checks, _sparse
+from ._checks import InitArgumentError
+from ._docs import fill_doc
+from ._draw import check_normal, check_value, draw
+from ._fill import fill_normal
+from ._generator import GeneratorLike
+from ._orthogonal import orthogonal_matrix_
+from ._tensors import done, target
+
+__all__ = ["orthogonal_", "sparse_"]
+
+T = TypeVar("T")  # the array or tensor type: every ``*_`` function returns its argument
+
+# sparse_: the zero pattern uses raw words of the call's own stream starting at word 2**65
+# (Philox block 2**63), the upper half of the counter space, far from the normal values, which
+# use blocks from 0 upward. Two 32-bit words per (row, column) form a 64-bit sort key.
+SPARSE_WORD0 = 1 << 65
+
+
+def _orthogonal(arr: np.ndarray, gain: float, seed: int, stream: int, offset: int = 0) -> None:
+    """Fill ``arr`` (checked, non-empty) with ``gain`` times a Haar matrix of stream (seed, stream)."""
+    rows = arr.shape[0]
+    cols = arr.size // rows
+    if arr.flags.c_contiguous and arr.dtype in (np.float32, np.float64):
+        orthogonal_matrix_(arr.reshape(rows, cols), gain, seed, stream)
+    else:
+        work_dtype = arr.dtype if arr.dtype in (np.float32, np.float64) else np.float32
+        work = orthogonal_matrix_(np.empty((rows, cols), work_dtype), gain, seed, stream)
+        arr[...] = work.reshape(arr.shape)
+
+
+def _sparse_fill(arr: np.ndarray, std: float, num_zeros: int, seed: int, stream: int, offset: int = 0) -> None:
+    """Normals from the start of the stream, then ``num_zeros`` distinct zero rows in each column:
+    the rows of the smallest Philox keys of that column, from the raw words at ``SPARSE_WORD0`` on
+    (see ``fastinit._sparse``)."""
+    fill_normal(arr, 0.0, std, seed, stream, 0)
+    if num_zeros:
+        rows, cols = arr.shape
+        idx = _sparse.zero_rows(rows, cols, num_zeros, seed, stream, SPARSE_WORD0)
+        arr[idx, np.arange(cols)[:, None]] = 0
+
+
+@fill_doc
+def orthogonal_(tensor: T, gain: float = 1, generator: GeneratorLike = None) -> T:
+    r"""Fill ``tensor`` in place with a Haar-random (semi-)orthogonal matrix times ``gain``.
+
+    ``tensor`` is seen as the matrix :math:`W` of shape :math:`(\text{rows}, \text{cols}) =
+    (\text{shape}[0], \text{numel} / \text{shape}[0])` (trailing dimensions flattened in C order),
+    and
+
+    .. math::
+        W^\top W = \text{gain}^2 I_{\text{cols}} \ (\text{rows} \ge \text{cols}), \qquad
+        W W^\top = \text{gain}^2 I_{\text{rows}} \ (\text{rows} < \text{cols}).
+
+    Parameters
+    ----------
+    tensor : numpy.ndarray or torch.Tensor
+        At least 2-D, any writable layout (torch rejects non-contiguous N-D views; fastinit fills
+        them). float16 and bfloat16 are computed in float32 and rounded.
+    gain : float
+        Finite scale factor, with :math:`|\text{gain}|` within the finite range of the dtype (the
+        entries are at most :math:`|\text{gain}|` in magnitude).
+    %(generator)s
+
+    Returns
+    -------
+    %(returns)s
+
+    Raises
+    ------
+    ValueError
+        Fewer than 2 dimensions. A zero-size tensor is a silent no-op.
+    InitArgumentError
+        Non-finite gain.
+    %(range)s
+
+    Notes
+    -----
+    Computed by :func:`fastinit._orthogonal.orthogonal_matrix_`: Householder reflectors drawn
+    directly from the stream (Stewart 1980) with Mezzadri's sign correction, exactly Haar
+    distributed like torch's ``QR(G) diag(sign R)``. Reproducible up to floating-point rounding
+    of the QR (test properties, not bits).
+
+    References
+    ----------
+    .. [1] A. M. Saxe et al., "Exact solutions to the nonlinear dynamics of learning in deep
+       linear neural networks", ICLR 2014.
+
+    Examples
+    --------
+    >>> import numpy as np, fastinit
+    >>> w = fastinit.orthogonal_(np.empty((64, 32)), gain=2.0, generator=0)
+    >>> bool(np.allclose(w.T @ w, 4 * np.eye(32)))
+    True
+    """
+    arr = target(tensor)
+    if arr.ndim < 2:
+        raise ValueError("Only tensors with 2 or more dimensions are supported")
+    gain = _checks.real(gain, "gain")
+    check_value(arr.dtype, gain, f"orthogonal_ with gain={gain}")
+    draw(arr, generator, _orthogonal, gain)
+    return done(tensor)
+
+
+@fill_doc
+def sparse_(tensor: T, sparsity: float, std: float = 0.01, generator: GeneratorLike = None) -> T:
+    r"""Fill the 2-D ``tensor`` in place as a sparse matrix: :math:`\mathcal{N}(0, \text{std}^2)` with zeros.
+
+    In every column, exactly :math:`\lceil \text{sparsity} \cdot \text{rows} \rceil` distinct
+    rows, chosen uniformly at random, are zero; the other entries are i.i.d.
+    :math:`\mathcal{N}(0, \text{std}^2)`.
+
+    Parameters
+    ----------
+    tensor : numpy.ndarray or torch.Tensor
+        2-D.
+    sparsity : float
+        Fraction of each column set to zero, in :math:`[0, 1]`.
+    std : float
+        Standard deviation of the non-zero values, ``>= 0``; the values must be finite in the
+        dtype, as in :func:`normal_` (:math:`6.34\,\text{std}`, :math:`8.65\,\text{std}` for float64).
+    %(generator)s
+
+    Returns
+    -------
+    %(returns)s
+
+    Raises
+    ------
+    ValueError
+        Not 2-D.
+    InitArgumentError
+        ``sparsity`` outside :math:`[0, 1]` (torch does not check: above 1 it zeros everything,
+        a negative value zeros most rows through Python's negative slicing), ``std < 0``.
+    %(range)s
+
+    Notes
+    -----
+    Unlike torch, whose zero pattern comes from the global RNG whatever ``generator`` says,
+    everything here comes from the one stream the call takes from ``generator``: the normal
+    values from its start, the zero pattern from a Philox-keyed sort on raw words of the upper
+    half of the same stream (see ``_sparse_fill``). Same generator, same matrix.
+
+    References
+    ----------
+    .. [1] J. Martens, "Deep learning via Hessian-free optimization", ICML 2010.
+
+    Examples
+    --------
+    >>> import numpy as np, fastinit
+    >>> w = fastinit.sparse_(np.empty((10, 1000), np.float32), sparsity=0.3, generator=0)
+    >>> sorted(set((w == 0).sum(axis=0).tolist()))    # ceil(0.3 * 10) zeros in every column
+    [3]
+    """
+    arr = target(tensor)
+    if arr.ndim != 2:
+        raise ValueError("Only tensors with 2 dimensions are supported")
+    sparsity = _checks.real(sparsity, "sparsity")
+    if not 0.0 <= sparsity <= 1.0:
+        raise InitArgumentError(f"sparsity must lie in [0, 1], got {sparsity}")
+    std = _checks.real(std, "std")
+    if std < 0:
+        raise InitArgumentError(f"std must be >= 0, got std={std}")
+    check_normal(arr.dtype, 0.0, std, f"sparse_ with std={std}")
+    draw(arr, generator, _sparse_fill, std, math.ceil(sparsity * arr.shape[0]))
+    return done(tensor)
