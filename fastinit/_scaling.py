@@ -60,7 +60,8 @@ def _variance_scaling_(tensor, scale, mode, distribution, generator, offset, *, 
     fan_in, fan_out = fans_along(arr.shape, in_axis, out_axis)
     scale = _checks.real(scale, "scale")
     if gain is not None:
-        scale *= _check_gain(gain) ** 2
+        gain = _check_gain(gain)
+        scale *= gain * gain  # = gain**2, which raises OverflowError where the product gives inf (refused below)
     if nonlinearity is not None:
         scale *= calculate_gain(nonlinearity, param) ** 2
     if scale < 0:
