@@ -15,10 +15,11 @@ Examples
 ['0x6627e8d5', '0xe169c58d']
 """
 
-from ._lib import simd_level
-from ._generator import Generator, default_generator, initial_seed, manual_seed
-from ._fill import InitArgumentError, raw_uint32
 from . import init
+from ._checks import InitArgumentError
+from ._fill import raw_uint32
+from ._generator import Generator, default_generator, initial_seed, manual_seed
+from ._lib import simd_level
 from .init import *  # noqa: F401,F403  (the public API: init.__all__)
 
 __version__ = "0.1.0"

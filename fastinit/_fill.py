@@ -25,7 +25,7 @@ from ._checks import InitArgumentError
 from ._lib import OUT_BF16, OUT_F16, OUT_F32, lib
 
 __all__ = ["raw_uint32", "fill_uniform", "fill_normal", "fill_trunc_normal", "fill_constant",
-           "check_array", "interval", "float_max", "per_block", "normal_reach", "InitArgumentError", "FLOAT_DTYPES"]
+           "check_array", "interval", "float_max", "per_block", "normal_reach", "FLOAT_DTYPES"]
 
 _PIECE_BYTES = 8 << 20  # bound of the temporary used for non-contiguous layouts
 

@@ -13,7 +13,6 @@ from ._docs import fill_doc
 from ._draw import check_normal, check_value, draw
 from ._fill import fill_normal
 from ._generator import GeneratorLike
-from ._orthogonal import orthogonal_matrix_
 from ._tensors import done, target
 
 __all__ = ["orthogonal_", "sparse_"]
@@ -28,6 +27,10 @@ SPARSE_WORD0 = 1 << 65
 
 def _orthogonal(arr: np.ndarray, gain: float, seed: int, stream: int, offset: int = 0) -> None:
     """Fill ``arr`` (checked, non-empty) with ``gain`` times a Haar matrix of stream (seed, stream)."""
+    # imported on first use: the Householder kernels' module adds ~0.3 s to `import fastinit`
+    # (python -X importtime -c "import fastinit": fastinit._householder, cumulative)
+    from ._orthogonal import orthogonal_matrix_
+
     rows = arr.shape[0]
     cols = arr.size // rows
     if arr.flags.c_contiguous and arr.dtype in (np.float32, np.float64):

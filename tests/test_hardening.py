@@ -20,13 +20,12 @@ import warnings
 import ml_dtypes
 import numpy as np
 import pytest
+from _subproc import NEUTRAL_CWD
 from scipy import special
 
 import fastinit
 from fastinit import InitArgumentError
 from fastinit._generator import taken_stream
-
-from _subproc import NEUTRAL_CWD
 
 BF16 = np.dtype(ml_dtypes.bfloat16)
 REACH = {"family32": float(-special.ndtri(2.0**-33)), "float64": math.sqrt(108 * math.log(2))}
