@@ -31,7 +31,7 @@ from ._tensors import empty_like_torch, is_torch_tensor
 if TYPE_CHECKING:  # for the annotations only: torch is optional
     import torch
 
-Shape: TypeAlias = "int | tuple[int, ...]"
+Shape: TypeAlias = int | tuple[int, ...]
 NewArray: TypeAlias = "np.ndarray | torch.Tensor"  # a torch.dtype gives a CPU tensor
 
 __all__ = ["uniform", "normal", "trunc_normal", "constant", "ones", "zeros", "eye", "dirac",
@@ -79,8 +79,6 @@ def uniform(shape: Shape, a: float = 0.0, b: float = 1.0, *, dtype: DTypeLike = 
     %(generator)s
     %(offset)s
 
-    Returns
-    -------
     %(new)s
 
     Examples
@@ -109,8 +107,6 @@ def normal(shape: Shape, mean: float = 0.0, std: float = 1.0, *, dtype: DTypeLik
     %(generator)s
     %(offset)s
 
-    Returns
-    -------
     %(new)s
 
     Examples
@@ -139,8 +135,6 @@ def trunc_normal(shape: Shape, mean: float = 0.0, std: float = 1.0, a: float = -
     %(generator)s
     %(offset)s
 
-    Returns
-    -------
     %(new)s
 
     Examples
@@ -166,8 +160,6 @@ def constant(shape: Shape, val: float, *, dtype: DTypeLike = np.float32) -> NewA
         As in :func:`constant_`.
     %(dtype)s
 
-    Returns
-    -------
     %(new)s
 
     Examples
@@ -190,8 +182,6 @@ def ones(shape: Shape, *, dtype: DTypeLike = np.float32) -> NewArray:
     %(shape)s
     %(dtype)s
 
-    Returns
-    -------
     %(new)s
 
     Examples
@@ -214,8 +204,6 @@ def zeros(shape: Shape, *, dtype: DTypeLike = np.float32) -> NewArray:
     %(shape)s
     %(dtype)s
 
-    Returns
-    -------
     %(new)s
 
     Examples
@@ -238,8 +226,6 @@ def eye(shape: Shape, *, dtype: DTypeLike = np.float32) -> NewArray:
     %(shape)s
     %(dtype)s
 
-    Returns
-    -------
     %(new)s
 
     Examples
@@ -265,8 +251,6 @@ def dirac(shape: Shape, groups: int = 1, *, dtype: DTypeLike = np.float32) -> Ne
         As in :func:`dirac_`.
     %(dtype)s
 
-    Returns
-    -------
     %(new)s
 
     Examples
@@ -294,8 +278,6 @@ def xavier_uniform(shape: Shape, gain: float = 1.0, *, dtype: DTypeLike = np.flo
     %(generator)s
     %(offset)s
 
-    Returns
-    -------
     %(new)s
 
     Examples
@@ -324,8 +306,6 @@ def xavier_normal(shape: Shape, gain: float = 1.0, *, dtype: DTypeLike = np.floa
     %(generator)s
     %(offset)s
 
-    Returns
-    -------
     %(new)s
 
     Examples
@@ -355,8 +335,6 @@ def kaiming_uniform(shape: Shape, a: float = 0, mode: TorchMode = "fan_in",
     %(generator)s
     %(offset)s
 
-    Returns
-    -------
     %(new)s
 
     Examples
@@ -385,8 +363,6 @@ def kaiming_normal(shape: Shape, a: float = 0, mode: TorchMode = "fan_in", nonli
     %(generator)s
     %(offset)s
 
-    Returns
-    -------
     %(new)s
 
     Examples
@@ -418,8 +394,6 @@ def variance_scaling(shape: Shape, scale: float = 1.0, mode: FanMode = "fan_in",
     %(axes)s
     %(offset)s
 
-    Returns
-    -------
     %(new)s
 
     Examples
@@ -449,8 +423,6 @@ def lecun_uniform(shape: Shape, *, dtype: DTypeLike = np.float32, generator: Gen
     %(axes)s
     %(offset)s
 
-    Returns
-    -------
     %(new)s
 
     Examples
@@ -479,8 +451,6 @@ def lecun_normal(shape: Shape, *, dtype: DTypeLike = np.float32, generator: Gene
     %(axes)s
     %(offset)s
 
-    Returns
-    -------
     %(new)s
 
     Examples
@@ -509,8 +479,6 @@ def orthogonal(shape: Shape, gain: float = 1, *, dtype: DTypeLike = np.float32,
     %(dtype)s
     %(generator)s
 
-    Returns
-    -------
     %(new)s
 
     Examples
@@ -538,8 +506,6 @@ def sparse(shape: Shape, sparsity: float, std: float = 0.01, *, dtype: DTypeLike
     %(dtype)s
     %(generator)s
 
-    Returns
-    -------
     %(new)s
 
     Examples

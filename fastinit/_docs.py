@@ -50,6 +50,8 @@ in_axis, out_axis : int, keyword-only
     defaults ``1, 0`` are torch's OIHW convention; pass ``in_axis=-2, out_axis=-1`` for
     JAX/Keras HWIO kernels and ``(in, out)`` Dense kernels.""",
     "returns": """\
+Returns
+-------
 numpy.ndarray or torch.Tensor
     ``tensor`` itself.""",
     "range": """\
@@ -73,6 +75,8 @@ dtype : numpy dtype or torch.dtype, keyword-only
     float32 (default), float64, float16 or bfloat16 (``ml_dtypes.bfloat16`` or
     ``"bfloat16"``). A ``torch.dtype`` returns a CPU ``torch.Tensor`` instead of an array.""",
     "new": """\
+Returns
+-------
 numpy.ndarray or torch.Tensor
     A new array (or tensor) holding what the in-place function writes into
     ``np.empty(shape, dtype)`` with the same generator state.""",

@@ -126,7 +126,7 @@ class Generator:
 default_generator = Generator(DEFAULT_SEED)
 
 #: what a ``generator`` argument accepts: a Generator (its next stream), an int seed (stream 0), None
-GeneratorLike: TypeAlias = "Generator | int | None"
+GeneratorLike: TypeAlias = Generator | int | None
 
 
 def manual_seed(seed: int) -> Generator:

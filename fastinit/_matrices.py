@@ -74,8 +74,6 @@ def orthogonal_(tensor: T, gain: float = 1, generator: GeneratorLike = None) -> 
         entries are at most :math:`|\text{gain}|` in magnitude).
     %(generator)s
 
-    Returns
-    -------
     %(returns)s
 
     Raises
@@ -133,8 +131,6 @@ def sparse_(tensor: T, sparsity: float, std: float = 0.01, generator: GeneratorL
         dtype, as in :func:`normal_` (:math:`6.34\,\text{std}`, :math:`8.65\,\text{std}` for float64).
     %(generator)s
 
-    Returns
-    -------
     %(returns)s
 
     Raises

@@ -35,8 +35,6 @@ def uniform_(tensor: T, a: float = 0.0, b: float = 1.0, generator: GeneratorLike
     %(generator)s
     %(offset)s
 
-    Returns
-    -------
     %(returns)s
 
     Raises
@@ -84,8 +82,6 @@ def normal_(tensor: T, mean: float = 0.0, std: float = 1.0, generator: Generator
     %(generator)s
     %(offset)s
 
-    Returns
-    -------
     %(returns)s
 
     Raises
@@ -151,8 +147,6 @@ def trunc_normal_(tensor: T, mean: float = 0.0, std: float = 1.0, a: float = -2.
     %(generator)s
     %(offset)s
 
-    Returns
-    -------
     %(returns)s
 
     Raises
@@ -219,8 +213,6 @@ def constant_(tensor: T, val: float) -> T:
         Rounded to the tensor's dtype; ``inf`` is allowed, NaN is rejected, and a finite value
         beyond the dtype's finite range (``1e6`` for float16) is rejected, as torch does.
 
-    Returns
-    -------
     %(returns)s
 
     Examples
@@ -268,8 +260,6 @@ def eye_(tensor: T) -> T:
     Rectangular shapes get ones at :math:`(i, i)` for :math:`i < \min(\text{rows}, \text{cols})`.
     There is no gain argument (as in torch; Keras's ``Identity(gain)`` is ``eye_`` times gain).
 
-    Returns
-    -------
     %(returns)s
 
     Raises
@@ -315,8 +305,6 @@ def dirac_(tensor: T, groups: int = 1) -> T:
     groups : int
         Number of groups; ``shape[0]`` must be divisible by it.
 
-    Returns
-    -------
     %(returns)s
 
     Raises

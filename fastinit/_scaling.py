@@ -119,8 +119,6 @@ def xavier_uniform_(tensor: T, gain: float = 1.0, generator: GeneratorLike = Non
     %(generator)s
     %(offset)s
 
-    Returns
-    -------
     %(returns)s
 
     Raises
@@ -169,8 +167,6 @@ def xavier_normal_(tensor: T, gain: float = 1.0, generator: GeneratorLike = None
     %(generator)s
     %(offset)s
 
-    Returns
-    -------
     %(returns)s
 
     Notes
@@ -217,8 +213,6 @@ def kaiming_uniform_(tensor: T, a: float = 0, mode: TorchMode = "fan_in", nonlin
     %(generator)s
     %(offset)s
 
-    Returns
-    -------
     %(returns)s
 
     Warns
@@ -273,8 +267,6 @@ def kaiming_normal_(tensor: T, a: float = 0, mode: TorchMode = "fan_in", nonline
     %(generator)s
     %(offset)s
 
-    Returns
-    -------
     %(returns)s
 
     Warns
@@ -351,8 +343,6 @@ def variance_scaling_(tensor: T, scale: float = 1.0, mode: FanMode = "fan_in",
     %(axes)s
     %(offset)s
 
-    Returns
-    -------
     %(returns)s
 
     Raises
@@ -399,8 +389,6 @@ def lecun_uniform_(tensor: T, generator: GeneratorLike = None, *, in_axis: int =
     %(axes)s
     %(offset)s
 
-    Returns
-    -------
     %(returns)s
 
     Examples
@@ -431,8 +419,6 @@ def lecun_normal_(tensor: T, generator: GeneratorLike = None, *, in_axis: int = 
     %(axes)s
     %(offset)s
 
-    Returns
-    -------
     %(returns)s
 
     References

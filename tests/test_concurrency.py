@@ -1,20 +1,16 @@
 """Concurrency, fork, interrupt and read-only-install safety, as tested features."""
 
 import hashlib
-import signal
-import subprocess
 import sys
 import textwrap
 import threading
-import time
 
 import numpy as np
 import pytest
+from _subproc import run_interrupted, run_python
 
 import fastinit
 from fastinit import _fill, _numba
-
-from _subproc import NEUTRAL_CWD, run_python
 
 
 def test_threading_layer_is_tbb_where_it_is_a_dependency():
@@ -88,15 +84,7 @@ def test_interrupt_during_a_large_fill():
         again = hashlib.sha256(_fill.fill_normal(np.empty(100_000, np.float32), 0, 1, 1, 1).tobytes()).hexdigest()
         print("same" if again == ref else "different")
     """)
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=NEUTRAL_CWD)
-    try:
-        assert proc.stdout.readline().strip() == "ready"
-        time.sleep(1.0)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
+    out, err = run_interrupted(code, delay=1.0)
     assert "interrupted after" in out, out + err
     assert out.strip().endswith("same"), out + err
 

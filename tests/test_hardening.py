@@ -10,17 +10,13 @@ Phi^-1(1 - 2^-33) for the 32-bit family (the smallest two-sided tail probability
 import copy
 import math
 import pickle
-import signal
-import subprocess
-import sys
 import textwrap
-import time
 import warnings
 
 import ml_dtypes
 import numpy as np
 import pytest
-from _subproc import NEUTRAL_CWD
+from _subproc import run_interrupted
 from scipy import special
 
 import fastinit
@@ -209,15 +205,7 @@ def test_ctrl_c_during_a_fill_does_not_advance_the_generator():
         same = (retry == fastinit.normal_(np.empty(1000, np.float32), generator=fresh)).all()
         print("completed", completed, "next", g.get_state()[1] - 1, "same" if same else "different")
     """)
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=NEUTRAL_CWD)
-    try:
-        assert proc.stdout.readline().strip() == "ready"
-        time.sleep(1.5)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
+    out, err = run_interrupted(code, delay=1.5)
     words = out.split()
     assert words[0] == "completed" and words[2] == "next", out + err
     assert words[1] == words[3], out + err           # the interrupted call's stream was given back
