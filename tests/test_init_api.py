@@ -499,3 +499,23 @@ def test_variance_scaling_axes_give_jax_fans():
                                       in_axis=-2, out_axis=-1)
     assert np.abs(hwio).max() <= math.sqrt(3 / 288)
     assert np.abs(hwio).max() > math.sqrt(3 / 288) * 0.95
+
+
+# ---- docstrings: written once, substituted, complete -----------------------------------------
+
+@pytest.mark.parametrize("name", fastinit.init.__all__)
+def test_docstrings_are_substituted_and_name_every_parameter(name):
+    """The shared sections (fastinit._docs) are substituted everywhere, and every parameter of
+    every public function is documented where the function is defined."""
+    import inspect
+
+    fn = getattr(fastinit, name)
+    doc = inspect.getdoc(fn)
+    assert "%(" not in doc, f"{name}: unsubstituted section"
+    assert ">>> " in doc, f"{name}: no example"
+    params = [p for p in inspect.signature(fn).parameters if p != "tensor"]
+    if params:
+        assert "Parameters\n----------\n" in doc, f"{name}: no Parameters section"
+    section = doc.split("Parameters\n----------\n", 1)[-1].split("\n\n")[0] if params else ""
+    for p in params:
+        assert p in section, f"{name}: parameter {p} is not documented"
