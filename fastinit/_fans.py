@@ -19,6 +19,8 @@ from typing import Literal
 
 import numpy as np
 
+from . import _checks
+from ._checks import InitArgumentError
 from ._tensors import is_torch_tensor
 
 __all__ = ["calculate_fan_in_and_fan_out", "calculate_gain", "fans_along", "fan_for_mode", "check_mode",
@@ -101,6 +103,8 @@ def calculate_fan_in_and_fan_out(tensor) -> tuple[int, int]:
 def fans_along(shape: tuple[int, ...], in_axis: int = 1, out_axis: int = 0) -> tuple[int, int]:
     """``(fan_in, fan_out)`` with the in/out sizes at the given axes; every other axis is
     receptive field (JAX's ``in_axis``/``out_axis``; the defaults are torch's convention).
+    A non-integer axis is a TypeError; an axis out of range, or the same axis twice, an
+    :class:`InitArgumentError` (a ValueError).
 
     Examples
     --------
@@ -111,11 +115,12 @@ def fans_along(shape: tuple[int, ...], in_axis: int = 1, out_axis: int = 0) -> t
     _need_2d(nd)
     axes = []
     for name, ax in (("in_axis", in_axis), ("out_axis", out_axis)):
-        if isinstance(ax, (bool, np.bool_)) or not isinstance(ax, numbers.Integral) or not -nd <= ax < nd:
-            raise ValueError(f"{name}={ax!r} is not an axis of a {nd}-D tensor")
-        axes.append(int(ax) % nd)
+        ax = _checks.integer(ax, name)
+        if not -nd <= ax < nd:
+            raise InitArgumentError(f"{name}={ax} is not an axis of a {nd}-D tensor")
+        axes.append(ax % nd)
     if axes[0] == axes[1]:
-        raise ValueError(f"in_axis and out_axis must differ, got {in_axis} and {out_axis}")
+        raise InitArgumentError(f"in_axis and out_axis must differ, got {in_axis} and {out_axis}")
     receptive = math.prod(n for k, n in enumerate(shape) if k not in axes)
     return shape[axes[0]] * receptive, shape[axes[1]] * receptive
 

@@ -348,7 +348,9 @@ def variance_scaling_(tensor: T, scale: float = 1.0, mode: FanMode = "fan_in",
     Raises
     ------
     ValueError
-        Unknown mode or distribution, fewer than 2 dimensions, bad axes.
+        Unknown mode or distribution, fewer than 2 dimensions, axes out of range or equal.
+    TypeError
+        An axis that is not an integer.
     InitArgumentError
         Negative or non-finite scale.
     %(range)s

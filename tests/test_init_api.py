@@ -331,6 +331,8 @@ NAN, INF = float("nan"), float("inf")
     (fastinit.variance_scaling_, InitArgumentError, "finite", {"scale": INF}),
     (fastinit.variance_scaling_, ValueError, "in_axis", {"in_axis": 2}),
     (fastinit.variance_scaling_, ValueError, "differ", {"in_axis": 0}),
+    (fastinit.variance_scaling_, TypeError, "in_axis", {"in_axis": 1.0}),
+    (fastinit.lecun_normal_, TypeError, "out_axis", {"out_axis": True}),
     (fastinit.orthogonal_, InitArgumentError, "finite", {"gain": NAN}),
     (fastinit.sparse_, InitArgumentError, "sparsity", {"sparsity": 1.5}),
     (fastinit.sparse_, InitArgumentError, "sparsity", {"sparsity": -0.1}),
