@@ -47,21 +47,22 @@ def check_value(dtype: np.dtype, value: float, what: str) -> None:
 
 
 def check_uniform(dtype: np.dtype, a: float, b: float, what: str) -> None:
-    """Values in ``[a, b)``: both bounds within the dtype's range (torch's rule), ``b - a`` finite
-    in the working precision (float32 for the 32-bit family), some dtype value in ``[a, b)``."""
+    """Values in ``[a, b)``: ``a``, ``b`` and ``b - a`` within the dtype's finite range (torch's
+    rule), ``b - a`` finite in the working precision (float32 for the 32-bit family), and some
+    dtype value in ``[a, b)``."""
     fmax = float_max(dtype)
     if not max(abs(a), abs(b)) <= fmax:
         raise _outside(dtype, what, max(abs(a), abs(b)))
     if a == b:
         return
     if dtype == np.float64:
-        width, working = b - a, "float64"
+        width = b - a
     else:
         with np.errstate(over="ignore"):
-            width, working = float(np.float32(b) - np.float32(a)), "float32"
-    if not math.isfinite(width):
-        raise InitArgumentError(f"{what}: b - a = {b - a:.6g} overflows {working}, the working precision "
-                                f"of {np.dtype(dtype).name}")
+            width = float(np.float32(b) - np.float32(a))
+    if not (b - a <= fmax and math.isfinite(width)):
+        raise InitArgumentError(f"{what}: b - a = {b - a:.6g} exceeds {fmax:.6g}, the largest finite "
+                                f"{np.dtype(dtype).name} value")
     lo, hi = interval(dtype, a, b, closed=False)
     if lo > hi:
         raise InitArgumentError(f"{what}: no {np.dtype(dtype).name} value lies in [a, b) = [{a}, {b})")

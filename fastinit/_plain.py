@@ -30,7 +30,8 @@ def uniform_(tensor: T, a: float = 0.0, b: float = 1.0, generator: GeneratorLike
     ----------
     %(tensor)s
     a, b : float
-        Bounds, finite, ``a <= b``, within the finite range of the dtype (as torch requires).
+        Bounds, finite, ``a <= b``; ``a``, ``b`` and ``b - a`` within the finite range of the
+        dtype (as torch requires).
         ``a == b`` fills ``a``.
     %(generator)s
     %(offset)s
@@ -48,8 +49,9 @@ def uniform_(tensor: T, a: float = 0.0, b: float = 1.0, generator: GeneratorLike
     Element ``i`` is :math:`a + (b - a) u_i`, with :math:`u_i` from word ``offset + i`` of the
     stream (24 bits for the 32-bit and 16-bit dtypes, 53 bits from two words for float64); ``b``
     is never produced in any dtype. See :func:`fastinit._fill.fill_uniform`. Representable means:
-    ``a`` and ``b`` within the dtype's finite range (torch's rule), ``b - a`` finite in the working
-    precision (float32 for the 32-bit family) and some value of the dtype in :math:`[a, b)`.
+    ``a``, ``b`` and ``b - a`` within the dtype's finite range (torch's rule), ``b - a`` finite in
+    the working precision (float32 for the 32-bit family) and some value of the dtype in
+    :math:`[a, b)`.
 
     Examples
     --------

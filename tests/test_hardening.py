@@ -87,6 +87,7 @@ def test_offset_up_to_the_end_of_the_stream_is_accepted():
     (lambda w, g: fastinit.constant_(w, 1e6), np.float16, "val"),                          # filled inf
     (lambda w, g: fastinit.constant_(w, -65520.0), np.float16, "val"),                     # rounds to -inf
     (lambda w, g: fastinit.uniform_(w, 0.0, 1e6, generator=g), np.float16, "float16"),     # 93% at 65504
+    (lambda w, g: fastinit.uniform_(w, -4e4, 4e4, generator=g), np.float16, "b - a"),       # torch's rule
     (lambda w, g: fastinit.orthogonal_(w, gain=1e6, generator=g), np.float16, "gain"),
     (lambda w, g: fastinit.sparse_(w, 0.5, std=1e5, generator=g), np.float16, "std"),
     (lambda w, g: fastinit.trunc_normal_(w, 0.0, 1e5, -np.inf, np.inf, generator=g), np.float16, "float16"),
@@ -236,3 +237,21 @@ def test_default_generator_and_containers_deep_copy():
     dup = copy.deepcopy(state)
     assert dup["gen"].get_state() == fastinit.default_generator.get_state()
     assert dup["gen"] is not fastinit.default_generator
+
+
+@pytest.mark.parametrize("name, args", [
+    ("constant_", (1e6,)), ("constant_", (65505.0,)), ("constant_", (65504.0,)), ("constant_", (np.inf,)),
+    ("uniform_", (0.0, 1e6)), ("uniform_", (0.0, 65505.0)), ("uniform_", (0.0, 65504.0)),
+    ("uniform_", (-65504.0, 65504.0)), ("uniform_", (-32752.0, 32752.0)),
+])
+def test_range_rule_of_constant_and_uniform_is_torchs(name, args):
+    """torch refuses (RuntimeError) exactly where fastinit does; InitArgumentError is a RuntimeError."""
+    torch = pytest.importorskip("torch")
+    outcomes = []
+    for fn in (getattr(torch.nn.init, name), getattr(fastinit, name)):
+        try:
+            fn(torch.empty(3, dtype=torch.float16), *args)
+            outcomes.append("ok")
+        except RuntimeError:
+            outcomes.append("refused")
+    assert outcomes[0] == outcomes[1], outcomes
