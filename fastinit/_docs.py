@@ -56,8 +56,8 @@ numpy.ndarray or torch.Tensor
     ``tensor`` itself.""",
     "range": """\
 InitArgumentError
-    The requested values cannot be represented in the tensor's dtype (see the Notes), checked
-    before anything is written or any stream is taken.""",
+    The values asked for cannot all be finite in the tensor's dtype (the rule is stated in this
+    docstring and in ``docs/api.md``), checked before anything is written or any stream is taken.""",
     "normal_range": """\
 Values must be finite in the dtype: a call is refused when :math:`|\\text{mean}| + r\\,\\text{std}`
 exceeds the largest finite value of the dtype (65504 for float16), with :math:`r` the largest

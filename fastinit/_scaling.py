@@ -134,6 +134,8 @@ def xavier_uniform_(tensor: T, gain: float = 1.0, generator: GeneratorLike = Non
     ``_variance_scaling_(tensor, gain**2, "fan_avg", "uniform")``. A zero-size tensor is a
     silent no-op (torch raises ZeroDivisionError for shape ``(0, 0)``).
 
+    %(scaling_range)s
+
     References
     ----------
     .. [1] X. Glorot and Y. Bengio, "Understanding the difficulty of training deep feedforward
@@ -172,6 +174,8 @@ def xavier_normal_(tensor: T, gain: float = 1.0, generator: GeneratorLike = None
     Notes
     -----
     ``_variance_scaling_(tensor, gain**2, "fan_avg", "normal")``.
+
+    %(scaling_range)s
 
     References
     ----------
@@ -229,6 +233,8 @@ def kaiming_uniform_(tensor: T, a: float = 0, mode: TorchMode = "fan_in", nonlin
     Notes
     -----
     ``_variance_scaling_(tensor, gain**2, mode, "uniform")``.
+
+    %(scaling_range)s
 
     References
     ----------
@@ -393,6 +399,10 @@ def lecun_uniform_(tensor: T, generator: GeneratorLike = None, *, in_axis: int =
 
     %(returns)s
 
+    Notes
+    -----
+    %(scaling_range)s
+
     Examples
     --------
     >>> import numpy as np, fastinit
@@ -422,6 +432,10 @@ def lecun_normal_(tensor: T, generator: GeneratorLike = None, *, in_axis: int = 
     %(offset)s
 
     %(returns)s
+
+    Notes
+    -----
+    %(scaling_range)s
 
     References
     ----------
