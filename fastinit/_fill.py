@@ -108,6 +108,7 @@ def _floor_to(x: float, dtype: np.dtype) -> float:
     return _step(t, dtype, False) if t > x else t
 
 
+@functools.lru_cache(maxsize=16)
 def float_max(dtype: np.dtype) -> float:
     """The largest finite value of a float dtype (65504 for float16)."""
     return _step(math.inf, np.dtype(dtype), False)
@@ -116,6 +117,12 @@ def float_max(dtype: np.dtype) -> float:
 def interval(dtype: np.dtype, a: float, b: float, closed: bool) -> tuple[float, float]:
     """(lo, hi): the extreme values of dtype inside [a, b] (closed) or [a, b) (open); lo > hi when
     there is none."""
+    # the signs are part of the key: -0.0 == 0.0 for the cache, but not for the kernels' clamps
+    return _interval_of(np.dtype(dtype), float(a), float(b), closed, math.copysign(1.0, a), math.copysign(1.0, b))
+
+
+@functools.lru_cache(maxsize=1024)  # pure; a model's layers repeat the same bounds (kaiming, xavier)
+def _interval_of(dtype: np.dtype, a: float, b: float, closed: bool, sign_a: float, sign_b: float):
     lo, hi = _ceil_to(a, dtype), _floor_to(b, dtype)
     if not closed and hi >= b:
         hi = _step(hi, dtype, False)
