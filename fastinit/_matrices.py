@@ -3,7 +3,6 @@ r"""Random matrices: ``orthogonal_`` (Haar) and ``sparse_``, re-exported by :mod
 from __future__ import annotations
 
 import math
-from typing import TypeVar
 
 import numpy as np
 
@@ -13,11 +12,9 @@ from ._docs import fill_doc
 from ._draw import check_normal, check_value, draw
 from ._fill import fill_normal
 from ._generator import GeneratorLike
-from ._tensors import done, target
+from ._tensors import TensorT, done, target
 
 __all__ = ["orthogonal_", "sparse_"]
-
-T = TypeVar("T")  # the array or tensor type: every ``*_`` function returns its argument
 
 # sparse_: the zero pattern uses raw words of the call's own stream starting at word 2**65
 # (Philox block 2**63), the upper half of the counter space, far from the normal values, which
@@ -53,7 +50,7 @@ def _sparse_fill(arr: np.ndarray, std: float, num_zeros: int, seed: int, stream:
 
 
 @fill_doc
-def orthogonal_(tensor: T, gain: float = 1, generator: GeneratorLike = None) -> T:
+def orthogonal_(tensor: TensorT, gain: float = 1, generator: GeneratorLike = None) -> TensorT:
     r"""Fill ``tensor`` in place with a Haar-random (semi-)orthogonal matrix times ``gain``.
 
     ``tensor`` is seen as the matrix :math:`W` of shape :math:`(\text{rows}, \text{cols}) =
@@ -113,7 +110,7 @@ def orthogonal_(tensor: T, gain: float = 1, generator: GeneratorLike = None) -> 
 
 
 @fill_doc
-def sparse_(tensor: T, sparsity: float, std: float = 0.01, generator: GeneratorLike = None) -> T:
+def sparse_(tensor: TensorT, sparsity: float, std: float = 0.01, generator: GeneratorLike = None) -> TensorT:
     r"""Fill the 2-D ``tensor`` in place as a sparse matrix: :math:`\mathcal{N}(0, \text{std}^2)` with zeros.
 
     In every column, exactly :math:`\lceil \text{sparsity} \cdot \text{rows} \rceil` distinct

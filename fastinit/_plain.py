@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numbers
 import warnings
-from typing import TypeVar
 
 import numpy as np
 
@@ -15,15 +14,14 @@ from ._docs import fill_doc
 from ._draw import check_normal, check_offset, check_trunc_normal, check_uniform, check_value, draw
 from ._fill import fill_constant, fill_normal, fill_trunc_normal, fill_uniform
 from ._generator import GeneratorLike
-from ._tensors import done, target
+from ._tensors import TensorT, done, target
 
 __all__ = ["uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_"]
 
-T = TypeVar("T")  # the array or tensor type: every ``*_`` function returns its argument
-
 
 @fill_doc
-def uniform_(tensor: T, a: float = 0.0, b: float = 1.0, generator: GeneratorLike = None, *, offset: int = 0) -> T:
+def uniform_(tensor: TensorT, a: float = 0.0, b: float = 1.0, generator: GeneratorLike = None, *,
+             offset: int = 0) -> TensorT:
     r"""Fill ``tensor`` in place with values from the uniform distribution :math:`U[a, b)`.
 
     Parameters
@@ -71,8 +69,8 @@ def uniform_(tensor: T, a: float = 0.0, b: float = 1.0, generator: GeneratorLike
 
 
 @fill_doc
-def normal_(tensor: T, mean: float = 0.0, std: float = 1.0, generator: GeneratorLike = None, *,
-            offset: int = 0) -> T:
+def normal_(tensor: TensorT, mean: float = 0.0, std: float = 1.0, generator: GeneratorLike = None, *,
+            offset: int = 0) -> TensorT:
     r"""Fill ``tensor`` in place with values from :math:`\mathcal{N}(\text{mean}, \text{std}^2)`.
 
     Parameters
@@ -119,8 +117,8 @@ def normal_(tensor: T, mean: float = 0.0, std: float = 1.0, generator: Generator
 
 
 @fill_doc
-def trunc_normal_(tensor: T, mean: float = 0.0, std: float = 1.0, a: float = -2.0, b: float = 2.0,
-                  generator: GeneratorLike = None, *, offset: int = 0) -> T:
+def trunc_normal_(tensor: TensorT, mean: float = 0.0, std: float = 1.0, a: float = -2.0, b: float = 2.0,
+                  generator: GeneratorLike = None, *, offset: int = 0) -> TensorT:
     r"""Fill ``tensor`` in place from a normal distribution truncated to :math:`[a, b]` (torch meaning).
 
     The density is
@@ -205,7 +203,7 @@ def trunc_normal_(tensor: T, mean: float = 0.0, std: float = 1.0, a: float = -2.
 
 
 @fill_doc
-def constant_(tensor: T, val: float) -> T:
+def constant_(tensor: TensorT, val: float) -> TensorT:
     r"""Fill ``tensor`` in place with the value ``val``: :math:`w_i = \text{val}`.
 
     Parameters
@@ -230,7 +228,7 @@ def constant_(tensor: T, val: float) -> T:
     return done(tensor)
 
 
-def ones_(tensor: T) -> T:
+def ones_(tensor: TensorT) -> TensorT:
     r"""Fill ``tensor`` in place with ones: :math:`w_i = 1`.
 
     Examples
@@ -243,7 +241,7 @@ def ones_(tensor: T) -> T:
     return constant_(tensor, 1.0)
 
 
-def zeros_(tensor: T) -> T:
+def zeros_(tensor: TensorT) -> TensorT:
     r"""Fill ``tensor`` in place with zeros: :math:`w_i = 0`.
 
     Examples
@@ -256,7 +254,7 @@ def zeros_(tensor: T) -> T:
 
 
 @fill_doc
-def eye_(tensor: T) -> T:
+def eye_(tensor: TensorT) -> TensorT:
     r"""Fill the 2-D ``tensor`` in place with the identity: :math:`w_{ij} = \delta_{ij}`.
 
     Rectangular shapes get ones at :math:`(i, i)` for :math:`i < \min(\text{rows}, \text{cols})`.
@@ -286,7 +284,7 @@ def eye_(tensor: T) -> T:
 
 
 @fill_doc
-def dirac_(tensor: T, groups: int = 1) -> T:
+def dirac_(tensor: TensorT, groups: int = 1) -> TensorT:
     r"""Fill a 3/4/5-D convolution weight in place with the Dirac delta (identity convolution).
 
     With :math:`o = \text{shape}[0] / \text{groups}` outputs per group and

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Literal, TypeVar
+from typing import Literal
 
 from . import _checks
 from ._checks import InitArgumentError
@@ -28,12 +28,10 @@ from ._fans import (
 )
 from ._fill import fill_normal, fill_trunc_normal, fill_uniform
 from ._generator import GeneratorLike, check_generator
-from ._tensors import done, target
+from ._tensors import TensorT, done, target
 
 __all__ = ["xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "variance_scaling_",
            "lecun_uniform_", "lecun_normal_", "TRUNCATED_NORMAL_STD", "Distribution"]
-
-T = TypeVar("T")  # the array or tensor type: every ``*_`` function returns its argument
 
 Distribution = Literal["truncated_normal", "normal", "uniform", "untruncated_normal"]
 _DISTRIBUTIONS = ("truncated_normal", "normal", "uniform")
@@ -101,7 +99,7 @@ def _check_gain(gain) -> float:
 
 
 @fill_doc
-def xavier_uniform_(tensor: T, gain: float = 1.0, generator: GeneratorLike = None, *, offset: int = 0) -> T:
+def xavier_uniform_(tensor: TensorT, gain: float = 1.0, generator: GeneratorLike = None, *, offset: int = 0) -> TensorT:
     r"""Fill ``tensor`` in place with Glorot/Xavier-uniform values.
 
     Samples are drawn from :math:`U(-b, b)` with
@@ -152,7 +150,7 @@ def xavier_uniform_(tensor: T, gain: float = 1.0, generator: GeneratorLike = Non
 
 
 @fill_doc
-def xavier_normal_(tensor: T, gain: float = 1.0, generator: GeneratorLike = None, *, offset: int = 0) -> T:
+def xavier_normal_(tensor: TensorT, gain: float = 1.0, generator: GeneratorLike = None, *, offset: int = 0) -> TensorT:
     r"""Fill ``tensor`` in place with Glorot/Xavier-normal values.
 
     Samples are drawn from :math:`\mathcal{N}(0, \sigma^2)`, **not truncated** (torch; JAX's and
@@ -192,8 +190,9 @@ def xavier_normal_(tensor: T, gain: float = 1.0, generator: GeneratorLike = None
 
 
 @fill_doc
-def kaiming_uniform_(tensor: T, a: float = 0, mode: TorchMode = "fan_in", nonlinearity: Nonlinearity = "leaky_relu",
-                     generator: GeneratorLike = None, *, offset: int = 0) -> T:
+def kaiming_uniform_(tensor: TensorT, a: float = 0, mode: TorchMode = "fan_in",
+                     nonlinearity: Nonlinearity = "leaky_relu", generator: GeneratorLike = None, *,
+                     offset: int = 0) -> TensorT:
     r"""Fill ``tensor`` in place with He/Kaiming-uniform values.
 
     Samples are drawn from :math:`U(-b, b)` with
@@ -252,8 +251,9 @@ def kaiming_uniform_(tensor: T, a: float = 0, mode: TorchMode = "fan_in", nonlin
 
 
 @fill_doc
-def kaiming_normal_(tensor: T, a: float = 0, mode: TorchMode = "fan_in", nonlinearity: Nonlinearity = "leaky_relu",
-                    generator: GeneratorLike = None, *, offset: int = 0) -> T:
+def kaiming_normal_(tensor: TensorT, a: float = 0, mode: TorchMode = "fan_in",
+                    nonlinearity: Nonlinearity = "leaky_relu", generator: GeneratorLike = None, *,
+                    offset: int = 0) -> TensorT:
     r"""Fill ``tensor`` in place with He/Kaiming-normal values.
 
     Samples are drawn from :math:`\mathcal{N}(0, \sigma^2)`, **not truncated** (torch; JAX's and
@@ -307,9 +307,9 @@ def kaiming_normal_(tensor: T, a: float = 0, mode: TorchMode = "fan_in", nonline
 
 
 @fill_doc
-def variance_scaling_(tensor: T, scale: float = 1.0, mode: FanMode = "fan_in",
+def variance_scaling_(tensor: TensorT, scale: float = 1.0, mode: FanMode = "fan_in",
                       distribution: Distribution = "truncated_normal", generator: GeneratorLike = None, *,
-                      in_axis: int = 1, out_axis: int = 0, offset: int = 0) -> T:
+                      in_axis: int = 1, out_axis: int = 0, offset: int = 0) -> TensorT:
     r"""Fill ``tensor`` in place with JAX's ``variance_scaling`` law.
 
     With :math:`v = \text{scale} / n` and :math:`n` = fan_in, fan_out,
@@ -380,8 +380,8 @@ def variance_scaling_(tensor: T, scale: float = 1.0, mode: FanMode = "fan_in",
 
 
 @fill_doc
-def lecun_uniform_(tensor: T, generator: GeneratorLike = None, *, in_axis: int = 1, out_axis: int = 0,
-                   offset: int = 0) -> T:
+def lecun_uniform_(tensor: TensorT, generator: GeneratorLike = None, *, in_axis: int = 1, out_axis: int = 0,
+                   offset: int = 0) -> TensorT:
     r"""Fill ``tensor`` in place with LeCun-uniform values.
 
     Values from :math:`U(-\sqrt{3/\text{fan\_in}}, \sqrt{3/\text{fan\_in}})`.
@@ -414,8 +414,8 @@ def lecun_uniform_(tensor: T, generator: GeneratorLike = None, *, in_axis: int =
 
 
 @fill_doc
-def lecun_normal_(tensor: T, generator: GeneratorLike = None, *, in_axis: int = 1, out_axis: int = 0,
-                  offset: int = 0) -> T:
+def lecun_normal_(tensor: TensorT, generator: GeneratorLike = None, *, in_axis: int = 1, out_axis: int = 0,
+                  offset: int = 0) -> TensorT:
     r"""Fill ``tensor`` in place with LeCun-normal values (the SELU companion), JAX/Keras meaning.
 
     Values are :math:`\sigma Z` with :math:`Z \sim \mathcal{N}(0, 1)` truncated to :math:`(-2, 2)`

@@ -19,13 +19,17 @@ tensor that was saved for backward and modified later.
 from __future__ import annotations
 
 import sys
+from typing import TypeVar
 
 import numpy as np
 
 from ._fill import check_array
 
 __all__ = ["is_torch_tensor", "as_array", "mark_written", "torch_dtype_to_numpy", "empty_like_torch", "target",
-           "done"]
+           "done", "TensorT"]
+
+#: the array or tensor type of a ``*_`` function, which returns its argument
+TensorT = TypeVar("TensorT")
 
 
 def _torch():
