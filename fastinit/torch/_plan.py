@@ -242,10 +242,10 @@ def plan(model, recipe="torch", seed=0, *, unmatched="error", n_layers=None) -> 
     ...     m = torch.nn.Sequential(torch.nn.Embedding(100, 16, padding_idx=0), torch.nn.Linear(16, 8))
     >>> p = fastinit.torch.plan(m, recipe="gpt2", seed=0)
     >>> for line in str(p).splitlines():   # columns after the distribution: fan_in fan_out gain stream
-    ...     print(line[:96].rstrip())
+    ...     print(line[:99].rstrip())
     plan: recipe=gpt2 seed=0 tensors=3
     name      shape   dtype    rule                                           distribution
-    0.weight  100x16  float32  #5 module=Embedding|EmbeddingBag param=weight  normal(mean=0, std=0.02) [padding ro
+    0.weight  100x16  float32  #5 module=Embedding|EmbeddingBag param=weight  normal(mean=0, std=0.02)
     1.weight  8x16    float32  #2 module=Linear|Conv1D param=weight           normal(mean=0, std=0.02)
     1.bias    8       float32  #4 every bias                                  constant(value=0)
     >>> p["1.weight"].law["std"], len(p.fingerprint())
