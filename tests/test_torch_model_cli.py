@@ -57,20 +57,13 @@ def test_plan_prints_the_table(factory_dir):
     assert lines[-1].startswith("plan fingerprint: ") and len(lines[-1].split()[-1]) == 64
 
 
-def test_plan_json_matches_the_api(factory_dir):
-    r = plan_cmd(factory_dir, "tinymodels:tiny", "--recipe", "torch", "--json")
-    assert r.returncode == 0, r.stderr
-    doc = json.loads(r.stdout)
-    sys.path.insert(0, str(factory_dir))
-    try:
-        import tinymodels
+@pytest.fixture
+def in_process(factory_dir, monkeypatch):
+    """main() in this process (no interpreter start-up): the argument handling is the same code."""
+    from fastinit.cli import main
 
-        import fastinit.torch as ft
-
-        p = ft.plan(tinymodels.tiny(), "torch", 0)
-    finally:
-        sys.path.remove(str(factory_dir))
-    assert doc["fingerprint"] == p.fingerprint() and doc["tensors"] == json.loads(p.to_json())["tensors"]
+    monkeypatch.syspath_prepend(str(factory_dir))
+    return lambda *args: main(["plan", *args])
 
 
 @pytest.mark.parametrize("args, message", [
@@ -79,12 +72,23 @@ def test_plan_json_matches_the_api(factory_dir):
     (("tinymodels", "--recipe", "gpt2"), "factory must look like package.module:callable"),
     (("tinymodels:nothing",), "has no attribute 'nothing'"),
 ])
-def test_plan_errors(factory_dir, args, message):
-    r = plan_cmd(factory_dir, *args)
-    assert r.returncode == 2 and message in r.stderr and r.stdout == ""
+def test_plan_errors(in_process, capsys, args, message):
+    assert in_process(*args) == 2
+    out, err = capsys.readouterr()
+    assert message in err and out == ""
 
 
-def test_keep_unmatched_shows_kept(factory_dir):
-    r = plan_cmd(factory_dir, "tinymodels:odd", "--recipe", "gpt2", "--keep-unmatched")
-    assert r.returncode == 0, r.stderr
-    assert any(ln.startswith("extra ") and "kept" in ln for ln in r.stdout.splitlines())
+def test_keep_unmatched_shows_kept(in_process, capsys):
+    assert in_process("tinymodels:odd", "--recipe", "gpt2", "--keep-unmatched") == 0
+    assert any(ln.startswith("extra ") and "kept" in ln for ln in capsys.readouterr().out.splitlines())
+
+
+def test_plan_json_matches_the_api(in_process, capsys):
+    import tinymodels
+
+    import fastinit.torch as ft
+
+    assert in_process("tinymodels:tiny", "--recipe", "torch", "--json") == 0
+    doc = json.loads(capsys.readouterr().out)
+    p = ft.plan(tinymodels.tiny(), "torch", 0)
+    assert doc["fingerprint"] == p.fingerprint() and doc["tensors"] == json.loads(p.to_json())["tensors"]
