@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from .._checks import InitArgumentError, integer
 from .._checks import seed as check_seed
-from .._names import STREAM_FORMAT, canonical_name
+from .._names import STREAM_FORMAT, canonical_name, stream_of
 from ._recipes import recipe as get_recipe
 from ._rules import Piece, Recipe, TensorInfo, as_rules, describe_rule, expand, matches
 
@@ -50,9 +50,9 @@ class PlanRow:
 
     @property
     def stream(self) -> int | None:
-        """The tensor's name-keyed stream (None if nothing random is drawn)."""
-        s = [p.stream for p in self.pieces if p.stream is not None]
-        return s[0] if len(s) == 1 else (None if not s else s[0])
+        """``stream_of(name)`` if anything random is drawn, else None (a tensor filled in blocks draws
+        from the blocks' sub-streams of this name: see ``pieces``)."""
+        return stream_of(self.name) if any(p.stream is not None for p in self.pieces) else None
 
     def distribution(self) -> str:
         """The law as text, e.g. ``normal(mean=0, std=0.02)``."""
