@@ -51,7 +51,8 @@ def test_plan_prints_the_table(factory_dir):
     r = plan_cmd(factory_dir, "tinymodels:tiny", "--recipe", "gpt2", "--seed", "3")
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    assert lines[0] == "plan: recipe=gpt2 seed=3 tensors=19 n_layers=4"  # wte, 4 x (c_fc, c_proj) x (weight, bias), ln_f x 2
+    # wte, 4 x (c_fc, c_proj) x (weight, bias), ln_f x 2
+    assert lines[0] == "plan: recipe=gpt2 seed=3 tensors=19 n_layers=4"
     row = next(ln for ln in lines if ln.startswith("h.2.c_proj.weight "))
     assert "residual projection" in row and "std=0.00707107" in row  # 0.02 / sqrt(2 * 4)
     assert lines[-1].startswith("plan fingerprint: ") and len(lines[-1].split()[-1]) == 64

@@ -16,11 +16,10 @@ import pytest
 from scipy import stats
 
 torch = pytest.importorskip("torch")
+from _torch_models import GPT, Bert, DeepNet, FixupNet, HFLlama, Recurrent, Titan, TorchZoo  # noqa: E402
 from torch import nn  # noqa: E402
 
 import fastinit.torch as ft  # noqa: E402
-
-from _torch_models import GPT, Bert, DeepNet, FixupNet, HFLlama, Recurrent, Titan, TorchZoo  # noqa: E402
 
 SEED = 7
 P_MIN = 1e-5  # per-tensor KS threshold (see module docstring)

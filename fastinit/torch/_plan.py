@@ -138,12 +138,12 @@ class Plan:
             body.append((r.name, "x".join(map(str, r.shape)) or "()", r.dtype.removeprefix("torch."), rule, dist,
                          *(f"{r.law[k]:.6g}" if k in r.law else "" for k in ("fan_in", "fan_out", "gain")),
                          "" if r.stream is None else f"{r.stream:016x}"))
-        widths = [max(len(str(x)) for x in col) for col in zip(head, *body)]
+        widths = [max(len(str(x)) for x in col) for col in zip(head, *body, strict=True)]
         lines = [f"plan: recipe={self.recipe} seed={self.seed} tensors={len(self.rows)}"
                  + ("" if self.n_layers is None else f" n_layers={self.n_layers}")
                  + "".join(f" {k}={v:.6g}" for k, v in self.notes.items())]
         for row in (head, *body):
-            lines.append("  ".join(f"{c:<{w}}" for c, w in zip(row, widths)).rstrip())
+            lines.append("  ".join(f"{c:<{w}}" for c, w in zip(row, widths, strict=True)).rstrip())
         return "\n".join(lines)
 
     def __repr__(self) -> str:

@@ -13,8 +13,9 @@ import fnmatch
 import inspect
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from .. import init as fi
 from .._checks import InitArgumentError, integer, real
