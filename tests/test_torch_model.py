@@ -210,6 +210,31 @@ def test_unmatched_is_an_error_listing_names_or_kept_by_option():
     assert m.alpha.tolist() == [7.0] * 3 and m.inner.beta.sum().item() == 20.0
 
 
+class _Scaled(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+        self.gain = nn.Parameter(torch.empty(4))
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        with torch.no_grad():
+            self.gain.fill_(3.0)
+
+
+def test_materialize_keep_uses_the_module_reset_parameters():
+    m = on_meta(_Scaled)
+    p = ft.materialize(m, "gpt2", SEED, unmatched="keep")
+    assert p["gain"].status == "kept" and m.gain.tolist() == [3.0] * 4
+    c = _Scaled()
+    ft.init_model(c, "gpt2", SEED, unmatched="keep")
+    assert ft.fingerprint(m) == ft.fingerprint(c)
+    odd = on_meta(_Odd)
+    with pytest.raises(fastinit.InitArgumentError, match=r"meta parameter alpha \(_Odd\); add a rule"):
+        ft.materialize(odd, "gpt2", SEED, unmatched="keep")
+    assert odd.lin.weight.is_meta
+
+
 def test_user_rules_come_first_and_show_in_the_plan():
     m = GPT(n_layer=1)
     mine = ft.Rule("zeros_", name=r"\.c_attn\.weight$", label="mine")

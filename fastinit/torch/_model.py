@@ -148,14 +148,16 @@ def materialize(model, recipe="torch", seed=0, *, device="cpu", unmatched="error
     reset_params = {}
     for t, kind, name, m, *_ in entries:
         if t.device.type not in ("meta", "cpu"):
-            raise InitArgumentError(f"model: {name} is on {t.device}; materialize takes a model on meta (or cpu)")
+            raise InitArgumentError(f"model: {name} is on {t.device}; materialize takes a model built on meta "
+                                    "(or the CPU): build it there, materialize, then model.to(device)")
         if t.device.type == "meta" and rows[name].status == "kept":
             if kind == "parameter" and callable(getattr(m, "reset_parameters", None)):
                 reset_params[id(m)] = m
             else:
+                fix = ("add a rule for it" if kind == "parameter" else
+                       f"add a buffer rule for it, or define {type(m).__name__}.reset_buffers()")
                 raise InitArgumentError(f"model: no rule and no module method produces the meta {kind} {name} "
-                                        f"({type(m).__name__}); add a rule for it, or define "
-                                        f"{type(m).__name__}.reset_buffers()")
+                                        f"({type(m).__name__}); {fix}")
     _allocate(model, torch, dev)
     entries = collect(model)
     for m in reset_params.values():

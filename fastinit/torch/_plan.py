@@ -207,7 +207,7 @@ def as_recipe(recipe) -> Recipe:
     if isinstance(recipe, str):
         return get_recipe(recipe)
     if isinstance(recipe, Recipe):
-        return recipe
+        return Recipe(recipe.name, as_rules(recipe.rules, f"recipe {recipe.name!r}"), recipe.notes)
     return Recipe("custom", as_rules(recipe))
 
 
