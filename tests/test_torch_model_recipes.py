@@ -115,7 +115,7 @@ def ref_titan(name, mod, anc, shape, model):
 
 
 def ref_kaiming(name, mod, anc, shape, model):
-    """Cheat sheet: Linear kaiming_normal fan_in relu, Conv fan_out relu, biases 0, emb N(0, 0.02), norms 1/0."""
+    """Common by-layer practice: Linear kaiming_normal fan_in relu, Conv fan_out relu, biases 0, emb N(0, 0.02), norms 1/0."""
     if name.endswith(("running_mean", "running_var", "num_batches_tracked")):
         return ref_torch(name, mod, anc, shape, model)  # BatchNorm.reset_running_stats
     if isinstance(mod, nn.modules.conv._ConvNd) and name.endswith("weight"):
@@ -141,7 +141,7 @@ def ref_lecun(name, mod, anc, shape, model):
 
 
 def ref_recurrent(name, mod, anc, shape, model):
-    """Cheat sheet: weight_ih xavier_uniform, weight_hh orthogonal, biases 0 (forget gate checked apart)."""
+    """Common by-layer practice: weight_ih xavier_uniform, weight_hh orthogonal, biases 0 (forget gate checked apart)."""
     local = name.rsplit(".", 1)[-1]
     if isinstance(mod, (nn.RNNBase, nn.RNNCellBase)):
         if local.startswith("weight_ih"):

@@ -52,7 +52,7 @@ def _recurrent_rules(forget_bias: float = 1.0) -> list:
 
 
 def _tail(std: float = 0.02) -> list:
-    """The cheat sheet's embeddings N(0, std^2) (padding row zero) and norms."""
+    """Common practice for the other layers: embeddings N(0, std^2) (padding row zero) and norms 1/0."""
     return [Rule("normal_", {"std": std}, module=("Embedding", "EmbeddingBag"), param="weight"), *_norms()]
 
 
