@@ -283,6 +283,9 @@ def test_bad_input():
     _bad(m, fastinit.InitArgumentError, r"recipe\[0\]: normal_ takes no argument\(s\) \['sigma'\]",
          recipe=[{"init": "normal_", "args": {"sigma": 1}}])
     _bad(m, fastinit.InitArgumentError, r"recipe\[0\]: a rule needs an 'init'", recipe=[{"module": "Linear"}])
+    _bad(m, fastinit.InitArgumentError, r"constant_ needs the argument 'val'", recipe=[{"init": "constant_"}])
+    _bad(m, ValueError, r"Unsupported nonlinearity gelu",
+         recipe=[{"init": "kaiming_normal_", "args": {"nonlinearity": "gelu"}}])
     _bad(m, TypeError, "recipe must be", recipe=3)
     # a bad value found on the last tensor still writes nothing
     _bad(m, fastinit.InitArgumentError, r"transformer.ln_f.bias: rule #0 .*std must be >= 0",

@@ -267,7 +267,8 @@ def _law(init: str, a: dict, shape: tuple) -> dict:
                 "b": real(a.get("b", 2.0), "b", finite=False)}
     if init in ("constant_", "ones_", "zeros_"):
         val = {"ones_": 1.0, "zeros_": 0.0}.get(init)
-        return {"dist": "constant", "value": real(a["val"], "val", finite=False) if val is None else val}
+        val = real(_required(a, "val", init), "val", finite=False) if val is None else val
+        return {"dist": "constant", "value": val}
     if init == "eye_":
         return {"dist": "eye"}
     if init == "dirac_":
@@ -275,7 +276,8 @@ def _law(init: str, a: dict, shape: tuple) -> dict:
     if init == "orthogonal_":
         return {"dist": "orthogonal", "gain": real(a.get("gain", 1), "gain")}
     if init == "sparse_":
-        return {"dist": "sparse", "sparsity": real(a["sparsity"], "sparsity"), "std": real(a.get("std", 0.01), "std")}
+        return {"dist": "sparse", "sparsity": real(_required(a, "sparsity", init), "sparsity"),
+                "std": real(a.get("std", 0.01), "std")}
     fan_in, fan_out = fi.calculate_fan_in_and_fan_out(shape)
     if init in ("xavier_uniform_", "xavier_normal_"):
         gain = real(a.get("gain", 1.0), "gain")
@@ -312,6 +314,12 @@ def _law(init: str, a: dict, shape: tuple) -> dict:
     else:
         raise InitArgumentError(f"distribution must be uniform, normal or truncated_normal, got {dist!r}")
     return {**law, "fan_in": fan_in, "fan_out": fan_out, "mode": mode}
+
+
+def _required(a: dict, key: str, init: str):
+    if key not in a:
+        raise InitArgumentError(f"{init} needs the argument {key!r}")
+    return a[key]
 
 
 def _scaled_call(init: str, law: dict, scale: float) -> tuple:
