@@ -329,3 +329,13 @@ def test_integer_tensors_take_constants_only():
     with pytest.raises(fastinit.InitArgumentError, match="count has dtype torch.int64"):
         ft.init_model(m, rules)
     np.testing.assert_array_equal(m.count.numpy(), 0)
+
+
+def test_importing_fastinit_and_its_torch_package_does_not_import_torch():
+    from _subproc import run_python
+
+    r = run_python("import sys, fastinit, fastinit.torch, fastinit._names, fastinit.cli\n"
+                   "fastinit.cli.make_parser()\n"
+                   "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
