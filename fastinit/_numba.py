@@ -26,6 +26,7 @@ import numba
 import numpy as np
 from llvmlite import binding as _llvm
 from numba import njit, prange, types
+from numba.np.ufunc import parallel as _parallel
 
 from ._config import NUMBA_CACHE as CACHE
 from ._lib import OUT_F32, OUT_STREAM, lib
@@ -50,6 +51,38 @@ def _preload_tbb() -> bool:
 if "NUMBA_THREADING_LAYER" not in os.environ and numba.config.THREADING_LAYER == "default":
     if sys.platform.startswith("linux") and _preload_tbb():
         numba.config.THREADING_LAYER = "tbb"
+
+
+def _start_threading_layer() -> None:
+    """Start Numba's threading layer now, in the importing thread, and let TBB finish there.
+
+    Numba's TBB layer, when it starts, submits one empty task from the starting thread and waits
+    for it only when the interpreter exits. With one usable CPU (affinity mask or cgroup quota)
+    TBB has no worker thread to run it, and if the starting thread was not the main thread, the
+    exit waits for ever (numba#10556, oneTBB#2056). Running the wait here, in the thread that
+    submitted the task, executes it at once, so exit has nothing left to wait for. Only a start
+    made here is finished here (Numba's start-up locks are held, in Numba's order, across the
+    check and the start); a layer that other code already started is left as it is.
+    """
+    if numba.config.DISABLE_JIT:
+        return
+    try:
+        if not _parallel._backend_init_process_lock:
+            _parallel._set_init_process_lock()
+        with _parallel._backend_init_process_lock, _parallel._backend_init_thread_lock:
+            if _parallel._is_initialized:
+                return
+            _parallel._launch_threads()
+            if _parallel.threading_layer() == "tbb":
+                # imported here: the module needs libtbb, which only the TBB layer loads
+                from numba.np.ufunc import tbbpool
+
+                ctypes.CFUNCTYPE(None)(tbbpool.synchronize)()
+    except (AttributeError, ImportError, ValueError):  # another Numba, or no layer: start on first use
+        pass
+
+
+_start_threading_layer()
 
 _llvm.load_library_permanently(lib._name)
 

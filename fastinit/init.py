@@ -1006,17 +1006,10 @@ def orthogonal_(tensor, gain=1, generator=None):
     gain = check_real(gain, "gain")
     if arr.size == 0:
         return tensor
-    from ._orthogonal import orthogonal_matrix_
+    from ._orthogonal import orthogonal_tensor_
 
     seed, stream = resolve_generator(generator)
-    rows = arr.shape[0]
-    cols = arr.size // rows
-    if arr.flags.c_contiguous and arr.dtype in (np.float32, np.float64):
-        orthogonal_matrix_(arr.reshape(rows, cols), gain, seed, stream)
-    else:
-        work_dtype = arr.dtype if arr.dtype in (np.float32, np.float64) else np.float32
-        work = orthogonal_matrix_(np.empty((rows, cols), work_dtype), gain, seed, stream)
-        arr[...] = work.reshape(arr.shape)
+    orthogonal_tensor_(arr, gain, seed, stream)
     return _done(tensor)
 
 
