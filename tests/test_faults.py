@@ -129,3 +129,20 @@ def test_exit_after_thread_use_on_one_cpu(first_call):
     r = run_python(code, timeout=120)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "child 0" in r.stdout, r.stdout + r.stderr[-3000:]
+
+
+def test_householder_kernels_from_a_shared_cache(tmp_path):
+    """Numba's on-disk cache shared by processes that use the kernels in different orders.
+
+    A cached compiled function that is not parallel itself but calls a parallel one comes back from
+    the cache with Numba's threading-layer entry points unresolved when the layer was not started
+    yet (numba#8578): ``orthogonal_`` in one process, then ``linalg.qr`` in two more used to kill
+    the third with SIGSEGV (a call to address 0). The Householder drivers now call their parallel
+    kernels from Python, and ``import fastinit`` starts the layer; either alone prevents it.
+    """
+    steps = ["import numpy as np, fastinit; fastinit.orthogonal_(np.empty((300, 200), np.float32), generator=0)",
+             "import numpy as np, fastinit.linalg; fastinit.linalg.qr(np.ones((300, 200), np.float32))",
+             "import numpy as np, fastinit.linalg; fastinit.linalg.qr(np.ones((300, 200), np.float32))"]
+    for i, code in enumerate(steps):
+        r = run_python(code + "; print('ok')", env={"NUMBA_CACHE_DIR": str(tmp_path)}, timeout=600)
+        assert r.returncode == 0 and r.stdout.strip() == "ok", (i, r.returncode, r.stderr[-2000:])
