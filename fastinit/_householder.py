@@ -27,6 +27,15 @@ points that SciPy exports in :mod:`scipy.linalg.cython_blas` (the same BLAS Numb
 ``np.dot`` uses). Calling ``?gemm`` directly, with leading dimensions, lets the kernels update
 sub-blocks of the output in place; ``np.dot`` in Numba would copy every non-contiguous block.
 The entry points are registered with LLVM under fixed names, so Numba's disk cache works.
+Fortran BLAS takes every argument by reference: :func:`_fortran_gemm` passes pointers to slots
+in the calling function's stack frame, which live until the call returns and cost no allocation.
+
+Drivers
+-------
+The blocked drivers (:func:`geqrf`, :func:`orgqr`, :func:`stewart_block`) are Python: they
+allocate every workspace first (:func:`workspace`, in the calling thread, so a shortage raises
+MemoryError before any work) and call the compiled kernels, the parallel ones (:func:`_gram`,
+:func:`_larfb`) never from other compiled code. Nothing is allocated inside a parallel region.
 
 Threads and determinism
 -----------------------
@@ -59,7 +68,6 @@ from numba.extending import get_cython_function_address, intrinsic
 
 from fastinit import _blas
 from fastinit._config import NUMBA_CACHE as _CACHE
-
 
 # SciPy's BLAS entry points, registered with LLVM under fixed names at every import, so the
 # compiled code refers to them by name (no address baked in: Numba's disk cache stays valid).
@@ -94,7 +102,7 @@ def _fortran_gemm(typingctx, fa, fb, m, n, k, alpha, a, lda, b, ldb, beta, c, ld
     def codegen(context, builder, signature, args):
         tys = signature.args
         ptrs = []
-        for i, (ty, val) in enumerate(zip(tys, args)):
+        for i, (ty, val) in enumerate(zip(tys, args, strict=True)):
             if isinstance(ty, types.Array):
                 ptrs.append(builder.bitcast(context.make_array(ty)(context, builder, val).data, cgutils.voidptr_t))
             else:

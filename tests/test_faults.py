@@ -11,7 +11,6 @@ import sys
 import textwrap
 
 import pytest
-
 from _subproc import run_python
 
 LINUX = sys.platform.startswith("linux")
