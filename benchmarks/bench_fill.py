@@ -9,11 +9,13 @@ Plain ``pytest benchmarks`` (benchmarks disabled by addopts) runs each once as a
 
 import math
 
+import numba
 import numpy as np
 import pytest
 
 from fastinit import _fill
-from fastinit._bench import TRUNC, NumpyThreaded, numpy_trunc_rejection
+from fastinit._bench import TRUNC, numpy_trunc_rejection
+from fastinit._reference.fills import MultithreadedRNG
 
 N = 1 << 26  # 256 MiB of float32
 
@@ -25,7 +27,7 @@ def buf():
 
 @pytest.fixture(scope="module")
 def threaded():
-    return NumpyThreaded(0)
+    return MultithreadedRNG(0, numba.get_num_threads())
 
 
 def _torch():
@@ -40,13 +42,13 @@ IMPLS = {
     "uniform_": {
         "fastinit": lambda b, th: _fill.fill_uniform(b, 0.0, 1.0, 1, 0),
         "numpy_1thread": lambda b, th: np.random.default_rng(0).random(out=b, dtype=np.float32),
-        "numpy_threads": lambda b, th: th.run(b, "random"),
+        "numpy_threads": lambda b, th: th.uniform_(b),
         "torch": lambda b, th: _torch().from_numpy(b).uniform_(0.0, 1.0).numpy(),
     },
     "normal_": {
         "fastinit": lambda b, th: _fill.fill_normal(b, 0.0, 1.0, 1, 1),
         "numpy_1thread": lambda b, th: np.random.default_rng(0).standard_normal(out=b, dtype=np.float32),
-        "numpy_threads": lambda b, th: th.run(b, "normal"),
+        "numpy_threads": lambda b, th: th.normal_(b),
         "torch": lambda b, th: _torch().from_numpy(b).normal_(0.0, 1.0).numpy(),
     },
     "trunc_normal_": {

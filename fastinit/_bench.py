@@ -9,7 +9,6 @@ medians of ``repeat`` runs.
 
 from __future__ import annotations
 
-import concurrent.futures
 import os
 import statistics
 import time
@@ -19,6 +18,7 @@ import numpy as np
 
 from . import _fill
 from ._numba import threading_layer
+from ._reference.fills import MultithreadedRNG
 
 TRUNC = dict(mean=0.0, std=0.02, a=-0.04, b=0.04)  # the issue's trunc_normal_ benchmark case
 
@@ -32,29 +32,6 @@ def run_times(fn, repeat: int = 3) -> list[float]:
         fn()
         times.append(time.perf_counter() - t)
     return times
-
-
-class NumpyThreaded:
-    """NumPy's multithreaded generation recipe: one Generator per thread, each fills a slice."""
-
-    def __init__(self, seed: int = 0, threads: int | None = None):
-        self.threads = threads or numba.get_num_threads()
-        self.gens = [np.random.Generator(np.random.PCG64(s)) for s in np.random.SeedSequence(seed).spawn(self.threads)]
-        self.pool = concurrent.futures.ThreadPoolExecutor(self.threads)
-
-    def run(self, out: np.ndarray, method: str):
-        flat = out.reshape(-1)
-        step = -(-flat.size // self.threads)
-
-        def work(i):
-            part = flat[i * step : (i + 1) * step]
-            if method == "random":
-                self.gens[i].random(out=part, dtype=part.dtype)
-            else:
-                self.gens[i].standard_normal(out=part, dtype=part.dtype)
-
-        list(self.pool.map(work, range(self.threads)))
-        return out
 
 
 def numpy_trunc_rejection(rng: np.random.Generator, out: np.ndarray, mean, std, a, b):
@@ -76,7 +53,7 @@ def fill_rows(nbytes: int = 1 << 30, repeat: int = 3, torch_too: bool = True) ->
         raise ValueError(f"repeat must be >= 1, got {repeat}")
     buf = np.empty(nbytes // 4, np.float32)
     rng = np.random.default_rng(0)
-    threaded = NumpyThreaded()
+    threaded = MultithreadedRNG(0, numba.get_num_threads())
     rows = []
 
     def row(op, impl, times):
@@ -95,10 +72,10 @@ def fill_rows(nbytes: int = 1 << 30, repeat: int = 3, torch_too: bool = True) ->
     add("fill bandwidth", "numpy ndarray.fill", lambda: buf.fill(1.0))
     add("uniform_", "fastinit", lambda: _fill.fill_uniform(buf, 0.0, 1.0, 1, 0))
     add("uniform_", "numpy 1 thread", lambda: rng.random(out=buf, dtype=np.float32))
-    add("uniform_", f"numpy {threaded.threads} threads", lambda: threaded.run(buf, "random"))
+    add("uniform_", f"numpy {threaded.threads} threads", lambda: threaded.uniform_(buf))
     add("normal_", "fastinit", lambda: _fill.fill_normal(buf, 0.0, 1.0, 1, 1))
     add("normal_", "numpy 1 thread", lambda: rng.standard_normal(out=buf, dtype=np.float32))
-    add("normal_", f"numpy {threaded.threads} threads", lambda: threaded.run(buf, "normal"))
+    add("normal_", f"numpy {threaded.threads} threads", lambda: threaded.normal_(buf))
     add("trunc_normal_", "fastinit", lambda: _fill.fill_trunc_normal(buf, **TRUNC, seed=1, stream=2))
     add("trunc_normal_", "numpy 1 thread (rejection)", lambda: numpy_trunc_rejection(rng, buf, **TRUNC))
     if torch_too:

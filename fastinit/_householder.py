@@ -27,6 +27,15 @@ points that SciPy exports in :mod:`scipy.linalg.cython_blas` (the same BLAS Numb
 ``np.dot`` uses). Calling ``?gemm`` directly, with leading dimensions, lets the kernels update
 sub-blocks of the output in place; ``np.dot`` in Numba would copy every non-contiguous block.
 The entry points are registered with LLVM under fixed names, so Numba's disk cache works.
+Fortran BLAS takes every argument by reference: :func:`_fortran_gemm` passes pointers to slots
+in the calling function's stack frame, which live until the call returns and cost no allocation.
+
+Drivers
+-------
+The blocked drivers (:func:`geqrf`, :func:`orgqr`, :func:`stewart_block`) are Python: they
+allocate every workspace first (:func:`workspace`, in the calling thread, so a shortage raises
+MemoryError before any work) and call the compiled kernels, the parallel ones (:func:`_gram`,
+:func:`_larfb`) never from other compiled code. Nothing is allocated inside a parallel region.
 
 Threads and determinism
 -----------------------
@@ -47,29 +56,78 @@ from __future__ import annotations
 
 import ctypes
 import math
+from typing import NamedTuple
 
 import numba
 import numpy as np
 from llvmlite import binding as _llvm
+from llvmlite import ir
 from numba import njit, prange, types
-from numba.extending import get_cython_function_address
+from numba.core import cgutils
+from numba.extending import get_cython_function_address, intrinsic
 
 from fastinit import _blas
 from fastinit._config import NUMBA_CACHE as _CACHE
 
-
 # SciPy's BLAS entry points, registered with LLVM under fixed names at every import, so the
 # compiled code refers to them by name (no address baked in: Numba's disk cache stays valid).
-# Fortran BLAS takes every argument by reference: 13 pointers (passed as addresses), no result.
+# Fortran BLAS takes every argument by reference: 13 pointers, no result.
 _ADDR = {name: get_cython_function_address("scipy.linalg.cython_blas", name) for name in ("sgemm", "dgemm")}
-if numba.config.DISABLE_JIT:  # pure-Python mode (coverage runs): plain ctypes calls on addresses
-    _sgemm = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * 13))(_ADDR["sgemm"])
-    _dgemm = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * 13))(_ADDR["dgemm"])
-else:
-    for _name, _addr in _ADDR.items():
-        _llvm.add_symbol("fastinit_cython_" + _name, _addr)
-    _sgemm = types.ExternalFunction("fastinit_cython_sgemm", types.void(*([types.uintp] * 13)))
-    _dgemm = types.ExternalFunction("fastinit_cython_dgemm", types.void(*([types.uintp] * 13)))
+for _name, _addr in _ADDR.items():
+    _llvm.add_symbol("fastinit_cython_" + _name, _addr)
+
+
+def _by_reference(builder, value):
+    """A stack slot holding ``value`` (in the function's entry block), as ``void *``."""
+    slot = cgutils.alloca_once(builder, value.type)
+    builder.store(value, slot)
+    return builder.bitcast(slot, cgutils.voidptr_t)
+
+
+@intrinsic
+def _fortran_gemm(typingctx, fa, fb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+    """``?gemm`` on the arrays' data with every scalar argument in the caller's stack frame.
+
+    The transpose flags ``fa``, ``fb`` are character codes (``ord("N")``, ``ord("T")``); the
+    sizes become Fortran ``INTEGER`` (int32), ``alpha`` and ``beta`` the arrays' float type.
+    Nothing is allocated, so the call is safe inside parallel regions under memory pressure,
+    and the arguments live until the call returns. (Arguments held in small NumPy arrays and
+    passed as ``arr.ctypes.data`` integers do not: Numba frees an array after its last use,
+    before the call that reads the memory.)
+    """
+    dt = c.dtype
+    sig = types.void(fa, fb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+    name = "fastinit_cython_sgemm" if dt == types.float32 else "fastinit_cython_dgemm"
+
+    def codegen(context, builder, signature, args):
+        tys = signature.args
+        ptrs = []
+        for i, (ty, val) in enumerate(zip(tys, args, strict=True)):
+            if isinstance(ty, types.Array):
+                ptrs.append(builder.bitcast(context.make_array(ty)(context, builder, val).data, cgutils.voidptr_t))
+            else:
+                target = types.uint8 if i < 2 else dt if i in (5, 10) else types.int32
+                ptrs.append(_by_reference(builder, context.cast(builder, val, ty, target)))
+        fnty = ir.FunctionType(ir.VoidType(), [cgutils.voidptr_t] * 13)
+        builder.call(cgutils.get_or_insert_function(builder.module, fnty, name), ptrs)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+def _fortran_gemm_python(fa, fb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+    """:func:`_fortran_gemm` under ``NUMBA_DISABLE_JIT`` (coverage runs): ctypes, same arguments."""
+    fn = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * 13))(_ADDR["sgemm" if c.dtype == np.float32 else "dgemm"])
+    ref = ctypes.byref
+    fl = ctypes.c_float if c.dtype == np.float32 else ctypes.c_double
+    ints = [ctypes.c_int32(int(v)) for v in (m, n, k, lda, ldb, ldc)]
+    fn(ref(ctypes.c_uint8(fa)), ref(ctypes.c_uint8(fb)), ref(ints[0]), ref(ints[1]), ref(ints[2]),
+       ref(fl(alpha)), a.ctypes.data, ref(ints[3]), b.ctypes.data, ref(ints[4]), ref(fl(beta)),
+       c.ctypes.data, ref(ints[5]))
+
+
+if numba.config.DISABLE_JIT:
+    _fortran_gemm = _fortran_gemm_python  # noqa: F811 - the intrinsic cannot run without the JIT
 
 #: default outer block size (reflectors per compact-WY block) for large matrices
 NB_LARGE = 128
@@ -127,29 +185,7 @@ def _major(x):
 @njit(cache=_CACHE)
 def _xgemm(fa, fb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
     """Column-major ``C(m x n) = alpha op(A) op(B) + beta C`` on raw views (s/d by dtype)."""
-    chars = np.empty(2, np.uint8)
-    chars[0] = _ORD_T if fa else _ORD_N
-    chars[1] = _ORD_T if fb else _ORD_N
-    ints = np.empty(6, np.int32)
-    ints[0] = m
-    ints[1] = n
-    ints[2] = k
-    ints[3] = lda
-    ints[4] = ldb
-    ints[5] = ldc
-    sc = np.empty(2, c.dtype)
-    sc[0] = alpha
-    sc[1] = beta
-    pc = chars.ctypes.data
-    pi = ints.ctypes.data
-    ps = sc.ctypes.data
-    isz = c.itemsize
-    if isz == 4:
-        _sgemm(pc, pc + 1, pi, pi + 4, pi + 8, ps, a.ctypes.data, pi + 12, b.ctypes.data,
-               pi + 16, ps + isz, c.ctypes.data, pi + 20)
-    else:
-        _dgemm(pc, pc + 1, pi, pi + 4, pi + 8, ps, a.ctypes.data, pi + 12, b.ctypes.data,
-               pi + 16, ps + isz, c.ctypes.data, pi + 20)
+    _fortran_gemm(_ORD_T if fa else _ORD_N, _ORD_T if fb else _ORD_N, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 
 
 @njit(cache=_CACHE)
@@ -269,38 +305,36 @@ def _form_y(at, j, jb, yt):
 
 
 @njit(cache=_CACHE, parallel=True)
-def _gram(yt, g):
-    """``g = yt @ yt.T`` as a fixed-order sum of single-threaded products over column chunks."""
-    jb, L = yt.shape
+def _gram(yt, jb, L, g, parts):
+    """``g[:jb, :jb] = Y^T Y`` for ``Y^T = yt[:jb, :L]``, as a fixed-order sum of single-threaded
+    products over column chunks of :data:`GCHUNK` (``parts`` holds one partial product per chunk)."""
+    y = yt[:jb, :L]
+    gg = g[:jb, :jb]
     nch = (L + GCHUNK - 1) // GCHUNK
     if nch <= 1:
-        _gemm(1.0, yt, yt.T, 0.0, g)
+        _gemm(1.0, y, y.T, 0.0, gg)
         return
-    parts = np.empty((nch, jb, jb), yt.dtype)
     for ci in prange(nch):
         c0 = ci * GCHUNK
         c1 = min(L, c0 + GCHUNK)
-        _gemm(1.0, yt[:, c0:c1], yt[:, c0:c1].T, 0.0, parts[ci])
+        _gemm(1.0, y[:, c0:c1], y[:, c0:c1].T, 0.0, parts[ci, :jb, :jb])
     for r in range(jb):
         for c in range(jb):
             s = parts[0, r, c]
             for ci in range(1, nch):
                 s += parts[ci, r, c]
-            g[r, c] = s
+            gg[r, c] = s
 
 
 @njit(cache=_CACHE)
-def _form_t(yt, tau, t, g):
-    """Upper-triangular ``T`` with ``H_0 ... H_{jb-1} = I - Y T Y^T`` (LAPACK ``?larft``).
+def _form_t(tau, j, jb, t, g):
+    """Upper-triangular ``T = t[:jb, :jb]`` with ``H_j ... H_{j+jb-1} = I - Y T Y^T`` (``?larft``).
 
-    ``yt`` is ``(jb, L)`` = ``Y^T`` with explicit unit diagonal, ``tau`` has ``jb`` entries,
-    ``t`` and ``g`` are ``(jb, jb)`` outputs/workspace. ``G = Y^T Y`` comes from one GEMM
-    (``2 L jb^2`` flops); then ``T[:i, i] = -tau_i T[:i, :i] G[:i, i]`` (``jb^3 / 3`` flops).
+    ``tau[j:j+jb]`` are the reflectors' factors and ``g[:jb, :jb] = Y^T Y`` (:func:`_gram`,
+    ``2 L jb^2`` flops); then ``T[:i, i] = -tau_i T[:i, :i] G[:i, i]`` (``jb^3 / 3`` flops).
     """
-    jb = yt.shape[0]
-    _gram(yt, g)
     for i in range(jb):
-        ti = tau[i]
+        ti = tau[j + i]
         for r in range(jb):
             t[r, i] = 0.0
         t[i, i] = ti
@@ -313,51 +347,93 @@ def _form_t(yt, tau, t, g):
 
 
 @njit(cache=_CACHE, parallel=True)
-def _larfb(yt, top, c, w1, w2):
+def _larfb(yt, jb, L, t, trans, cbase, ct, r0, c0, c1, w1, w2):
     """Apply a compact-WY block reflector from the left, in place (LAPACK ``?larfb``).
 
-    ``c <- (I - Y op(T) Y^T) c``, where the caller passes ``top = T.T`` for ``H^T c`` (used by
-    the factorisation) or ``top = T`` for ``H c`` (used to form Q). ``c`` is an ``L x nc`` view
-    of either layout; ``w1``, ``w2`` are ``(jb, nc)`` workspace. Three GEMMs,
-    ``4 L jb nc + 2 jb^2 nc`` flops. Columns are independent, so the three products run per
-    fixed chunk of :data:`CHUNK` columns, chunks in parallel.
+    ``C <- (I - Y op(T) Y^T) C`` with ``Y^T = yt[:jb, :L]``, ``T = t[:jb, :jb]``,
+    ``op(T) = T^T`` if ``trans`` (``H^T C``, used by the factorisation) else ``T`` (``H C``, used
+    to form Q), and ``C = B[r0:r0+L, c0:c1]`` where ``B`` is ``cbase.T`` if ``ct`` else ``cbase``
+    (``cbase`` C-contiguous). ``w1``, ``w2`` are ``(>= jb, >= c1 - c0)`` workspace. Three GEMMs,
+    ``4 L jb nc + 2 jb^2 nc`` flops. Columns are independent, so the three products run per fixed
+    chunk of :data:`CHUNK` columns, chunks in parallel; nothing is allocated.
     """
-    nc = c.shape[1]
+    y = yt[:jb, :L]
+    tv = t[:jb, :jb]
+    top = tv.T if trans else tv
+    b = cbase.T if ct else cbase
+    c = b[r0:r0 + L, c0:c1]
+    nc = c1 - c0
     nch = (nc + CHUNK - 1) // CHUNK
     for ci in prange(nch):
-        c0 = ci * CHUNK
-        c1 = min(nc, c0 + CHUNK)
-        cc = c[:, c0:c1]
-        a1 = w1[:, c0:c1]
-        a2 = w2[:, c0:c1]
-        _gemm(1.0, yt, cc, 0.0, a1)  # W1 = Y^T C
+        k0 = ci * CHUNK
+        k1 = min(nc, k0 + CHUNK)
+        cc = c[:, k0:k1]
+        a1 = w1[:jb, k0:k1]
+        a2 = w2[:jb, k0:k1]
+        _gemm(1.0, y, cc, 0.0, a1)  # W1 = Y^T C
         _gemm(1.0, top, a1, 0.0, a2)  # W2 = op(T) W1
-        _gemm(-1.0, yt.T, a2, 1.0, cc)  # C -= Y W2
+        _gemm(-1.0, y.T, a2, 1.0, cc)  # C -= Y W2
 
 
 # ---------------------------------------------------------------------------------------
-# Blocked drivers
+# Blocked drivers (Python: the parallel kernels are called from here, never from other
+# compiled code, and every workspace is allocated before the first kernel runs)
 # ---------------------------------------------------------------------------------------
 
 
-@njit(cache=_CACHE)
-def _geqrf(at, tau, nb, ib):
+class Workspace(NamedTuple):
+    """Buffers of the blocked drivers, allocated up front in the calling thread."""
+
+    yt: np.ndarray  # (nb, m): Y^T of one block
+    t: np.ndarray  # (nb, nb): T of one block
+    g: np.ndarray  # (nb, nb): Y^T Y
+    parts: np.ndarray  # (chunks of m, nb, nb): partial products of Y^T Y
+    tau: np.ndarray  # (nb,): reflector factors of one block (Stewart)
+    w1: np.ndarray  # (nb, width): W1 = Y^T C
+    w2: np.ndarray  # (nb, width): W2 = op(T) W1
+
+
+def workspace(dtype, nb, m, width):
+    """:class:`Workspace` for blocks of ``nb`` reflectors of length ``<= m`` applied to ``width`` columns.
+
+    Extra memory ``(m + 2 width + (m / GCHUNK + 2) nb) nb`` elements. Raises MemoryError before
+    any work is done when the memory is not there.
+    """
+    nparts = max((m + GCHUNK - 1) // GCHUNK, 1)
+    return Workspace(np.empty((nb, m), dtype), np.empty((nb, nb), dtype), np.empty((nb, nb), dtype),
+                     np.empty((nparts, nb, nb), dtype), np.empty(nb, dtype),
+                     np.empty((nb, max(width, 1)), dtype), np.empty((nb, max(width, 1)), dtype))
+
+
+def c_base(q):
+    """``(base, transposed)`` with C-contiguous ``base`` and ``q`` = ``base.T`` if transposed else ``base``."""
+    if q.flags.c_contiguous:
+        return q, False
+    if q.T.flags.c_contiguous:
+        return q.T, True
+    raise ValueError("q must be C- or F-contiguous")
+
+
+def _block_reflector(at, j, jb, tau, ws):
+    """Y^T (into ``ws.yt``) and T (into ``ws.t``) of reflectors ``j .. j+jb-1`` stored in ``at``."""
+    L = at.shape[1] - j
+    _form_y(at, j, jb, ws.yt)
+    _gram(ws.yt, jb, L, ws.g, ws.parts)
+    _form_t(tau, j, jb, ws.t, ws.g)
+
+
+def geqrf(at, tau, nb, ib):
     """Blocked Householder QR of ``A = at.T`` in place (LAPACK ``?geqrf`` layout).
 
     Two levels of blocking: a panel of ``nb`` columns is factorised in sub-panels of ``ib``
     columns (:func:`_householder_panel`), each applied to the rest of the panel as a block
     reflector; the whole panel is then applied to the trailing matrix with :func:`_larfb`.
     Flops: ``2 m n^2 - 2 n^3 / 3`` (``4 n^3 / 3`` when square), all but ``O(m n ib)`` in GEMM.
-    Workspace: ``O((m + n) nb)``.
+    Workspace: ``O((m + n) nb)``, allocated first.
     """
     n, m = at.shape
     k = min(m, n)
-    dt = at.dtype
-    yt = np.empty((nb, m), dt)
-    tt = np.empty((nb, nb), dt)
-    g = np.empty((nb, nb), dt)
-    w1 = np.empty((nb, max(n, 1)), dt)
-    w2 = np.empty((nb, max(n, 1)), dt)
+    ws = workspace(at.dtype, nb, m, n)
     for j in range(0, k, nb):
         jb = min(nb, k - j)
         pe = j + jb
@@ -365,22 +441,15 @@ def _geqrf(at, tau, nb, ib):
             ibb = min(ib, pe - i)
             _householder_panel(at, i, ibb, tau)
             if i + ibb < pe:
-                L = m - i
-                nc = pe - i - ibb
-                _form_y(at, i, ibb, yt[:ibb, :L])
-                _form_t(yt[:ibb, :L], tau[i:i + ibb], tt[:ibb, :ibb], g[:ibb, :ibb])
-                _larfb(yt[:ibb, :L], tt[:ibb, :ibb].T, at[i + ibb:pe, i:].T,
-                       w1[:ibb, :nc], w2[:ibb, :nc])
+                _block_reflector(at, i, ibb, tau, ws)
+                _larfb(ws.yt, ibb, m - i, ws.t, True, at, True, i, i + ibb, pe, ws.w1, ws.w2)
         if pe < n:
-            L = m - j
-            nc = n - pe
-            _form_y(at, j, jb, yt[:jb, :L])
-            _form_t(yt[:jb, :L], tau[j:pe], tt[:jb, :jb], g[:jb, :jb])
-            _larfb(yt[:jb, :L], tt[:jb, :jb].T, at[pe:, j:].T, w1[:jb, :nc], w2[:jb, :nc])
+            _block_reflector(at, j, jb, tau, ws)
+            _larfb(ws.yt, jb, m - j, ws.t, True, at, True, j, pe, n, ws.w1, ws.w2)
 
 
 @njit(cache=_CACHE)
-def _set_identity(q):
+def set_identity(q):
     """``q[:] = I`` (rectangular), looping in memory order for either layout."""
     m, n = q.shape
     if n == 1 or q.strides[1] == q.itemsize:
@@ -395,32 +464,23 @@ def _set_identity(q):
         q[d, d] = 1.0
 
 
-@njit(cache=_CACHE)
-def _orgqr(at, tau, k, q, nb):
-    """Form ``Q = H_0 H_1 ... H_{k-1} I[:, :nq]`` into the ``m x nq`` view ``q`` (``?orgqr``).
+def orgqr(at, tau, k, q, nb):
+    """Form ``Q = H_0 H_1 ... H_{k-1} I[:, :nq]`` into the ``m x nq`` array ``q`` (``?orgqr``).
 
-    Backward accumulation: starting from the identity, block ``b`` (last first) updates only
-    ``q[j:, j:]``, because the blocks after it act on rows ``>= j + jb``. Flops:
-    ``4 m nq k - 2 (m + nq) k^2 + 4 k^3 / 3`` (``4 n^3 / 3`` for a square ``n x n``), in GEMM.
-    Workspace ``O((m + nq) nb)``.
+    ``q`` is C- or F-contiguous. Backward accumulation: starting from the identity, block ``b``
+    (last first) updates only ``q[j:, j:]``, because the blocks after it act on rows ``>= j + jb``.
+    Flops: ``4 m nq k - 2 (m + nq) k^2 + 4 k^3 / 3`` (``4 n^3 / 3`` for a square ``n x n``), in GEMM.
+    Workspace ``O((m + nq) nb)``, allocated first.
     """
     m, nq = q.shape
-    dt = q.dtype
-    _set_identity(q)
-    yt = np.empty((nb, m), dt)
-    tt = np.empty((nb, nb), dt)
-    g = np.empty((nb, nb), dt)
-    w1 = np.empty((nb, max(nq, 1)), dt)
-    w2 = np.empty((nb, max(nq, 1)), dt)
-    nblk = (k + nb - 1) // nb
-    for b in range(nblk - 1, -1, -1):
+    ws = workspace(q.dtype, nb, m, nq)
+    qb, qt = c_base(q)
+    set_identity(q)
+    for b in range((k + nb - 1) // nb - 1, -1, -1):
         j = b * nb
         jb = min(nb, k - j)
-        L = m - j
-        nc = nq - j
-        _form_y(at, j, jb, yt[:jb, :L])
-        _form_t(yt[:jb, :L], tau[j:j + jb], tt[:jb, :jb], g[:jb, :jb])
-        _larfb(yt[:jb, :L], tt[:jb, :jb], q[j:, j:], w1[:jb, :nc], w2[:jb, :nc])
+        _block_reflector(at, j, jb, tau, ws)
+        _larfb(ws.yt, jb, m - j, ws.t, False, qb, qt, j, j, nq, ws.w1, ws.w2)
 
 
 # ---------------------------------------------------------------------------------------
@@ -429,17 +489,16 @@ def _orgqr(at, tau, k, q, nb):
 
 
 @njit(cache=_CACHE)
-def _stewart_block(z, j, jb, m, q, dsign, yt, tt, g, w1, w2):
-    """Apply one block of Stewart reflectors ``j .. j+jb-1`` to ``q`` (backward step).
+def _stewart_reflectors(z, j, jb, m, dsign, yt, tau):
+    """Reflectors ``j .. j+jb-1`` of Stewart's construction into ``yt[:jb, :m-j]`` and ``tau[:jb]``.
 
     ``z`` holds the block's Gaussians back to back: reflector ``k = j + r`` uses the next
     ``m - k`` values, exactly the column ``k`` of a Gaussian matrix below the diagonal after
     ``k`` Householder steps (rotational invariance). Each vector becomes a reflector through
     :func:`_larfg`; ``dsign[k] = sign(beta_k) = sign(R[k, k])`` is the Mezzadri/Stewart sign
-    correction, applied later by the caller. Then ``q[j:, j:] <- (I - Y T Y^T) q[j:, j:]``.
+    correction, applied later by the caller.
     """
     L = m - j
-    tau = np.empty(jb, yt.dtype)
     pos = 0
     for r in range(jb):
         row = yt[r]
@@ -450,18 +509,25 @@ def _stewart_block(z, j, jb, m, q, dsign, yt, tt, g, w1, w2):
             row[r + i] = z[pos + i]
         pos += ln
         x = row[r:L]
-        t = _larfg(x)
-        tau[r] = t
+        tau[r] = _larfg(x)
         dsign[j + r] = 1.0 if x[0] >= 0 else -1.0
         x[0] = 1.0
-    y = yt[:jb, :L]
-    _form_t(y, tau, tt[:jb, :jb], g[:jb, :jb])
-    nc = q.shape[1] - j
-    _larfb(y, tt[:jb, :jb], q[j:, j:], w1[:jb, :nc], w2[:jb, :nc])
+
+
+def stewart_block(z, j, jb, q, dsign, ws):
+    """Apply one block of Stewart reflectors ``j .. j+jb-1`` to ``q`` (backward step):
+    ``q[j:, j:] <- (I - Y T Y^T) q[j:, j:]`` (:func:`_stewart_reflectors` for Y and the signs)."""
+    m, nq = q.shape
+    L = m - j
+    qb, qt = c_base(q)
+    _stewart_reflectors(z, j, jb, m, dsign, ws.yt, ws.tau)
+    _gram(ws.yt, jb, L, ws.g, ws.parts)
+    _form_t(ws.tau, 0, jb, ws.t, ws.g)
+    _larfb(ws.yt, jb, L, ws.t, False, qb, qt, j, j, nq, ws.w1, ws.w2)
 
 
 @njit(cache=_CACHE)
-def _scale_columns(q, s):
+def scale_columns(q, s):
     """``q[:, c] *= s[c]`` in memory order for either layout."""
     m, n = q.shape
     if n == 1 or q.strides[1] == q.itemsize:

@@ -11,7 +11,7 @@ import importlib.resources
 import os
 import sys
 
-__all__ = ["lib", "simd_level", "SIMD_LEVELS", "OUT_F32", "OUT_F16", "OUT_BF16", "OUT_STREAM"]
+__all__ = ["lib", "simd_level", "SIMD_LEVELS", "SIGNATURES", "OUT_F32", "OUT_F16", "OUT_BF16", "OUT_STREAM"]
 
 SIMD_LEVELS = ("scalar", "avx2", "avx512")
 OUT_F32, OUT_F16, OUT_BF16 = 0, 1, 2
@@ -35,36 +35,39 @@ def _find_library() -> str:
 
 lib = ctypes.CDLL(_find_library())
 
-_u64, _i64, _u32, _u16 = ctypes.c_uint64, ctypes.c_int64, ctypes.c_uint32, ctypes.c_uint16
-_int, _uns, _f32, _f64, _vp = ctypes.c_int, ctypes.c_uint, ctypes.c_float, ctypes.c_double, ctypes.c_void_p
-_head = [_u64, _u64, _u64, _uns, _i64, _vp]  # seed, stream, block0, skip, n, out
-
-_SIGNATURES = {
-    "fi_philox4x32_R": (None, [_uns, _vp, _vp, _vp]),
-    "fi_raw_u32": (_int, _head),
-    "fi_fill_uniform_f32": (_int, _head + [_int, _f32, _f32, _f32, _f32]),
-    "fi_fill_uniform_f64": (_int, _head + [_f64, _f64, _f64, _f64]),
-    "fi_fill_normal_f32": (_int, _head + [_int, _f32, _f32]),
-    "fi_fill_normal_f64": (_int, _head + [_f64, _f64]),
-    "fi_fill_trunc_f32": (_int, _head + [_int, _int, _f64, _f64, _f64, _f64, _f64, _f32, _f32]),
-    "fi_fill_trunc_f64": (_int, _head + [_int, _f64, _f64, _f64, _f64, _f64, _f64, _f64]),
-    "fi_fill_trunc_table_f32": (_int, _head + [_int, _vp, _f32, _f32]),
-    "fi_trunc_table": (_f64, [_f64, _f64, _f64, _f64, _f64, _vp]),
-    "fi_fill_const_u16": (_int, [_i64, _vp, _u16]),
-    "fi_fill_const_u32": (_int, [_i64, _vp, _u32]),
-    "fi_fill_const_u64": (_int, [_i64, _vp, _u64]),
-    "fi_fma_f32": (_int, [_i64, _vp, _vp, _vp, _vp]),
-    "fi_ndtri": (_f64, [_f64]),
-    "fi_prefault": (_int, [ctypes.c_void_p, ctypes.c_int64]),
-    "fi_resident": (_int, [ctypes.c_void_p]),
-    "fi_simd_level": (_int, []),
-    "fi_simd_set": (_int, [_int]),
-    "fi_simd_supported": (_int, [_int]),
+# The C signatures (kernels/include/fastinit.h), written once for Python: name -> (result,
+# arguments) in type codes. ctypes reads them here, the Numba layer (fastinit._numba) declares its
+# external functions from them. "p" is a pointer (an address, uint64, in compiled code).
+HEAD = ("u64", "u64", "u64", "u32", "i64", "p")  # seed, stream, block0, skip, n, out
+SIGNATURES = {
+    "fi_philox4x32_R": (None, ("u32", "p", "p", "p")),
+    "fi_raw_u32": ("i32", HEAD),
+    "fi_fill_uniform_f32": ("i32", HEAD + ("i32", "f32", "f32", "f32", "f32")),
+    "fi_fill_uniform_f64": ("i32", HEAD + ("f64", "f64", "f64", "f64")),
+    "fi_fill_normal_f32": ("i32", HEAD + ("i32", "f32", "f32")),
+    "fi_fill_normal_f64": ("i32", HEAD + ("f64", "f64")),
+    "fi_fill_trunc_f32": ("i32", HEAD + ("i32", "i32", "f64", "f64", "f64", "f64", "f64", "f32", "f32")),
+    "fi_fill_trunc_f64": ("i32", HEAD + ("i32", "f64", "f64", "f64", "f64", "f64", "f64", "f64")),
+    "fi_fill_trunc_table_f32": ("i32", HEAD + ("i32", "p", "f32", "f32")),
+    "fi_trunc_table": ("f64", ("f64", "f64", "f64", "f64", "f64", "p")),
+    "fi_fill_const_u16": ("i32", ("i64", "p", "u16")),
+    "fi_fill_const_u32": ("i32", ("i64", "p", "u32")),
+    "fi_fill_const_u64": ("i32", ("i64", "p", "u64")),
+    "fi_fma_f32": ("i32", ("i64", "p", "p", "p", "p")),
+    "fi_ndtri": ("f64", ("f64",)),
+    "fi_prefault": ("i32", ("p", "i64")),
+    "fi_resident": ("i32", ("p",)),
+    "fi_simd_level": ("i32", ()),
+    "fi_simd_set": ("i32", ("i32",)),
+    "fi_simd_supported": ("i32", ("i32",)),
 }
-for _name, (_res, _args) in _SIGNATURES.items():
+_CTYPES = {None: None, "i32": ctypes.c_int32, "u16": ctypes.c_uint16, "u32": ctypes.c_uint32,
+           "i64": ctypes.c_int64, "u64": ctypes.c_uint64, "f32": ctypes.c_float, "f64": ctypes.c_double,
+           "p": ctypes.c_void_p}
+for _name, (_res, _args) in SIGNATURES.items():
     _fn = getattr(lib, _name)
-    _fn.restype = _res
-    _fn.argtypes = _args
+    _fn.restype = _CTYPES[_res]
+    _fn.argtypes = [_CTYPES[code] for code in _args]
 
 if lib.fi_simd_level() < 0:
     raise ImportError(

@@ -26,16 +26,9 @@ def _orthogonal(arr: np.ndarray, gain: float, seed: int, stream: int, offset: in
     """Fill ``arr`` (checked, non-empty) with ``gain`` times a Haar matrix of stream (seed, stream)."""
     # imported on first use: the Householder kernels' module adds ~0.3 s to `import fastinit`
     # (python -X importtime -c "import fastinit": fastinit._householder, cumulative)
-    from ._orthogonal import orthogonal_matrix_
+    from ._orthogonal import orthogonal_tensor_
 
-    rows = arr.shape[0]
-    cols = arr.size // rows
-    if arr.flags.c_contiguous and arr.dtype in (np.float32, np.float64):
-        orthogonal_matrix_(arr.reshape(rows, cols), gain, seed, stream)
-    else:
-        work_dtype = arr.dtype if arr.dtype in (np.float32, np.float64) else np.float32
-        work = orthogonal_matrix_(np.empty((rows, cols), work_dtype), gain, seed, stream)
-        arr[...] = work.reshape(arr.shape)
+    orthogonal_tensor_(arr, gain, seed, stream)
 
 
 def _sparse_fill(arr: np.ndarray, std: float, num_zeros: int, seed: int, stream: int, offset: int = 0) -> None:

@@ -26,11 +26,12 @@ import numba
 import numpy as np
 from llvmlite import binding as _llvm
 from numba import njit, prange, types
+from numba.np.ufunc import parallel as _parallel
 
 from ._config import NUMBA_CACHE as CACHE
-from ._lib import OUT_F32, OUT_STREAM, lib
+from ._lib import OUT_F32, OUT_STREAM, SIGNATURES, lib
 
-__all__ = ["fill_kernel", "fill_const", "threading_layer", "CHUNK", "KINDS"]
+__all__ = ["fill_kernel", "fill_const", "threading_layer", "CHUNK"]
 
 CHUNK = 1 << 16  # elements per prange task; any value gives the same bytes
 
@@ -51,42 +52,73 @@ if "NUMBA_THREADING_LAYER" not in os.environ and numba.config.THREADING_LAYER ==
     if sys.platform.startswith("linux") and _preload_tbb():
         numba.config.THREADING_LAYER = "tbb"
 
+
+def _start_threading_layer() -> None:
+    """Start Numba's threading layer now, in the importing thread, and let TBB finish there.
+
+    Numba's TBB layer, when it starts, submits one empty task from the starting thread and waits
+    for it only when the interpreter exits. With one usable CPU (affinity mask or cgroup quota)
+    TBB has no worker thread to run it, and if the starting thread was not the main thread, the
+    exit waits for ever (numba#10556, oneTBB#2056). Running the wait here, in the thread that
+    submitted the task, executes it at once, so exit has nothing left to wait for. Only a start
+    made here is finished here (Numba's start-up locks are held, in Numba's order, across the
+    check and the start); a layer that other code already started is left as it is.
+    """
+    if numba.config.DISABLE_JIT:
+        return
+    try:
+        if not _parallel._backend_init_process_lock:
+            _parallel._set_init_process_lock()
+        with _parallel._backend_init_process_lock, _parallel._backend_init_thread_lock:
+            if _parallel._is_initialized:
+                return
+            _parallel._launch_threads()
+            if _parallel.threading_layer() == "tbb":
+                # imported here: the module needs libtbb, which only the TBB layer loads
+                from numba.np.ufunc import tbbpool
+
+                ctypes.CFUNCTYPE(None)(tbbpool.synchronize)()
+    except (AttributeError, ImportError, ValueError):  # another Numba, or no layer: start on first use
+        pass
+
+
+_start_threading_layer()
+
 _llvm.load_library_permanently(lib._name)
 
-_u64, _i64, _u32, _i32, _f32, _f64 = types.uint64, types.int64, types.uint32, types.int32, types.float32, types.float64
-_head = (_u64, _u64, _u64, _u32, _i64, _u64)  # seed, stream, block0, skip, n, out (address)
+# Numba types of fastinit._lib's signature codes; a pointer is passed as its address.
+_NUMBA_TYPES = {"i32": types.int32, "u16": types.uint16, "u32": types.uint32, "i64": types.int64,
+                "u64": types.uint64, "f32": types.float32, "f64": types.float64, "p": types.uint64}
 
 
-def _extern(name, sig):
-    """C function `name` of the library: by symbol name when compiled; a ctypes call under
-    NUMBA_DISABLE_JIT (pure-Python mode, used for coverage runs), where the drivers run as Python."""
+def _extern(name):
+    """C function `name` of the library with its signature from fastinit._lib.SIGNATURES: by symbol
+    name when compiled; a ctypes call under NUMBA_DISABLE_JIT (pure-Python mode, used for coverage
+    runs), where the drivers run as Python."""
     if not numba.config.DISABLE_JIT:
-        return types.ExternalFunction(name, sig)
+        res, args = SIGNATURES[name]
+        return types.ExternalFunction(name, _NUMBA_TYPES[res](*(_NUMBA_TYPES[code] for code in args)))
     fn = getattr(lib, name)
     return lambda *args: fn(*(a.item() if isinstance(a, np.generic) else a for a in args))
 
 
-_raw = _extern("fi_raw_u32", _i32(*_head))
-_uni32 = _extern("fi_fill_uniform_f32", _i32(*_head, _i32, _f32, _f32, _f32, _f32))
-_uni64 = _extern("fi_fill_uniform_f64", _i32(*_head, _f64, _f64, _f64, _f64))
-_nrm32 = _extern("fi_fill_normal_f32", _i32(*_head, _i32, _f32, _f32))
-_nrm64 = _extern("fi_fill_normal_f64", _i32(*_head, _f64, _f64))
-_trn32 = _extern(
-    "fi_fill_trunc_f32", _i32(*_head, _i32, _i32, _f64, _f64, _f64, _f64, _f64, _f32, _f32)
-)
-_trn64 = _extern("fi_fill_trunc_f64", _i32(*_head, _i32, _f64, _f64, _f64, _f64, _f64, _f64, _f64))
-_trt32 = _extern("fi_fill_trunc_table_f32", _i32(*_head, _i32, _u64, _f32, _f32))
-_prefault = _extern("fi_prefault", _i32(_u64, _i64))
-_c16 = _extern("fi_fill_const_u16", _i32(_i64, _u64, types.uint16))
-_c32 = _extern("fi_fill_const_u32", _i32(_i64, _u64, _u32))
-_c64 = _extern("fi_fill_const_u64", _i32(_i64, _u64, _u64))
+_raw = _extern("fi_raw_u32")
+_uni32 = _extern("fi_fill_uniform_f32")
+_uni64 = _extern("fi_fill_uniform_f64")
+_nrm32 = _extern("fi_fill_normal_f32")
+_nrm64 = _extern("fi_fill_normal_f64")
+_trn32 = _extern("fi_fill_trunc_f32")
+_trn64 = _extern("fi_fill_trunc_f64")
+_trt32 = _extern("fi_fill_trunc_table_f32")
+_prefault = _extern("fi_prefault")
+_c16 = _extern("fi_fill_const_u16")
+_c32 = _extern("fi_fill_const_u32")
+_c64 = _extern("fi_fill_const_u64")
 
 # Kernel kinds of fill_kernel, with the elements per Philox block of each.
 # TRT32 is the float32 truncated normal from a quantile table; its first parameter is the
 # table's address (below 2**53, so a float64 carries it exactly).
 RAW, UNI32, UNI64, NRM32, NRM64, TRN32, TRN64, TRT32 = range(8)
-KINDS = {"raw": RAW, "uniform32": UNI32, "uniform64": UNI64, "normal32": NRM32, "normal64": NRM64,
-         "trunc32": TRN32, "trunc64": TRN64, "trunc_table32": TRT32}
 ELEMENTS_PER_BLOCK = {RAW: 4, UNI32: 4, UNI64: 2, NRM32: 4, NRM64: 2, TRN32: 4, TRN64: 2, TRT32: 4}
 
 

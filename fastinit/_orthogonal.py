@@ -24,15 +24,10 @@ METHODS = ("householder", "qr")
 def _stewart(q, seed, stream, nb):
     """Stewart (1980): reflector ``k`` from a fresh N(0, I_{m-k}) vector; returns signs."""
     m, n = q.shape
-    dt = q.dtype
-    _hh._set_identity(q)
     dsign = np.empty(n, np.float64)
-    yt = np.empty((nb, m), dt)
-    tt = np.empty((nb, nb), dt)
-    g = np.empty((nb, nb), dt)
-    w1 = np.empty((nb, n), dt)
-    w2 = np.empty((nb, n), dt)
-    z = np.empty(nb * m, dt)
+    ws = _hh.workspace(q.dtype, nb, m, n)
+    z = np.empty(nb * m, q.dtype)
+    _hh.set_identity(q)
     nblk = (n + nb - 1) // nb
     for b in range(nblk - 1, -1, -1):  # backward accumulation: last block first
         j = b * nb
@@ -41,7 +36,7 @@ def _stewart(q, seed, stream, nb):
         offset = j * m - j * (j - 1) // 2
         count = jb * (m - j) - jb * (jb - 1) // 2
         fill_normal(z[:count], 0.0, 1.0, seed, stream, offset)
-        _hh._stewart_block(z, j, jb, m, q, dsign, yt, tt, g, w1, w2)
+        _hh.stewart_block(z, j, jb, q, dsign, ws)
     return dsign
 
 
@@ -49,10 +44,10 @@ def _qr(q, seed, stream, nb):
     """Householder QR of a Gaussian ``m x n`` matrix, Q into ``q``; returns sign(diag R)."""
     m, n = q.shape
     at = np.empty((n, m), q.dtype)  # A^T: G[i, k] is logical index k*m + i
-    fill_normal(at, 0.0, 1.0, seed, stream, 0)
     tau = np.empty(n, q.dtype)
-    _hh._geqrf(at, tau, nb, _hh.IB)
-    _hh._orgqr(at, tau, n, q, nb)
+    fill_normal(at, 0.0, 1.0, seed, stream, 0)
+    _hh.geqrf(at, tau, nb, _hh.IB)
+    _hh.orgqr(at, tau, n, q, nb)
     return np.where(np.diagonal(at) >= 0, 1.0, -1.0)
 
 
@@ -100,7 +95,7 @@ def orthogonal_matrix_(out2d, gain=1.0, seed=0, stream=0, method="householder", 
     :math:`Q = H_0 \cdots H_{n-1} I_{m\times n}\,\mathrm{diag}(\mathrm{sign}\,\beta_k)` is
     Haar on the Stiefel manifold (Mezzadri 2007: the sign makes the QR factor unique, so
     the law of Q inherits the invariance of G). Q is formed by backward accumulation in
-    compact-WY blocks (:func:`fastinit._householder._orgqr`), ``2 m n^2 - 2 n^3 / 3`` flops,
+    compact-WY blocks (:func:`fastinit._householder.orgqr`), ``2 m n^2 - 2 n^3 / 3`` flops,
     almost all in GEMM; ``"qr"`` adds the factorisation, the same count again.
 
     Gaussians: Stewart uses ``m n - n (n - 1) / 2`` values, vector ``k`` at logical offset
@@ -153,27 +148,38 @@ def orthogonal_matrix_(out2d, gain=1.0, seed=0, stream=0, method="householder", 
             signs = _qr(q, seed, stream, nb)
         else:
             signs = _stewart(q, seed, stream, nb)
-    _hh._scale_columns(q, gain * signs)
+    _hh.scale_columns(q, gain * signs)
     return out2d
 
 
-def orthogonal_matrix_lowp_(out2d, gain=1.0, seed=0, stream=0, method="householder", block=None):
-    """Like :func:`orthogonal_matrix_` for float16/bfloat16 ``out2d``, computed in float32.
+def orthogonal_tensor_(arr, gain=1.0, seed=0, stream=0, method="householder", block=None):
+    """Fill ``arr`` (ndim >= 2, any writable layout) with :func:`orthogonal_matrix_`'s matrix.
 
-    The result is the float32 matrix for the same ``(seed, stream, method)`` rounded to the
-    output dtype. Extra memory: one float32 array of the output's shape.
+    The matrix has torch's shape ``(arr.shape[0], arr.size // arr.shape[0])`` (trailing dimensions
+    flattened in C order). A C-contiguous float32/float64 ``arr`` is filled in place; any other
+    layout, and float16/bfloat16 (computed in float32), goes through one work matrix that is then
+    copied (rounded) into ``arr``: the result is the float32/float64 matrix for the same
+    ``(seed, stream, method)``, rounded to the output dtype.
 
     Examples
     --------
     >>> import numpy as np
-    >>> from fastinit._orthogonal import orthogonal_matrix_lowp_
-    >>> w = orthogonal_matrix_lowp_(np.empty((64, 32), np.float16), seed=1)
-    >>> bool(np.allclose(w.astype(np.float32).T @ w.astype(np.float32), np.eye(32), atol=1e-2))
+    >>> from fastinit._orthogonal import orthogonal_tensor_
+    >>> w = orthogonal_tensor_(np.empty((64, 4, 8), np.float16), seed=1)
+    >>> m = w.reshape(64, 32).astype(np.float32)
+    >>> bool(np.allclose(m.T @ m, np.eye(32), atol=1e-2))
     True
     """
-    if not isinstance(out2d, np.ndarray) or out2d.ndim != 2:
-        raise ValueError("out2d must be a 2-D numpy.ndarray")
-    work = np.empty(out2d.shape, np.float32)
-    orthogonal_matrix_(work, gain, seed, stream, method, block)
-    out2d[...] = work.astype(out2d.dtype)
-    return out2d
+    if not isinstance(arr, np.ndarray) or arr.ndim < 2:
+        raise ValueError("arr must be a numpy.ndarray with 2 or more dimensions")
+    if arr.size == 0:
+        return arr
+    rows = arr.shape[0]
+    cols = arr.size // rows
+    if arr.flags.c_contiguous and arr.dtype in (np.float32, np.float64):
+        orthogonal_matrix_(arr.reshape(rows, cols), gain, seed, stream, method, block)
+    else:
+        work_dtype = arr.dtype if arr.dtype in (np.float32, np.float64) else np.float32
+        work = orthogonal_matrix_(np.empty((rows, cols), work_dtype), gain, seed, stream, method, block)
+        arr[...] = work.reshape(arr.shape)
+    return arr

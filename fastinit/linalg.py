@@ -114,7 +114,7 @@ def qr(a, mode="reduced"):
     tau = np.zeros(k, dt)
     if k > 0:
         with _hh.single_threaded_blas():  # parallel over fixed chunks instead: see _householder
-            _hh._geqrf(at, tau, _hh.block_size(k), _hh.IB)
+            _hh.geqrf(at, tau, _hh.block_size(k), _hh.IB)
     if mode == "raw":
         return at, tau
     rrows = m if mode == "complete" else k
@@ -125,7 +125,7 @@ def qr(a, mode="reduced"):
     q = np.empty((m, nq), dt)
     if k > 0:
         with _hh.single_threaded_blas():
-            _hh._orgqr(at, tau, k, q, _hh.block_size(k))
+            _hh.orgqr(at, tau, k, q, _hh.block_size(k))
     else:
         q[...] = np.eye(m, nq, dtype=dt)
     return q, r

@@ -8,76 +8,51 @@
 #include <string.h>
 #include "fastinit.h"
 #include "fi_math.h"
+#include "philox.h"
 
 #if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
 #define FI_X86 1
 #include <cpuid.h>
 #endif
 
-#define DECLARE_LEVEL(sfx)                                                                         \
-    int fi_raw_u32_##sfx(uint64_t, uint64_t, uint64_t, unsigned, int64_t, uint32_t *);             \
-    int fi_fill_uniform_f32_##sfx(uint64_t, uint64_t, uint64_t, unsigned, int64_t, void *, int,    \
-                                  float, float, float, float);                                     \
-    int fi_fill_uniform_f64_##sfx(uint64_t, uint64_t, uint64_t, unsigned, int64_t, double *,       \
-                                  double, double, double, double);                                 \
-    int fi_fill_normal_f32_##sfx(uint64_t, uint64_t, uint64_t, unsigned, int64_t, void *, int,     \
-                                 float, float);                                                    \
-    int fi_fill_normal_f64_##sfx(uint64_t, uint64_t, uint64_t, unsigned, int64_t, double *,        \
-                                 double, double);                                                  \
-    int fi_fill_trunc_f32_##sfx(uint64_t, uint64_t, uint64_t, unsigned, int64_t, void *, int, int, \
-                                double, double, double, double, double, float, float);             \
-    int fi_fill_trunc_f64_##sfx(uint64_t, uint64_t, uint64_t, unsigned, int64_t, double *, int,    \
-                                double, double, double, double, double, double, double);           \
-    int fi_fill_trunc_table_f32_##sfx(uint64_t, uint64_t, uint64_t, unsigned, int64_t, void *, int, \
-                                      const float *, float, float);                                \
-    int fi_fill_const_u16_##sfx(int64_t, uint16_t *, uint16_t);                                    \
-    int fi_fill_const_u32_##sfx(int64_t, uint32_t *, uint32_t);                                    \
-    int fi_fill_const_u64_##sfx(int64_t, uint64_t *, uint64_t);                                    \
-    int fi_fma_f32_##sfx(int64_t, const float *, const float *, const float *, float *);
+/* The per-level kernels in table order: X(table field, public name, level suffix).  Every entry
+ * takes its type from the header's fi_*_fn, so the table, the declarations below and the level
+ * files (fill_impl.h) cannot disagree with the public signatures. */
+#define FI_KERNELS(X, sfx)                                                                         \
+    X(raw_u32, fi_raw_u32, sfx) X(uniform_f32, fi_fill_uniform_f32, sfx)                          \
+    X(uniform_f64, fi_fill_uniform_f64, sfx) X(normal_f32, fi_fill_normal_f32, sfx)                \
+    X(normal_f64, fi_fill_normal_f64, sfx) X(trunc_f32, fi_fill_trunc_f32, sfx)                    \
+    X(trunc_f64, fi_fill_trunc_f64, sfx) X(trunc_table_f32, fi_fill_trunc_table_f32, sfx)          \
+    X(const_u16, fi_fill_const_u16, sfx) X(const_u32, fi_fill_const_u32, sfx)                      \
+    X(const_u64, fi_fill_const_u64, sfx) X(fma_f32, fi_fma_f32, sfx)
+
+#define FI_FIELD(field, name, sfx) name##_fn *field;
+#define FI_DECLARE(field, name, sfx) name##_fn name##_##sfx;
+#define FI_ENTRY(field, name, sfx) .field = name##_##sfx,
 
 typedef struct {
-    int (*raw_u32)(uint64_t, uint64_t, uint64_t, unsigned, int64_t, uint32_t *);
-    int (*uniform_f32)(uint64_t, uint64_t, uint64_t, unsigned, int64_t, void *, int, float, float, float, float);
-    int (*uniform_f64)(uint64_t, uint64_t, uint64_t, unsigned, int64_t, double *, double, double, double, double);
-    int (*normal_f32)(uint64_t, uint64_t, uint64_t, unsigned, int64_t, void *, int, float, float);
-    int (*normal_f64)(uint64_t, uint64_t, uint64_t, unsigned, int64_t, double *, double, double);
-    int (*trunc_f32)(uint64_t, uint64_t, uint64_t, unsigned, int64_t, void *, int, int, double, double, double,
-                     double, double, float, float);
-    int (*trunc_f64)(uint64_t, uint64_t, uint64_t, unsigned, int64_t, double *, int, double, double, double,
-                     double, double, double, double);
-    int (*trunc_table_f32)(uint64_t, uint64_t, uint64_t, unsigned, int64_t, void *, int, const float *, float,
-                           float);
-    int (*const_u16)(int64_t, uint16_t *, uint16_t);
-    int (*const_u32)(int64_t, uint32_t *, uint32_t);
-    int (*const_u64)(int64_t, uint64_t *, uint64_t);
-    int (*fma_f32)(int64_t, const float *, const float *, const float *, float *);
+    FI_KERNELS(FI_FIELD, none)
 } fi_table;
 
-#define TABLE(sfx)                                                                                 \
-    {fi_raw_u32_##sfx, fi_fill_uniform_f32_##sfx, fi_fill_uniform_f64_##sfx, fi_fill_normal_f32_##sfx, \
-     fi_fill_normal_f64_##sfx, fi_fill_trunc_f32_##sfx, fi_fill_trunc_f64_##sfx,                   \
-     fi_fill_trunc_table_f32_##sfx, fi_fill_const_u16_##sfx, fi_fill_const_u32_##sfx, fi_fill_const_u64_##sfx, \
-     fi_fma_f32_##sfx}
-
-DECLARE_LEVEL(scalar)
+FI_KERNELS(FI_DECLARE, scalar)
 #ifdef FI_HAVE_AVX2
-DECLARE_LEVEL(avx2)
+FI_KERNELS(FI_DECLARE, avx2)
 #endif
 #ifdef FI_HAVE_AVX512
-DECLARE_LEVEL(avx512)
+FI_KERNELS(FI_DECLARE, avx512)
 #endif
 
 static const fi_table fi_tables[3] = {
-    TABLE(scalar),
+    {FI_KERNELS(FI_ENTRY, scalar)},
 #ifdef FI_HAVE_AVX2
-    TABLE(avx2),
+    {FI_KERNELS(FI_ENTRY, avx2)},
 #else
-    TABLE(scalar),
+    {FI_KERNELS(FI_ENTRY, scalar)},
 #endif
 #ifdef FI_HAVE_AVX512
-    TABLE(avx512),
+    {FI_KERNELS(FI_ENTRY, avx512)},
 #else
-    TABLE(scalar),
+    {FI_KERNELS(FI_ENTRY, scalar)},
 #endif
 };
 
@@ -207,11 +182,11 @@ void fi_philox4x32_R(unsigned rounds, const uint32_t ctr[4], const uint32_t key[
     uint32_t k0 = key[0], k1 = key[1];
     for (unsigned r = 0; r < rounds; r++) {
         if (r > 0) {
-            k0 += 0x9E3779B9u; /* PHILOX_W32_0 */
-            k1 += 0xBB67AE85u; /* PHILOX_W32_1 */
+            k0 += PHILOX_W0;
+            k1 += PHILOX_W1;
         }
-        uint64_t p0 = (uint64_t)0xD2511F53u * x0; /* PHILOX_M4x32_0 */
-        uint64_t p1 = (uint64_t)0xCD9E8D57u * x2; /* PHILOX_M4x32_1 */
+        uint64_t p0 = (uint64_t)PHILOX_M0 * x0;
+        uint64_t p1 = (uint64_t)PHILOX_M1 * x2;
         uint32_t y0 = (uint32_t)(p1 >> 32) ^ x1 ^ k0;
         uint32_t y2 = (uint32_t)(p0 >> 32) ^ x3 ^ k1;
         x1 = (uint32_t)p1;

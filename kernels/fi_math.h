@@ -9,7 +9,6 @@
  * [2^-44, 1]; the others against numpy/scipy; the transforms built on them are checked by
  * tests/test_stream.py):
  *   fi_logf  on [2^-44, 1]            <= 0.86 ulp  (Cephes logf polynomial, Estrin's scheme)
- *   fi_sinf/fi_cosf on [-pi/4, pi/4]  <= 1 ulp  (Cephes sinf/cosf minimax polynomials)
  *   fi_log   on (0, 1]                <= 1 ulp  (fdlibm log kernel)
  *   fi_sin/fi_cos on [-pi/4, pi/4]    <= 1 ulp  (fdlibm __kernel_sin/__kernel_cos without tail)
  *   fi_ndtri                          ~1e-16 relative (Wichura 1988, AS241 PPND16)
@@ -74,39 +73,6 @@ static inline float fi_logf(float x)
     y = y + -2.12194440e-4f * ef;                          /* ln 2 = 0.693359375 - 2.12194440e-4 */
     y = y + -0.5f * z;
     return (f + y) + 0.693359375f * ef;
-}
-
-static inline float fi_sinf_k(float x)                     /* |x| <= pi/4 */
-{
-    float z = x * x;
-    float p = -1.9515295891e-4f;
-    p = p * z + 8.3321608736e-3f;
-    p = p * z + -1.6666654611e-1f;
-    return x + x * z * p;
-}
-
-static inline float fi_cosf_k(float x)                     /* |x| <= pi/4 */
-{
-    float z = x * x;
-    float p = 2.443315711809948e-5f;
-    p = p * z + -1.388731625493765e-3f;
-    p = p * z + 4.166664568298827e-2f;
-    return (1.0f - 0.5f * z) + z * z * p;
-}
-
-/* cos and sin of 2 pi t / 2^24 for an integer t in [0, 2^24): the quadrant is found exactly in
- * integers, the remainder angle is at most pi/4. */
-static inline void fi_sincos_turn24(uint32_t t, float *c, float *s)
-{
-    uint32_t q = (t + (1u << 21)) >> 22;                   /* nearest quarter turn, 0..4 */
-    int32_t f = (int32_t)t - (int32_t)(q << 22);           /* in [-2^21, 2^21] */
-    float x = (float)f * 0x1.921fb6p-22f;                  /* (pi/2) / 2^22, rounded to float */
-    float sk = fi_sinf_k(x), ck = fi_cosf_k(x);
-    uint32_t qm = q & 3u;
-    float cc = (qm & 1u) ? sk : ck;
-    float ss = (qm & 1u) ? ck : sk;
-    *c = (qm == 1u || qm == 2u) ? -cc : cc;
-    *s = (qm >= 2u) ? -ss : ss;
 }
 
 /* ---- float64 ------------------------------------------------------------------------ */

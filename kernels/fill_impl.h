@@ -16,17 +16,29 @@
 #include "fastinit.h"
 #include "fi_math.h"
 #include "normal_table.h"
+#include "philox.h"
 
 #define FI_CAT_(a, b) a##_##b
 #define FI_CAT(a, b) FI_CAT_(a, b)
 #define FI_FN(name) FI_CAT(name, FI_SUFFIX)
 
-#define PHILOX_M0 0xD2511F53u  /* Random123 PHILOX_M4x32_0: multiplier of words 0 */
-#define PHILOX_M1 0xCD9E8D57u  /* Random123 PHILOX_M4x32_1: multiplier of word 2 */
-#define PHILOX_W0 0x9E3779B9u  /* Random123 PHILOX_W32_0: golden ratio, key bump of word 0 */
-#define PHILOX_W1 0xBB67AE85u  /* Random123 PHILOX_W32_1: sqrt(3) - 1, key bump of word 1 */
 
 #define FI_W (4 * FI_NB)       /* 32-bit words per step */
+
+/* This level's kernels, declared with the function types of fastinit.h: a definition below whose
+ * signature differs from the header's does not compile. */
+fi_raw_u32_fn FI_FN(fi_raw_u32);
+fi_fill_uniform_f32_fn FI_FN(fi_fill_uniform_f32);
+fi_fill_uniform_f64_fn FI_FN(fi_fill_uniform_f64);
+fi_fill_normal_f32_fn FI_FN(fi_fill_normal_f32);
+fi_fill_normal_f64_fn FI_FN(fi_fill_normal_f64);
+fi_fill_trunc_f32_fn FI_FN(fi_fill_trunc_f32);
+fi_fill_trunc_f64_fn FI_FN(fi_fill_trunc_f64);
+fi_fill_trunc_table_f32_fn FI_FN(fi_fill_trunc_table_f32);
+fi_fill_const_u16_fn FI_FN(fi_fill_const_u16);
+fi_fill_const_u32_fn FI_FN(fi_fill_const_u32);
+fi_fill_const_u64_fn FI_FN(fi_fill_const_u64);
+fi_fma_f32_fn FI_FN(fi_fma_f32);
 
 /* The transcendental transforms are long dependency chains.  Their loops handle FI_IL elements
  * FI_W / FI_IL apart per iteration (FI_K unrolls the copies before vectorisation) and the GCC build

@@ -12,7 +12,7 @@ from scipy import stats
 
 from fastinit import _householder as hh
 from fastinit._fill import fill_normal
-from fastinit._orthogonal import orthogonal_matrix_, orthogonal_matrix_lowp_
+from fastinit._orthogonal import orthogonal_matrix_, orthogonal_tensor_
 from fastinit._reference.orthogonal import haar_orthogonal
 
 EPS = {np.float32: np.finfo(np.float32).eps, np.float64: np.finfo(np.float64).eps}
@@ -93,7 +93,7 @@ def test_low_precision_from_float32(dtype_name):
         tol = 2.0**-8  # bfloat16 keeps 8 significant bits
     else:
         dtype, tol = np.float16, 2.0**-11
-    w = orthogonal_matrix_lowp_(np.empty((40, 24), dtype), 1.0, 9, 2)
+    w = orthogonal_tensor_(np.empty((40, 24), dtype), 1.0, 9, 2)
     ref = orthogonal_matrix_(np.empty((40, 24), np.float32), 1.0, 9, 2)
     assert w.dtype == dtype
     assert np.array_equal(w, ref.astype(dtype))  # exactly the float32 result, rounded

@@ -167,8 +167,9 @@ class MultithreadedRNG:
         """U[a, b) into a C-contiguous float32/float64 array."""
         def job(rng, part):
             rng.random(out=part, dtype=part.dtype)
-            part *= b - a
-            part += a
+            if (a, b) != (0.0, 1.0):  # U[0, 1) is the recipe's own output: no extra passes
+                part *= b - a
+                part += a
         self._run(w.reshape(-1), job)
         return w
 
@@ -176,8 +177,9 @@ class MultithreadedRNG:
         """N(mean, std^2) into a C-contiguous float32/float64 array."""
         def job(rng, part):
             rng.standard_normal(out=part, dtype=part.dtype)
-            part *= std
-            part += mean
+            if (mean, std) != (0.0, 1.0):
+                part *= std
+                part += mean
         self._run(w.reshape(-1), job)
         return w
 
