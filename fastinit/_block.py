@@ -193,7 +193,12 @@ def check_block(block, shape: tuple[int, ...], name: str = "tensor") -> Block | 
 
 # ---- filling the runs -------------------------------------------------------------------------
 
-_PIECE_BYTES = 8 << 20  # bound of the temporary used for non-contiguous local arrays
+_PIECE_BYTES = 8 << 20  # bound of the temporaries (non-contiguous local arrays, widened runs)
+# Short runs separated by short gaps are filled as one span, gaps included, and then picked out:
+# one kernel call costs about 200-300 ns whatever its length (benchmarks/scripts/blocks.py --runs),
+# which a span beats for runs of at most 32 positions with gaps of at most 64 (measured over runs of
+# 1..1024 and gaps of 1..256 positions, float32 normals; longer runs go through _drive_runs).
+_WIDEN_RUN, _WIDEN_GAP = 32, 64
 
 
 class Placement:
@@ -267,6 +272,9 @@ class Placement:
             nb.fill_kernel(kind, seed, stream, self.base // epb, self.base % epb, out.size, out.ctypes.data,
                            out.itemsize, otype, params[2:])
             return
+        if len(counts) == 1 and run <= _WIDEN_RUN and strides[0] - run <= _WIDEN_GAP:
+            self._fill_widened(out, kind, otype, params, run, counts[0], strides[0])
+            return
         p = np.zeros(8, np.float64)
         p[: len(params) - 2] = params[2:]
         c = np.array(counts, np.int64)
@@ -277,6 +285,23 @@ class Placement:
                 nr = min(per_call, nruns - r0)
                 _drive_runs(kind, np.uint64(seed), np.uint64(stream), np.uint64(self.base), c, s, r0, nr, run,
                             np.uint64(out.ctypes.data + out.itemsize * run * r0), out.itemsize, otype, p)
+
+
+    def _fill_widened(self, out, kind, otype, params, run, count, stride) -> None:
+        """Runs ``base + i * stride`` (``i < count``) of ``run`` positions with small gaps between
+        them: fill the positions from the first run to the end of the last one, gaps included, as
+        one flat run into a bounded temporary, and keep the runs (values do not depend on how)."""
+        seed, stream = params[0], params[1]
+        epb = nb.ELEMENTS_PER_BLOCK[kind]
+        rows = out.reshape(count, run)
+        step = max(1, _PIECE_BYTES // (out.itemsize * stride))
+        tmp = np.empty(min(step, count) * stride, out.dtype)
+        for i in range(0, count, step):
+            k = min(step, count - i)
+            n = (k - 1) * stride + run  # to the end of the piece's last run: nothing past the block
+            e = self.base + i * stride
+            nb.fill_kernel(kind, seed, stream, e // epb, e % epb, n, tmp.ctypes.data, tmp.itemsize, otype, params[2:])
+            rows[i:i + k] = np.lib.stride_tricks.as_strided(tmp, (k, run), (stride * tmp.itemsize, tmp.itemsize))
 
 
 @njit(cache=CACHE, nogil=True)

@@ -102,14 +102,19 @@ def test_random_blocks_equal_the_full_tensors_block(block, name, dtype):
     assert _same_bits(expect, part)
 
 
-def test_long_runs_and_many_short_runs_cross_the_parallel_chunks():
-    # runs longer than a task (2**16 elements) and more short runs than fit in one task
-    shape = (3, 70_000)
-    for idx in (np.s_[:, 5:69_999], np.s_[1:3, 1:70_000]):
-        expect, part = _full_and_block(ELEMENTWISE["normal_"], shape, idx, np.float32)
+@pytest.mark.parametrize("shape, idx, dtype", [
+    ((3, 200_000), np.s_[:, 1:70_001], np.float32),  # runs longer than a parallel task (2**16 elements)
+    ((3, 4, 100_000), np.s_[:, 1:3, 3:65_540], np.float64),
+    ((70_000, 300), np.s_[3:69_990, 1:5], np.float32),  # more short runs than one task holds
+    ((70_000, 300), np.s_[:, 17:23], np.float64),
+    ((3, 70_000), np.s_[:, 5:69_999], np.float32),
+    ((70_000, 40), np.s_[3:69_990, 1:4], np.float16),  # short runs, short gaps: one span, gaps included
+    ((50_000, 20), np.s_[:, 0:20 - 1], np.float32),
+])
+def test_long_runs_many_runs_and_short_gaps(shape, idx, dtype):
+    for name in ("normal_", "trunc_normal_"):
+        expect, part = _full_and_block(ELEMENTWISE[name], shape, idx, dtype)
         assert _same_bits(expect, part)
-    expect, part = _full_and_block(ELEMENTWISE["uniform_"], (70_000, 5), np.s_[3:69_990, 1:4], np.float64)
-    assert _same_bits(expect, part)
 
 
 @pytest.mark.parametrize("layout", ["transposed", "strided"])
