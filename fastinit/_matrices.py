@@ -106,8 +106,9 @@ def orthogonal_(tensor: TensorT, gain: float = 1, generator: GeneratorLike = Non
         ``block.global_shape``, without forming the full matrix: the Householder reflectors are
         applied to the block's rows (or columns) of the identity, :math:`O(n^2 k)` flops and
         :math:`O(n k)` memory for ``k`` rows of an ``n x n`` matrix. Equal to the full matrix's
-        block up to rounding: within :math:`4 \sqrt{n}\,\varepsilon\,|\text{gain}|` per entry
-        (measured below :math:`\sqrt{n}\,\varepsilon`), not bit for bit.
+        block up to rounding, not bit for bit: within :math:`4 \sqrt{n}\,\varepsilon\,|\text{gain}|`
+        per entry (:math:`n` the long side, :math:`\varepsilon` of float32, or float64 for float64
+        tensors; float16/bfloat16 add one unit in the last place at :math:`|\text{gain}|`).
 
     %(returns)s
 

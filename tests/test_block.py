@@ -167,12 +167,14 @@ def test_sparse_block_equals_the_full_tensors_block(shape, idx, dtype):
 
 def _ortho_tol(shape, dtype, gain):
     """docs/api.md: |block - full[index]| <= 4 sqrt(n) eps |gain| in the working precision (n the
-    long side), plus half an ulp of |gain| in the output dtype (both round from the working values)."""
+    long side), plus for float16/bfloat16 one unit in the last place at |gain| (both are rounded
+    from working values that differ by that rounding)."""
     work = np.float64 if dtype == np.float64 else np.float32
     n = max(shape[0], math.prod(shape[1:]))
     tol = 4 * math.sqrt(n) * np.finfo(work).eps * abs(gain)
     if dtype not in (np.float32, np.float64):
-        tol += abs(gain) * (2.0 ** -11 if dtype == np.float16 else 2.0 ** -8)
+        mantissa = 10 if dtype == np.float16 else 7
+        tol += 2.0 ** (math.floor(math.log2(abs(gain))) - mantissa)
     return tol
 
 

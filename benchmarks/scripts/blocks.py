@@ -4,6 +4,7 @@
     PYTHONPATH=. python benchmarks/scripts/blocks.py --fills    # element-wise part only
     PYTHONPATH=. python benchmarks/scripts/blocks.py --orthogonal
     PYTHONPATH=. python benchmarks/scripts/blocks.py --runs     # cost of one run (one kernel call)
+    PYTHONPATH=. python benchmarks/scripts/blocks.py --accuracy # orthogonal_ blocks vs the full matrix
 
 Element-wise: ``normal_`` float32 into a block of 2**25 elements (128 MiB) of a larger logical tensor:
 a row block (one run of the stream), column blocks with runs of 4096, 256 and 16 elements, and, for
@@ -78,6 +79,25 @@ def runs(repeat):
         print(f"  {name:14s} flat {flat / n * 1e9:.2f} ns/element; " + ", ".join(cells))
 
 
+def accuracy():
+    """Largest |block - full[index]| of orthogonal_ in units of sqrt(n) eps (n the long side)."""
+    cases = [((97, 60), np.s_[10:50]), ((97, 60), np.s_[:, 17:41]), ((97, 60), np.s_[20:70, 5:9]),
+             ((60, 97), np.s_[13:29]), ((60, 97), np.s_[:, 40:97]), ((80, 80), np.s_[40:80]),
+             ((16, 8, 3, 3), np.s_[4:12, 2:5, :, 1:3]), ((300, 300), np.s_[150:300]), ((300, 300), np.s_[:, 0:100]),
+             ((2048, 2048), np.s_[1024:2048]), ((2048, 2048), np.s_[:, 512:1024]), ((4096, 512), np.s_[1000:3000]),
+             ((512, 4608), np.s_[:, 0:2304])]
+    for dtype in (np.float32, np.float64):
+        worst = 0.0
+        for shape, idx in cases:
+            full = fastinit.orthogonal_(np.empty(shape, dtype), generator=9)
+            b = Block(shape, idx)
+            part = fastinit.orthogonal_(np.empty(b.shape, dtype), generator=9, block=b)
+            n = max(shape[0], int(np.prod(shape[1:])))
+            worst = max(worst, float(np.abs(part - full[idx]).max()) / (np.sqrt(n) * np.finfo(dtype).eps))
+        print(f"orthogonal_ blocks, {np.dtype(dtype).name}: max |block - full| = {worst:.3f} sqrt(n) eps "
+              f"over {len(cases)} shapes and blocks")
+
+
 def orthogonal(repeat, n=4096, dtype=np.float32):
     full = np.empty((n, n), dtype)
     t_full = best(lambda: fastinit.orthogonal_(full, generator=2), repeat)
@@ -101,14 +121,17 @@ def main():
     ap.add_argument("--fills", action="store_true")
     ap.add_argument("--orthogonal", action="store_true")
     ap.add_argument("--runs", action="store_true")
+    ap.add_argument("--accuracy", action="store_true")
     ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args()
-    both = not (args.fills or args.orthogonal or args.runs)
+    both = not (args.fills or args.orthogonal or args.runs or args.accuracy)
     print(f"fastinit {fastinit.__version__}, SIMD {fastinit.simd_level()}, {numba.get_num_threads()} Numba threads")
     if args.fills or both:
         fills(args.repeat)
     if args.runs:
         runs(args.repeat)
+    if args.accuracy:
+        accuracy()
     if args.orthogonal or both:
         orthogonal(max(1, args.repeat // 2))
 
