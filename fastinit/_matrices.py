@@ -7,9 +7,9 @@ import math
 import numpy as np
 
 from . import _checks, _sparse
+from ._block import Block, Placement, check_block
 from ._checks import InitArgumentError
 from ._docs import fill_doc
-from ._block import Block, Placement, check_block
 from ._draw import check_normal, check_offset, check_value, draw
 from ._fill import fill_normal
 from ._generator import GeneratorLike
@@ -72,7 +72,7 @@ def _sparse_fill(arr: np.ndarray, std: float, num_zeros: int, seed: int, stream:
             rows = offset.block.global_shape[0]
             (r0, r1), (c0, c1) = ((s.start, s.stop) for s in offset.block.index)
         else:
-            (rows, cols), r0, r1, c0, c1 = arr.shape, 0, arr.shape[0], 0, arr.shape[1]
+            rows, r0, r1, c0, c1 = arr.shape[0], 0, arr.shape[0], 0, arr.shape[1]
         idx = _sparse.zero_rows(rows, c1 - c0, num_zeros, seed, stream, SPARSE_WORD0, c0)
         col = np.broadcast_to(np.arange(c1 - c0)[:, None], idx.shape)
         inside = (idx >= r0) & (idx < r1)

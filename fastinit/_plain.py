@@ -9,12 +9,12 @@ import warnings
 import numpy as np
 
 from . import _checks
+from ._block import Block, check_block
 from ._checks import InitArgumentError
 from ._docs import fill_doc
 from ._draw import check_normal, check_offset, check_trunc_normal, check_uniform, check_value, draw
 from ._fill import fill_constant, fill_normal, fill_trunc_normal, fill_uniform
 from ._generator import GeneratorLike
-from ._block import Block, check_block
 from ._tensors import TensorT, done, target
 
 __all__ = ["uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_"]

@@ -12,6 +12,7 @@ import warnings
 from typing import Literal
 
 from . import _checks
+from ._block import Block, check_block
 from ._checks import InitArgumentError
 from ._docs import fill_doc
 from ._draw import check_normal, check_offset, check_trunc_normal, check_uniform, draw
@@ -28,7 +29,6 @@ from ._fans import (
 )
 from ._fill import fill_normal, fill_trunc_normal, fill_uniform
 from ._generator import GeneratorLike, check_generator
-from ._block import Block, check_block
 from ._tensors import TensorT, done, target
 
 __all__ = ["xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "variance_scaling_",

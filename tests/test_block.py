@@ -283,3 +283,21 @@ def test_block_value_semantics():
     assert (a.shape, a.start, a.global_shape, a.size, a.global_size) == ((2, 5), (1, 0), (4, 5), 10, 20)
     assert repr(a) == "Block((4, 5), np.s_[1:3, 0:5])"
     assert Block(7, np.s_[2:5]).shape == (3,) and Block((), ()).shape == ()
+
+
+def test_blocks_do_not_depend_on_the_thread_count():
+    import numba
+
+    shape = (600, 700)
+    blocks = {"normal_": Block(shape, np.s_[:, 100:450]), "orthogonal_": Block(shape, np.s_[100:500])}
+    calls = {"normal_": ELEMENTWISE["normal_"], "orthogonal_": lambda t, g, b: fastinit.orthogonal_(t, generator=g,
+                                                                                                     block=b)}
+    before = numba.get_num_threads()
+    try:
+        out = {}
+        for threads in (1, before):
+            numba.set_num_threads(threads)
+            out[threads] = [calls[k](np.empty(b.shape, np.float32), 4, b).tobytes() for k, b in blocks.items()]
+    finally:
+        numba.set_num_threads(before)
+    assert out[1] == out[before]
