@@ -301,3 +301,23 @@ def test_blocks_do_not_depend_on_the_thread_count():
     finally:
         numba.set_num_threads(before)
     assert out[1] == out[before]
+
+
+@pytest.mark.parametrize("name, args", [("uniform", (-1.0, 1.0)), ("normal", (0.0, 2.0)), ("trunc_normal", ()),
+                                        ("kaiming_normal", ()), ("lecun_uniform", ()), ("sparse", (0.5,)),
+                                        ("eye", ()), ("ones", ())])
+def test_constructors_take_a_block(name, args):
+    b = Block((12, 9), np.s_[3:10, 2:7])
+    kw = {} if name in ("eye", "ones") else {"generator": 6}
+    full = getattr(fastinit, name)((12, 9), *args, dtype=np.float64, **kw)
+    part = getattr(fastinit, name)(b.shape, *args, dtype=np.float64, block=b, **kw)
+    assert _same_bits(full[b.index], part)
+
+
+def test_torch_tensors_take_a_block():
+    torch = pytest.importorskip("torch")
+    b = Block((64, 48), np.s_[16:48, 8:40])
+    for dtype in (torch.float32, torch.bfloat16):
+        full = fastinit.xavier_normal_(torch.empty(64, 48, dtype=dtype), generator=2)
+        part = fastinit.xavier_normal_(torch.nn.Parameter(torch.empty(b.shape, dtype=dtype)), generator=2, block=b)
+        assert torch.equal(full[16:48, 8:40], part.detach())
