@@ -196,6 +196,32 @@ def test_orthogonal_block_equals_the_full_matrix_to_rounding(shape, idx, dtype):
     assert err <= tol, f"max |block - full| = {err:.3g} > {tol:.3g}"
 
 
+@st.composite
+def _matrix_blocks(draw, ndim):
+    shape = tuple(draw(st.lists(st.integers(1, 40), min_size=ndim, max_size=ndim)))
+    idx = []
+    for n in shape:
+        a = draw(st.integers(0, n))
+        idx.append(slice(a, draw(st.integers(a, n))))
+    return shape, tuple(idx)
+
+
+@given(_matrix_blocks(2), st.floats(0.0, 1.0), st.sampled_from([np.float32, np.float64]))
+def test_random_sparse_blocks(block, sparsity, dtype):
+    shape, idx = block
+    call = lambda t, g, b: fastinit.sparse_(t, sparsity, generator=g, block=b)  # noqa: E731
+    expect, part = _full_and_block(call, shape, idx, dtype)
+    assert _same_bits(expect, part)
+
+
+@given(st.one_of(_matrix_blocks(2), _matrix_blocks(3)), st.sampled_from([np.float32, np.float64]))
+def test_random_orthogonal_blocks(block, dtype):
+    shape, idx = block
+    call = lambda t, g, b: fastinit.orthogonal_(t, 0.5, generator=g, block=b)  # noqa: E731
+    expect, part = _full_and_block(call, shape, idx, dtype)
+    assert np.abs(part - expect).max(initial=0.0) <= _ortho_tol(shape, dtype, 0.5)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("parts", [2, 4])
