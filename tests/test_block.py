@@ -309,6 +309,9 @@ def test_block_value_semantics():
     assert (a.shape, a.start, a.global_shape, a.size, a.global_size) == ((2, 5), (1, 0), (4, 5), 10, 20)
     assert repr(a) == "Block((4, 5), np.s_[1:3, 0:5])"
     assert Block(7, np.s_[2:5]).shape == (3,) and Block((), ()).shape == ()
+    import pickle
+
+    assert pickle.loads(pickle.dumps(a)) == a  # sent to worker processes as it is
 
 
 def test_blocks_do_not_depend_on_the_thread_count():
