@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, TypeAlias
 import numpy as np
 from numpy.typing import DTypeLike
 
+from ._block import Block
 from ._docs import fill_doc
 from ._fans import FanMode, Nonlinearity, TorchMode, shape_of
 from ._fill import FLOAT_DTYPES
@@ -65,7 +66,7 @@ def _new(shape: Shape, dtype, fn: str):
 
 @fill_doc
 def uniform(shape: Shape, a: float = 0.0, b: float = 1.0, *, dtype: DTypeLike = np.float32,
-            generator: GeneratorLike = None, offset: int = 0) -> NewArray:
+            generator: GeneratorLike = None, offset: int = 0, block: Block | None = None) -> NewArray:
     r"""Return a new array of ``shape`` filled by :func:`uniform_`.
 
     Values: :math:`U[a, b)`.
@@ -78,6 +79,7 @@ def uniform(shape: Shape, a: float = 0.0, b: float = 1.0, *, dtype: DTypeLike = 
     %(dtype)s
     %(generator)s
     %(offset)s
+    %(block)s
 
     %(new)s
 
@@ -88,12 +90,12 @@ def uniform(shape: Shape, a: float = 0.0, b: float = 1.0, *, dtype: DTypeLike = 
     >>> w.shape, w.dtype, bool((w >= -1).all() and (w < 1).all())
     ((2, 3), dtype('float32'), True)
     """
-    return uniform_(_new(shape, dtype, "uniform"), a, b, generator, offset=offset)
+    return uniform_(_new(shape, dtype, "uniform"), a, b, generator, offset=offset, block=block)
 
 
 @fill_doc
 def normal(shape: Shape, mean: float = 0.0, std: float = 1.0, *, dtype: DTypeLike = np.float32,
-           generator: GeneratorLike = None, offset: int = 0) -> NewArray:
+           generator: GeneratorLike = None, offset: int = 0, block: Block | None = None) -> NewArray:
     r"""Return a new array of ``shape`` filled by :func:`normal_`.
 
     Values: :math:`\mathcal{N}(\text{mean}, \text{std}^2)`.
@@ -106,6 +108,7 @@ def normal(shape: Shape, mean: float = 0.0, std: float = 1.0, *, dtype: DTypeLik
     %(dtype)s
     %(generator)s
     %(offset)s
+    %(block)s
 
     %(new)s
 
@@ -116,12 +119,13 @@ def normal(shape: Shape, mean: float = 0.0, std: float = 1.0, *, dtype: DTypeLik
     >>> round(float(w.std()), 3)
     0.02
     """
-    return normal_(_new(shape, dtype, "normal"), mean, std, generator, offset=offset)
+    return normal_(_new(shape, dtype, "normal"), mean, std, generator, offset=offset, block=block)
 
 
 @fill_doc
 def trunc_normal(shape: Shape, mean: float = 0.0, std: float = 1.0, a: float = -2.0, b: float = 2.0, *,
-                 dtype: DTypeLike = np.float32, generator: GeneratorLike = None, offset: int = 0) -> NewArray:
+                 dtype: DTypeLike = np.float32, generator: GeneratorLike = None, offset: int = 0,
+                 block: Block | None = None) -> NewArray:
     r"""Return a new array of ``shape`` filled by :func:`trunc_normal_`.
 
     Values: a normal truncated to the absolute interval :math:`[a, b]` (torch meaning).
@@ -134,6 +138,7 @@ def trunc_normal(shape: Shape, mean: float = 0.0, std: float = 1.0, a: float = -
     %(dtype)s
     %(generator)s
     %(offset)s
+    %(block)s
 
     %(new)s
 
@@ -144,11 +149,11 @@ def trunc_normal(shape: Shape, mean: float = 0.0, std: float = 1.0, a: float = -
     >>> bool(np.abs(w).max() <= 2.0)
     True
     """
-    return trunc_normal_(_new(shape, dtype, "trunc_normal"), mean, std, a, b, generator, offset=offset)
+    return trunc_normal_(_new(shape, dtype, "trunc_normal"), mean, std, a, b, generator, offset=offset, block=block)
 
 
 @fill_doc
-def constant(shape: Shape, val: float, *, dtype: DTypeLike = np.float32) -> NewArray:
+def constant(shape: Shape, val: float, *, dtype: DTypeLike = np.float32, block: Block | None = None) -> NewArray:
     r"""Return a new array of ``shape`` filled by :func:`constant_`.
 
     Values: the value :math:`\text{val}`.
@@ -159,6 +164,7 @@ def constant(shape: Shape, val: float, *, dtype: DTypeLike = np.float32) -> NewA
     val : float
         As in :func:`constant_`.
     %(dtype)s
+    %(block)s
 
     %(new)s
 
@@ -168,11 +174,11 @@ def constant(shape: Shape, val: float, *, dtype: DTypeLike = np.float32) -> NewA
     >>> fastinit.constant(3, 0.25)
     array([0.25, 0.25, 0.25], dtype=float32)
     """
-    return constant_(_new(shape, dtype, "constant"), val)
+    return constant_(_new(shape, dtype, "constant"), val, block=block)
 
 
 @fill_doc
-def ones(shape: Shape, *, dtype: DTypeLike = np.float32) -> NewArray:
+def ones(shape: Shape, *, dtype: DTypeLike = np.float32, block: Block | None = None) -> NewArray:
     r"""Return a new array of ``shape`` filled by :func:`ones_`.
 
     Values: ones.
@@ -181,6 +187,7 @@ def ones(shape: Shape, *, dtype: DTypeLike = np.float32) -> NewArray:
     ----------
     %(shape)s
     %(dtype)s
+    %(block)s
 
     %(new)s
 
@@ -190,11 +197,11 @@ def ones(shape: Shape, *, dtype: DTypeLike = np.float32) -> NewArray:
     >>> fastinit.ones((1, 2), dtype=np.float64)
     array([[1., 1.]])
     """
-    return ones_(_new(shape, dtype, "ones"))
+    return ones_(_new(shape, dtype, "ones"), block=block)
 
 
 @fill_doc
-def zeros(shape: Shape, *, dtype: DTypeLike = np.float32) -> NewArray:
+def zeros(shape: Shape, *, dtype: DTypeLike = np.float32, block: Block | None = None) -> NewArray:
     r"""Return a new array of ``shape`` filled by :func:`zeros_`.
 
     Values: zeros.
@@ -203,6 +210,7 @@ def zeros(shape: Shape, *, dtype: DTypeLike = np.float32) -> NewArray:
     ----------
     %(shape)s
     %(dtype)s
+    %(block)s
 
     %(new)s
 
@@ -212,11 +220,11 @@ def zeros(shape: Shape, *, dtype: DTypeLike = np.float32) -> NewArray:
     >>> fastinit.zeros(2)
     array([0., 0.], dtype=float32)
     """
-    return zeros_(_new(shape, dtype, "zeros"))
+    return zeros_(_new(shape, dtype, "zeros"), block=block)
 
 
 @fill_doc
-def eye(shape: Shape, *, dtype: DTypeLike = np.float32) -> NewArray:
+def eye(shape: Shape, *, dtype: DTypeLike = np.float32, block: Block | None = None) -> NewArray:
     r"""Return a new array of ``shape`` filled by :func:`eye_`.
 
     Values: the identity :math:`\delta_{ij}` (2-D shape).
@@ -225,6 +233,7 @@ def eye(shape: Shape, *, dtype: DTypeLike = np.float32) -> NewArray:
     ----------
     %(shape)s
     %(dtype)s
+    %(block)s
 
     %(new)s
 
@@ -235,11 +244,11 @@ def eye(shape: Shape, *, dtype: DTypeLike = np.float32) -> NewArray:
     array([[1., 0.],
            [0., 1.]], dtype=float32)
     """
-    return eye_(_new(shape, dtype, "eye"))
+    return eye_(_new(shape, dtype, "eye"), block=block)
 
 
 @fill_doc
-def dirac(shape: Shape, groups: int = 1, *, dtype: DTypeLike = np.float32) -> NewArray:
+def dirac(shape: Shape, groups: int = 1, *, dtype: DTypeLike = np.float32, block: Block | None = None) -> NewArray:
     r"""Return a new array of ``shape`` filled by :func:`dirac_`.
 
     Values: the Dirac (identity convolution) kernel.
@@ -250,6 +259,7 @@ def dirac(shape: Shape, groups: int = 1, *, dtype: DTypeLike = np.float32) -> Ne
     groups : int
         As in :func:`dirac_`.
     %(dtype)s
+    %(block)s
 
     %(new)s
 
@@ -259,12 +269,12 @@ def dirac(shape: Shape, groups: int = 1, *, dtype: DTypeLike = np.float32) -> Ne
     >>> float(fastinit.dirac((8, 8, 3, 3)).sum())
     8.0
     """
-    return dirac_(_new(shape, dtype, "dirac"), groups)
+    return dirac_(_new(shape, dtype, "dirac"), groups, block=block)
 
 
 @fill_doc
 def xavier_uniform(shape: Shape, gain: float = 1.0, *, dtype: DTypeLike = np.float32, generator: GeneratorLike = None,
-                   offset: int = 0) -> NewArray:
+                   offset: int = 0, block: Block | None = None) -> NewArray:
     r"""Return a new array of ``shape`` filled by :func:`xavier_uniform_`.
 
     Values: :math:`U(-b, b)`, :math:`b = \text{gain}\sqrt{6/(\text{fan\_in} + \text{fan\_out})}`.
@@ -277,6 +287,7 @@ def xavier_uniform(shape: Shape, gain: float = 1.0, *, dtype: DTypeLike = np.flo
     %(dtype)s
     %(generator)s
     %(offset)s
+    %(block)s
 
     %(new)s
 
@@ -287,12 +298,12 @@ def xavier_uniform(shape: Shape, gain: float = 1.0, *, dtype: DTypeLike = np.flo
     >>> bool(np.abs(w).max() < np.sqrt(6 / 900))
     True
     """
-    return xavier_uniform_(_new(shape, dtype, "xavier_uniform"), gain, generator, offset=offset)
+    return xavier_uniform_(_new(shape, dtype, "xavier_uniform"), gain, generator, offset=offset, block=block)
 
 
 @fill_doc
 def xavier_normal(shape: Shape, gain: float = 1.0, *, dtype: DTypeLike = np.float32, generator: GeneratorLike = None,
-                  offset: int = 0) -> NewArray:
+                  offset: int = 0, block: Block | None = None) -> NewArray:
     r"""Return a new array of ``shape`` filled by :func:`xavier_normal_`.
 
     Values: :math:`\mathcal{N}(0, \text{gain}^2 \cdot 2/(\text{fan\_in} + \text{fan\_out}))`.
@@ -305,6 +316,7 @@ def xavier_normal(shape: Shape, gain: float = 1.0, *, dtype: DTypeLike = np.floa
     %(dtype)s
     %(generator)s
     %(offset)s
+    %(block)s
 
     %(new)s
 
@@ -315,13 +327,13 @@ def xavier_normal(shape: Shape, gain: float = 1.0, *, dtype: DTypeLike = np.floa
     >>> round(float(w.var() * 900 / 2), 2)
     1.0
     """
-    return xavier_normal_(_new(shape, dtype, "xavier_normal"), gain, generator, offset=offset)
+    return xavier_normal_(_new(shape, dtype, "xavier_normal"), gain, generator, offset=offset, block=block)
 
 
 @fill_doc
 def kaiming_uniform(shape: Shape, a: float = 0, mode: TorchMode = "fan_in",
                     nonlinearity: Nonlinearity = "leaky_relu", *, dtype: DTypeLike = np.float32,
-                    generator: GeneratorLike = None, offset: int = 0) -> NewArray:
+                    generator: GeneratorLike = None, offset: int = 0, block: Block | None = None) -> NewArray:
     r"""Return a new array of ``shape`` filled by :func:`kaiming_uniform_`.
 
     Values: :math:`U(-b, b)`, :math:`b = \text{gain}\sqrt{3/\text{fan\_mode}}`.
@@ -334,6 +346,7 @@ def kaiming_uniform(shape: Shape, a: float = 0, mode: TorchMode = "fan_in",
     %(dtype)s
     %(generator)s
     %(offset)s
+    %(block)s
 
     %(new)s
 
@@ -344,12 +357,14 @@ def kaiming_uniform(shape: Shape, a: float = 0, mode: TorchMode = "fan_in",
     >>> bool(np.abs(w).max() < 1 / np.sqrt(27))
     True
     """
-    return kaiming_uniform_(_new(shape, dtype, "kaiming_uniform"), a, mode, nonlinearity, generator, offset=offset)
+    return kaiming_uniform_(_new(shape, dtype, "kaiming_uniform"), a, mode, nonlinearity, generator, offset=offset,
+                            block=block)
 
 
 @fill_doc
 def kaiming_normal(shape: Shape, a: float = 0, mode: TorchMode = "fan_in", nonlinearity: Nonlinearity = "leaky_relu", *,
-                   dtype: DTypeLike = np.float32, generator: GeneratorLike = None, offset: int = 0) -> NewArray:
+                   dtype: DTypeLike = np.float32, generator: GeneratorLike = None, offset: int = 0,
+                   block: Block | None = None) -> NewArray:
     r"""Return a new array of ``shape`` filled by :func:`kaiming_normal_`.
 
     Values: :math:`\mathcal{N}(0, \text{gain}^2/\text{fan\_mode})`.
@@ -362,6 +377,7 @@ def kaiming_normal(shape: Shape, a: float = 0, mode: TorchMode = "fan_in", nonli
     %(dtype)s
     %(generator)s
     %(offset)s
+    %(block)s
 
     %(new)s
 
@@ -372,14 +388,15 @@ def kaiming_normal(shape: Shape, a: float = 0, mode: TorchMode = "fan_in", nonli
     >>> round(float(w.var() * 2048 / 2), 2)
     1.0
     """
-    return kaiming_normal_(_new(shape, dtype, "kaiming_normal"), a, mode, nonlinearity, generator, offset=offset)
+    return kaiming_normal_(_new(shape, dtype, "kaiming_normal"), a, mode, nonlinearity, generator, offset=offset,
+                           block=block)
 
 
 @fill_doc
 def variance_scaling(shape: Shape, scale: float = 1.0, mode: FanMode = "fan_in",
                      distribution: Distribution = "truncated_normal", *, dtype: DTypeLike = np.float32,
                      generator: GeneratorLike = None, in_axis: int = 1, out_axis: int = 0,
-                     offset: int = 0) -> NewArray:
+                     offset: int = 0, block: Block | None = None) -> NewArray:
     r"""Return a new array of ``shape`` filled by :func:`variance_scaling_`.
 
     Values: JAX's variance_scaling law (see :func:`variance_scaling_`).
@@ -393,6 +410,7 @@ def variance_scaling(shape: Shape, scale: float = 1.0, mode: FanMode = "fan_in",
     %(generator)s
     %(axes)s
     %(offset)s
+    %(block)s
 
     %(new)s
 
@@ -405,12 +423,12 @@ def variance_scaling(shape: Shape, scale: float = 1.0, mode: FanMode = "fan_in",
     1.0
     """
     return variance_scaling_(_new(shape, dtype, "variance_scaling"), scale, mode, distribution, generator,
-                             in_axis=in_axis, out_axis=out_axis, offset=offset)
+                             in_axis=in_axis, out_axis=out_axis, offset=offset, block=block)
 
 
 @fill_doc
 def lecun_uniform(shape: Shape, *, dtype: DTypeLike = np.float32, generator: GeneratorLike = None, in_axis: int = 1,
-                  out_axis: int = 0, offset: int = 0) -> NewArray:
+                  out_axis: int = 0, offset: int = 0, block: Block | None = None) -> NewArray:
     r"""Return a new array of ``shape`` filled by :func:`lecun_uniform_`.
 
     Values: :math:`U(-\sqrt{3/\text{fan\_in}}, \sqrt{3/\text{fan\_in}})`.
@@ -422,6 +440,7 @@ def lecun_uniform(shape: Shape, *, dtype: DTypeLike = np.float32, generator: Gen
     %(generator)s
     %(axes)s
     %(offset)s
+    %(block)s
 
     %(new)s
 
@@ -433,12 +452,12 @@ def lecun_uniform(shape: Shape, *, dtype: DTypeLike = np.float32, generator: Gen
     True
     """
     return lecun_uniform_(_new(shape, dtype, "lecun_uniform"), generator, in_axis=in_axis, out_axis=out_axis,
-                          offset=offset)
+                          offset=offset, block=block)
 
 
 @fill_doc
 def lecun_normal(shape: Shape, *, dtype: DTypeLike = np.float32, generator: GeneratorLike = None, in_axis: int = 1,
-                 out_axis: int = 0, offset: int = 0) -> NewArray:
+                 out_axis: int = 0, offset: int = 0, block: Block | None = None) -> NewArray:
     r"""Return a new array of ``shape`` filled by :func:`lecun_normal_`.
 
     Values: truncated normal values of variance :math:`1/\text{fan\_in}` (JAX/Keras meaning).
@@ -450,6 +469,7 @@ def lecun_normal(shape: Shape, *, dtype: DTypeLike = np.float32, generator: Gene
     %(generator)s
     %(axes)s
     %(offset)s
+    %(block)s
 
     %(new)s
 
@@ -461,12 +481,12 @@ def lecun_normal(shape: Shape, *, dtype: DTypeLike = np.float32, generator: Gene
     1.0
     """
     return lecun_normal_(_new(shape, dtype, "lecun_normal"), generator, in_axis=in_axis, out_axis=out_axis,
-                         offset=offset)
+                         offset=offset, block=block)
 
 
 @fill_doc
 def orthogonal(shape: Shape, gain: float = 1, *, dtype: DTypeLike = np.float32,
-               generator: GeneratorLike = None) -> NewArray:
+               generator: GeneratorLike = None, block: Block | None = None) -> NewArray:
     r"""Return a new array of ``shape`` filled by :func:`orthogonal_`.
 
     Values: a Haar-random (semi-)orthogonal matrix times gain.
@@ -478,6 +498,7 @@ def orthogonal(shape: Shape, gain: float = 1, *, dtype: DTypeLike = np.float32,
         As in :func:`orthogonal_`.
     %(dtype)s
     %(generator)s
+    %(block)s
 
     %(new)s
 
@@ -488,12 +509,12 @@ def orthogonal(shape: Shape, gain: float = 1, *, dtype: DTypeLike = np.float32,
     >>> bool(np.allclose(w @ w.T, np.eye(32)))
     True
     """
-    return orthogonal_(_new(shape, dtype, "orthogonal"), gain, generator)
+    return orthogonal_(_new(shape, dtype, "orthogonal"), gain, generator, block=block)
 
 
 @fill_doc
 def sparse(shape: Shape, sparsity: float, std: float = 0.01, *, dtype: DTypeLike = np.float32,
-           generator: GeneratorLike = None) -> NewArray:
+           generator: GeneratorLike = None, block: Block | None = None) -> NewArray:
     r"""Return a new array of ``shape`` filled by :func:`sparse_`.
 
     Values: :math:`\mathcal{N}(0, \text{std}^2)` values with a fraction ``sparsity`` of each column zero.
@@ -505,6 +526,7 @@ def sparse(shape: Shape, sparsity: float, std: float = 0.01, *, dtype: DTypeLike
         As in :func:`sparse_`.
     %(dtype)s
     %(generator)s
+    %(block)s
 
     %(new)s
 
@@ -515,4 +537,4 @@ def sparse(shape: Shape, sparsity: float, std: float = 0.01, *, dtype: DTypeLike
     >>> (w == 0).sum(axis=0).tolist()
     [5, 5, 5, 5]
     """
-    return sparse_(_new(shape, dtype, "sparse"), sparsity, std, generator)
+    return sparse_(_new(shape, dtype, "sparse"), sparsity, std, generator, block=block)

@@ -44,6 +44,12 @@ offset : int, keyword-only
     Logical index of the first element, for filling shards of one larger tensor: element
     ``i`` gets the value of element ``offset + i``. ``offset + size`` must fit in one stream
     (:math:`2^{66}` elements for the 32-bit family, :math:`2^{65}` for float64).""",
+    "block": """\
+block : fastinit.Block, keyword-only
+    The array is the block ``full[block.index]`` of a logical tensor of shape
+    ``block.global_shape``: its values equal that block of the full call's result, bit for bit
+    (fans from the global shape), and the stream is taken as the full call takes it. Its shape
+    must be ``block.shape``; a block and a non-zero ``offset`` cannot be combined.""",
     "axes": """\
 in_axis, out_axis : int, keyword-only
     Axes holding the input and output sizes; all other axes are the receptive field. The

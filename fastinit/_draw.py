@@ -4,7 +4,7 @@ public sampling function before it writes.
 The public functions check their own arguments (types, finiteness, ``a <= b``, ``std >= 0``, ...)
 with :mod:`fastinit._checks`; the functions here add what needs the target:
 
-* the offset: ``offset + size`` elements must fit in one stream;
+* the offset: ``offset + size`` elements must fit in one stream (with a block, the logical tensor);
 * representability: every value the call can produce must be finite in the dtype (for normals,
   ``|mean| + reach * std`` with the kernels' reach, :func:`fastinit._fill.normal_reach`), and a
   bounded law must contain a value of the dtype;
@@ -22,6 +22,7 @@ import math
 import numpy as np
 
 from . import _checks
+from ._block import Block, Placement
 from ._checks import InitArgumentError
 from ._fill import float_max, interval, normal_reach, per_block
 from ._generator import check_generator, taken_stream
@@ -29,9 +30,22 @@ from ._generator import check_generator, taken_stream
 __all__ = ["check_offset", "check_value", "check_uniform", "check_normal", "check_trunc_normal", "draw"]
 
 
-def check_offset(offset, arr: np.ndarray) -> int:
-    """``offset`` checked for a fill of ``arr``: a non-negative int with the elements in one stream."""
-    return _checks.offset(offset, arr.size, per_block(arr.dtype))
+def check_offset(offset, arr: np.ndarray, block: Block | None = None) -> int | Placement:
+    """``offset`` checked for a fill of ``arr``: a non-negative int with the elements in one stream.
+
+    With a ``block`` (already checked against ``arr`` by :func:`fastinit._block.check_block`),
+    ``offset`` must be 0 and the whole logical tensor must fit in one stream; returns the
+    :class:`~fastinit._block.Placement` the fills take as their offset."""
+    if block is None:
+        return _checks.offset(offset, arr.size, per_block(arr.dtype))
+    if _checks.integer(offset, "offset") != 0:
+        raise InitArgumentError(f"offset={offset} and block cannot be combined: a block places the elements itself "
+                                "(offset is for flat streams)")
+    capacity = min(_checks.U64 * per_block(arr.dtype), _checks.U64)  # positions of one stream, 64-bit indices
+    if block.global_size > capacity:
+        raise InitArgumentError(f"block: the logical tensor of global_shape {block.global_shape} has "
+                                f"{block.global_size} elements, more than the {capacity} of one stream")
+    return Placement(block)
 
 
 def _outside(dtype: np.dtype, what: str, reach: float) -> InitArgumentError:
@@ -90,11 +104,16 @@ def check_trunc_normal(dtype: np.dtype, mean: float, std: float, a: float, b: fl
             raise InitArgumentError(f"{what}: no {np.dtype(dtype).name} value lies in [a, b] = [{a}, {b}]")
 
 
-def draw(arr: np.ndarray, generator, fill, *args, offset: int = 0) -> None:
-    """Check ``generator``, then (unless ``arr`` is empty) take one stream and run
-    ``fill(arr, *args, seed, stream, offset)``, giving the stream back if it raises."""
+def draw(arr: np.ndarray, generator, fill, *args, offset: int | Placement = 0) -> None:
+    """Check ``generator``, then (unless the logical tensor is empty) take one stream and run
+    ``fill(arr, *args, seed, stream, offset)``, giving the stream back if it raises.
+
+    The logical tensor is ``arr`` itself, or the block's global tensor when ``offset`` is a
+    :class:`~fastinit._block.Placement`: an empty block of a non-empty tensor takes its stream
+    (as the full call would) and writes nothing."""
     gen = check_generator(generator)
-    if arr.size == 0:
+    if (arr.size if isinstance(offset, int) else offset.global_size) == 0:
         return
     with taken_stream(gen) as (seed, stream):
-        fill(arr, *args, seed, stream, offset)
+        if arr.size:
+            fill(arr, *args, seed, stream, offset)

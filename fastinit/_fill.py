@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 
 import numpy as np
 
@@ -155,7 +156,10 @@ def _pieces(out: np.ndarray, start: int = 0):
 
 
 def _run(out: np.ndarray, offset: int, kind: int, otype: int, params) -> np.ndarray:
-    """Fill `out` (validated) with kernel `kind`: element i uses logical index offset + i."""
+    """Fill `out` (validated) with kernel `kind`: element i uses logical index offset + i, or, when
+    `offset` is a block's placement (fastinit._block.Placement), the position that places it."""
+    if not isinstance(offset, numbers.Integral):
+        return offset.fill(out, kind, otype, params)
     seed, stream = params[0], params[1]
     epb = nb.ELEMENTS_PER_BLOCK[kind]
     for view, start in _pieces(out):

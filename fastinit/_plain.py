@@ -9,6 +9,7 @@ import warnings
 import numpy as np
 
 from . import _checks
+from ._block import Block, check_block
 from ._checks import InitArgumentError
 from ._docs import fill_doc
 from ._draw import check_normal, check_offset, check_trunc_normal, check_uniform, check_value, draw
@@ -21,7 +22,7 @@ __all__ = ["uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_
 
 @fill_doc
 def uniform_(tensor: TensorT, a: float = 0.0, b: float = 1.0, generator: GeneratorLike = None, *,
-             offset: int = 0) -> TensorT:
+             offset: int = 0, block: Block | None = None) -> TensorT:
     r"""Fill ``tensor`` in place with values from the uniform distribution :math:`U[a, b)`.
 
     Parameters
@@ -33,6 +34,7 @@ def uniform_(tensor: TensorT, a: float = 0.0, b: float = 1.0, generator: Generat
         ``a == b`` fills ``a``.
     %(generator)s
     %(offset)s
+    %(block)s
 
     %(returns)s
 
@@ -59,10 +61,11 @@ def uniform_(tensor: TensorT, a: float = 0.0, b: float = 1.0, generator: Generat
     (True, 0.33)
     """
     arr = target(tensor)
+    block = check_block(block, arr.shape)
     a, b = _checks.real(a, "a"), _checks.real(b, "b")
     if a > b:
         raise InitArgumentError(f"uniform_ expects a <= b, got a={a} > b={b}")
-    offset = check_offset(offset, arr)
+    offset = check_offset(offset, arr, block)
     check_uniform(arr.dtype, a, b, f"uniform_ with a={a}, b={b}")
     draw(arr, generator, fill_uniform, a, b, offset=offset)
     return done(tensor)
@@ -70,7 +73,7 @@ def uniform_(tensor: TensorT, a: float = 0.0, b: float = 1.0, generator: Generat
 
 @fill_doc
 def normal_(tensor: TensorT, mean: float = 0.0, std: float = 1.0, generator: GeneratorLike = None, *,
-            offset: int = 0) -> TensorT:
+            offset: int = 0, block: Block | None = None) -> TensorT:
     r"""Fill ``tensor`` in place with values from :math:`\mathcal{N}(\text{mean}, \text{std}^2)`.
 
     Parameters
@@ -81,6 +84,7 @@ def normal_(tensor: TensorT, mean: float = 0.0, std: float = 1.0, generator: Gen
         ``std >= 0``; ``std == 0`` fills ``mean``.
     %(generator)s
     %(offset)s
+    %(block)s
 
     %(returns)s
 
@@ -107,10 +111,11 @@ def normal_(tensor: TensorT, mean: float = 0.0, std: float = 1.0, generator: Gen
     (3.0, 0.5)
     """
     arr = target(tensor)
+    block = check_block(block, arr.shape)
     mean, std = _checks.real(mean, "mean"), _checks.real(std, "std")
     if std < 0:
         raise InitArgumentError(f"normal_ expects std >= 0.0, got std={std}")
-    offset = check_offset(offset, arr)
+    offset = check_offset(offset, arr, block)
     check_normal(arr.dtype, mean, std, f"normal_ with mean={mean}, std={std}")
     draw(arr, generator, fill_normal, mean, std, offset=offset)
     return done(tensor)
@@ -118,7 +123,7 @@ def normal_(tensor: TensorT, mean: float = 0.0, std: float = 1.0, generator: Gen
 
 @fill_doc
 def trunc_normal_(tensor: TensorT, mean: float = 0.0, std: float = 1.0, a: float = -2.0, b: float = 2.0,
-                  generator: GeneratorLike = None, *, offset: int = 0) -> TensorT:
+                  generator: GeneratorLike = None, *, offset: int = 0, block: Block | None = None) -> TensorT:
     r"""Fill ``tensor`` in place from a normal distribution truncated to :math:`[a, b]` (torch meaning).
 
     The density is
@@ -146,6 +151,7 @@ def trunc_normal_(tensor: TensorT, mean: float = 0.0, std: float = 1.0, a: float
         Absolute bounds, ``a <= b`` (may be infinite). ``a == b`` fills ``a``.
     %(generator)s
     %(offset)s
+    %(block)s
 
     %(returns)s
 
@@ -187,13 +193,14 @@ def trunc_normal_(tensor: TensorT, mean: float = 0.0, std: float = 1.0, a: float
     (True, 0.54)
     """
     arr = target(tensor)
+    block = check_block(block, arr.shape)
     mean, std = _checks.real(mean, "mean"), _checks.real(std, "std")
     a, b = _checks.real(a, "a", finite=False), _checks.real(b, "b", finite=False)
     if std <= 0:
         raise InitArgumentError(f"trunc_normal_ expects std > 0, got std={std}")
     if a > b:
         raise InitArgumentError(f"trunc_normal_ expects a <= b, got a={a} > b={b}")
-    offset = check_offset(offset, arr)
+    offset = check_offset(offset, arr, block)
     check_trunc_normal(arr.dtype, mean, std, a, b, f"trunc_normal_ with mean={mean}, std={std}, a={a}, b={b}")
     if mean < a - 2 * std or mean > b + 2 * std:
         warnings.warn("mean is more than 2 std from [a, b] in nn.init.trunc_normal_. "
@@ -203,7 +210,7 @@ def trunc_normal_(tensor: TensorT, mean: float = 0.0, std: float = 1.0, a: float
 
 
 @fill_doc
-def constant_(tensor: TensorT, val: float) -> TensorT:
+def constant_(tensor: TensorT, val: float, *, block: Block | None = None) -> TensorT:
     r"""Fill ``tensor`` in place with the value ``val``: :math:`w_i = \text{val}`.
 
     Parameters
@@ -212,6 +219,7 @@ def constant_(tensor: TensorT, val: float) -> TensorT:
     val : float
         Rounded to the tensor's dtype; ``inf`` is allowed, NaN is rejected, and a finite value
         beyond the dtype's finite range (``1e6`` for float16) is rejected, as torch does.
+    %(block)s
 
     %(returns)s
 
@@ -222,14 +230,21 @@ def constant_(tensor: TensorT, val: float) -> TensorT:
     array([0.5, 0.5, 0.5], dtype=float32)
     """
     arr = target(tensor)
+    check_block(block, arr.shape)
     val = _checks.real(val, "val", finite=False)
     check_value(arr.dtype, val, f"constant_ with val={val}")
     fill_constant(arr, val)
     return done(tensor)
 
 
-def ones_(tensor: TensorT) -> TensorT:
+@fill_doc
+def ones_(tensor: TensorT, *, block: Block | None = None) -> TensorT:
     r"""Fill ``tensor`` in place with ones: :math:`w_i = 1`.
+
+    Parameters
+    ----------
+    %(tensor)s
+    %(block)s
 
     Examples
     --------
@@ -238,11 +253,17 @@ def ones_(tensor: TensorT) -> TensorT:
     array([[1., 1.],
            [1., 1.]])
     """
-    return constant_(tensor, 1.0)
+    return constant_(tensor, 1.0, block=block)
 
 
-def zeros_(tensor: TensorT) -> TensorT:
+@fill_doc
+def zeros_(tensor: TensorT, *, block: Block | None = None) -> TensorT:
     r"""Fill ``tensor`` in place with zeros: :math:`w_i = 0`.
+
+    Parameters
+    ----------
+    %(tensor)s
+    %(block)s
 
     Examples
     --------
@@ -250,15 +271,21 @@ def zeros_(tensor: TensorT) -> TensorT:
     >>> fastinit.zeros_(np.empty(2, np.float16))
     array([0., 0.], dtype=float16)
     """
-    return constant_(tensor, 0.0)
+    return constant_(tensor, 0.0, block=block)
 
 
 @fill_doc
-def eye_(tensor: TensorT) -> TensorT:
+def eye_(tensor: TensorT, *, block: Block | None = None) -> TensorT:
     r"""Fill the 2-D ``tensor`` in place with the identity: :math:`w_{ij} = \delta_{ij}`.
 
     Rectangular shapes get ones at :math:`(i, i)` for :math:`i < \min(\text{rows}, \text{cols})`.
     There is no gain argument (as in torch; Keras's ``Identity(gain)`` is ``eye_`` times gain).
+
+    Parameters
+    ----------
+    tensor : numpy.ndarray or torch.Tensor
+        2-D (the global shape is, with ``block``).
+    %(block)s
 
     %(returns)s
 
@@ -275,16 +302,19 @@ def eye_(tensor: TensorT) -> TensorT:
            [0., 1., 0.]], dtype=float32)
     """
     arr = target(tensor)
-    if arr.ndim != 2:
+    block = check_block(block, arr.shape)
+    shape = arr.shape if block is None else block.global_shape
+    if len(shape) != 2:
         raise ValueError("Only tensors with 2 dimensions are supported")
     fill_constant(arr, 0.0)
-    k = np.arange(min(arr.shape))
-    arr[k, k] = 1
+    r0, c0 = (0, 0) if block is None else block.start
+    k = np.arange(max(r0, c0), min(r0 + arr.shape[0], c0 + arr.shape[1]))  # diagonal cells inside
+    arr[k - r0, k - c0] = 1
     return done(tensor)
 
 
 @fill_doc
-def dirac_(tensor: TensorT, groups: int = 1) -> TensorT:
+def dirac_(tensor: TensorT, groups: int = 1, *, block: Block | None = None) -> TensorT:
     r"""Fill a 3/4/5-D convolution weight in place with the Dirac delta (identity convolution).
 
     With :math:`o = \text{shape}[0] / \text{groups}` outputs per group and
@@ -304,6 +334,7 @@ def dirac_(tensor: TensorT, groups: int = 1) -> TensorT:
         3-D, 4-D or 5-D.
     groups : int
         Number of groups; ``shape[0]`` must be divisible by it.
+    %(block)s
 
     %(returns)s
 
@@ -324,20 +355,24 @@ def dirac_(tensor: TensorT, groups: int = 1) -> TensorT:
            [0., 1.]], dtype=float32)
     """
     arr = target(tensor)
-    if arr.ndim not in (3, 4, 5):
+    block = check_block(block, arr.shape)
+    shape = arr.shape if block is None else block.global_shape
+    if len(shape) not in (3, 4, 5):
         raise ValueError("Only tensors with 3, 4, or 5 dimensions are supported")
     # torch raises ValueError here whatever the type: keep its exception (docs/api.md, section 2)
     if isinstance(groups, (bool, np.bool_)) or not isinstance(groups, numbers.Integral) or groups < 1:
         raise ValueError(f"groups must be a positive integer, got {groups!r}")
     groups = int(groups)
-    if arr.shape[0] % groups != 0:
+    if shape[0] % groups != 0:
         raise ValueError("dim 0 must be divisible by groups")
     fill_constant(arr, 0.0)
-    per_group = arr.shape[0] // groups
-    m = min(per_group, arr.shape[1])
-    if m:
-        d = np.arange(m)
-        centre = tuple(n // 2 for n in arr.shape[2:])
-        for g in range(groups):
-            arr[(g * per_group + d, d) + centre] = 1
+    per_group = shape[0] // groups
+    m = min(per_group, shape[1])
+    if m and arr.size:
+        d = np.tile(np.arange(m), groups)
+        ones = [np.repeat(np.arange(groups), m) * per_group + d, d] + [np.full(d.size, n // 2) for n in shape[2:]]
+        start = (0,) * len(shape) if block is None else block.start
+        local = [i - s for i, s in zip(ones, start, strict=True)]
+        inside = np.logical_and.reduce([(i >= 0) & (i < n) for i, n in zip(local, arr.shape, strict=True)])
+        arr[tuple(i[inside] for i in local)] = 1
     return done(tensor)

@@ -12,6 +12,7 @@ import warnings
 from typing import Literal
 
 from . import _checks
+from ._block import Block, check_block
 from ._checks import InitArgumentError
 from ._docs import fill_doc
 from ._draw import check_normal, check_offset, check_trunc_normal, check_uniform, draw
@@ -42,20 +43,23 @@ _DISTRIBUTIONS = ("truncated_normal", "normal", "uniform")
 TRUNCATED_NORMAL_STD = 0.87962566103423978
 
 
-def _variance_scaling_(tensor, scale, mode, distribution, generator, offset, *, modes=VS_MODES,
+def _variance_scaling_(tensor, scale, mode, distribution, generator, offset, block=None, *, modes=VS_MODES,
                        in_axis=1, out_axis=0, gain=None, nonlinearity=None, param=None, warn_empty=False):
     r"""Fill ``tensor`` with zero-mean values of variance ``scale * gain**2 / fan(mode)``.
 
     Checks run in torch's order: the zero-element warning (kaiming only), the mode, the fans,
     the gain (when ``nonlinearity`` is given), then the remaining arguments and the values'
-    range in the dtype; nothing is written and no stream is taken if any check fails.
+    range in the dtype; nothing is written and no stream is taken if any check fails. With a
+    ``block``, the fans and the zero-element rule are those of the global shape.
     """
     arr = target(tensor)
-    if warn_empty and 0 in arr.shape:
+    block = check_block(block, arr.shape)
+    shape = arr.shape if block is None else block.global_shape
+    if warn_empty and 0 in shape:
         warnings.warn("Initializing zero-element tensors is a no-op", UserWarning, stacklevel=3)
         return tensor
     mode = check_mode(mode, modes)
-    fan_in, fan_out = fans_along(arr.shape, in_axis, out_axis)
+    fan_in, fan_out = fans_along(shape, in_axis, out_axis)
     scale = _checks.real(scale, "scale")
     if gain is not None:
         gain = _check_gain(gain)
@@ -69,8 +73,8 @@ def _variance_scaling_(tensor, scale, mode, distribution, generator, offset, *, 
         dist = "normal"
     if dist not in _DISTRIBUTIONS:
         raise ValueError(f"distribution {distribution!r} not supported, please use one of {list(_DISTRIBUTIONS)}")
-    offset = check_offset(offset, arr)
-    if arr.size == 0:
+    offset = check_offset(offset, arr, block)
+    if math.prod(shape) == 0:
         check_generator(generator)
         return tensor
     fan = fan_for_mode(fan_in, fan_out, mode)
@@ -99,7 +103,8 @@ def _check_gain(gain) -> float:
 
 
 @fill_doc
-def xavier_uniform_(tensor: TensorT, gain: float = 1.0, generator: GeneratorLike = None, *, offset: int = 0) -> TensorT:
+def xavier_uniform_(tensor: TensorT, gain: float = 1.0, generator: GeneratorLike = None, *, offset: int = 0,
+                    block: Block | None = None) -> TensorT:
     r"""Fill ``tensor`` in place with Glorot/Xavier-uniform values.
 
     Samples are drawn from :math:`U(-b, b)` with
@@ -116,6 +121,7 @@ def xavier_uniform_(tensor: TensorT, gain: float = 1.0, generator: GeneratorLike
         Scaling factor, ``>= 0``.
     %(generator)s
     %(offset)s
+    %(block)s
 
     %(returns)s
 
@@ -146,11 +152,12 @@ def xavier_uniform_(tensor: TensorT, gain: float = 1.0, generator: GeneratorLike
     >>> bool(np.abs(w).max() < np.sqrt(6 / 900)), round(float(w.var() * 900 / 2), 2)
     (True, 1.0)
     """
-    return _variance_scaling_(tensor, 1.0, "fan_avg", "uniform", generator, offset, gain=gain)
+    return _variance_scaling_(tensor, 1.0, "fan_avg", "uniform", generator, offset, block, gain=gain)
 
 
 @fill_doc
-def xavier_normal_(tensor: TensorT, gain: float = 1.0, generator: GeneratorLike = None, *, offset: int = 0) -> TensorT:
+def xavier_normal_(tensor: TensorT, gain: float = 1.0, generator: GeneratorLike = None, *, offset: int = 0,
+                   block: Block | None = None) -> TensorT:
     r"""Fill ``tensor`` in place with Glorot/Xavier-normal values.
 
     Samples are drawn from :math:`\mathcal{N}(0, \sigma^2)`, **not truncated** (torch; JAX's and
@@ -166,6 +173,7 @@ def xavier_normal_(tensor: TensorT, gain: float = 1.0, generator: GeneratorLike 
         ``>= 0``.
     %(generator)s
     %(offset)s
+    %(block)s
 
     %(returns)s
 
@@ -186,13 +194,13 @@ def xavier_normal_(tensor: TensorT, gain: float = 1.0, generator: GeneratorLike 
     >>> round(float(w.std() / (2.0 * np.sqrt(2 / 900))), 2)
     1.0
     """
-    return _variance_scaling_(tensor, 1.0, "fan_avg", "normal", generator, offset, gain=gain)
+    return _variance_scaling_(tensor, 1.0, "fan_avg", "normal", generator, offset, block, gain=gain)
 
 
 @fill_doc
 def kaiming_uniform_(tensor: TensorT, a: float = 0, mode: TorchMode = "fan_in",
                      nonlinearity: Nonlinearity = "leaky_relu", generator: GeneratorLike = None, *,
-                     offset: int = 0) -> TensorT:
+                     offset: int = 0, block: Block | None = None) -> TensorT:
     r"""Fill ``tensor`` in place with He/Kaiming-uniform values.
 
     Samples are drawn from :math:`U(-b, b)` with
@@ -215,6 +223,7 @@ def kaiming_uniform_(tensor: TensorT, a: float = 0, mode: TorchMode = "fan_in",
         intended ones.
     %(generator)s
     %(offset)s
+    %(block)s
 
     %(returns)s
 
@@ -246,14 +255,14 @@ def kaiming_uniform_(tensor: TensorT, a: float = 0, mode: TorchMode = "fan_in",
     >>> bool(np.abs(w).max() < 1 / 32)            # nn.Linear's bound 1/sqrt(fan_in)
     True
     """
-    return _variance_scaling_(tensor, 1.0, mode, "uniform", generator, offset, modes=TORCH_MODES,
+    return _variance_scaling_(tensor, 1.0, mode, "uniform", generator, offset, block, modes=TORCH_MODES,
                               nonlinearity=nonlinearity, param=a, warn_empty=True)
 
 
 @fill_doc
 def kaiming_normal_(tensor: TensorT, a: float = 0, mode: TorchMode = "fan_in",
                     nonlinearity: Nonlinearity = "leaky_relu", generator: GeneratorLike = None, *,
-                    offset: int = 0) -> TensorT:
+                    offset: int = 0, block: Block | None = None) -> TensorT:
     r"""Fill ``tensor`` in place with He/Kaiming-normal values.
 
     Samples are drawn from :math:`\mathcal{N}(0, \sigma^2)`, **not truncated** (torch; JAX's and
@@ -272,6 +281,7 @@ def kaiming_normal_(tensor: TensorT, a: float = 0, mode: TorchMode = "fan_in",
     nonlinearity : str
     %(generator)s
     %(offset)s
+    %(block)s
 
     %(returns)s
 
@@ -302,14 +312,14 @@ def kaiming_normal_(tensor: TensorT, a: float = 0, mode: TorchMode = "fan_in",
     >>> round(float(w.std()), 3)        # sqrt(2/1024) = 0.0442
     0.044
     """
-    return _variance_scaling_(tensor, 1.0, mode, "normal", generator, offset, modes=TORCH_MODES,
+    return _variance_scaling_(tensor, 1.0, mode, "normal", generator, offset, block, modes=TORCH_MODES,
                               nonlinearity=nonlinearity, param=a, warn_empty=True)
 
 
 @fill_doc
 def variance_scaling_(tensor: TensorT, scale: float = 1.0, mode: FanMode = "fan_in",
                       distribution: Distribution = "truncated_normal", generator: GeneratorLike = None, *,
-                      in_axis: int = 1, out_axis: int = 0, offset: int = 0) -> TensorT:
+                      in_axis: int = 1, out_axis: int = 0, offset: int = 0, block: Block | None = None) -> TensorT:
     r"""Fill ``tensor`` in place with JAX's ``variance_scaling`` law.
 
     With :math:`v = \text{scale} / n` and :math:`n` = fan_in, fan_out,
@@ -348,6 +358,7 @@ def variance_scaling_(tensor: TensorT, scale: float = 1.0, mode: FanMode = "fan_
     %(generator)s
     %(axes)s
     %(offset)s
+    %(block)s
 
     %(returns)s
 
@@ -375,13 +386,13 @@ def variance_scaling_(tensor: TensorT, scale: float = 1.0, mode: FanMode = "fan_
     >>> round(float(w.std() / np.sqrt(2 / 2000)), 2), bool(np.abs(w).max() <= 2 * np.sqrt(2 / 2000) / 0.8796)
     (1.0, True)
     """
-    return _variance_scaling_(tensor, scale, mode, distribution, generator, offset,
+    return _variance_scaling_(tensor, scale, mode, distribution, generator, offset, block,
                               in_axis=in_axis, out_axis=out_axis)
 
 
 @fill_doc
 def lecun_uniform_(tensor: TensorT, generator: GeneratorLike = None, *, in_axis: int = 1, out_axis: int = 0,
-                   offset: int = 0) -> TensorT:
+                   offset: int = 0, block: Block | None = None) -> TensorT:
     r"""Fill ``tensor`` in place with LeCun-uniform values.
 
     Values from :math:`U(-\sqrt{3/\text{fan\_in}}, \sqrt{3/\text{fan\_in}})`.
@@ -396,6 +407,7 @@ def lecun_uniform_(tensor: TensorT, generator: GeneratorLike = None, *, in_axis:
     %(generator)s
     %(axes)s
     %(offset)s
+    %(block)s
 
     %(returns)s
 
@@ -410,12 +422,13 @@ def lecun_uniform_(tensor: TensorT, generator: GeneratorLike = None, *, in_axis:
     >>> bool(np.abs(w).max() < 0.1)      # sqrt(3 / 300)
     True
     """
-    return _variance_scaling_(tensor, 1.0, "fan_in", "uniform", generator, offset, in_axis=in_axis, out_axis=out_axis)
+    return _variance_scaling_(tensor, 1.0, "fan_in", "uniform", generator, offset, block, in_axis=in_axis,
+                              out_axis=out_axis)
 
 
 @fill_doc
 def lecun_normal_(tensor: TensorT, generator: GeneratorLike = None, *, in_axis: int = 1, out_axis: int = 0,
-                  offset: int = 0) -> TensorT:
+                  offset: int = 0, block: Block | None = None) -> TensorT:
     r"""Fill ``tensor`` in place with LeCun-normal values (the SELU companion), JAX/Keras meaning.
 
     Values are :math:`\sigma Z` with :math:`Z \sim \mathcal{N}(0, 1)` truncated to :math:`(-2, 2)`
@@ -430,6 +443,7 @@ def lecun_normal_(tensor: TensorT, generator: GeneratorLike = None, *, in_axis: 
     %(generator)s
     %(axes)s
     %(offset)s
+    %(block)s
 
     %(returns)s
 
@@ -448,5 +462,5 @@ def lecun_normal_(tensor: TensorT, generator: GeneratorLike = None, *, in_axis: 
     >>> round(float(w.var() * 400), 2)
     1.0
     """
-    return _variance_scaling_(tensor, 1.0, "fan_in", "truncated_normal", generator, offset,
+    return _variance_scaling_(tensor, 1.0, "fan_in", "truncated_normal", generator, offset, block,
                               in_axis=in_axis, out_axis=out_axis)

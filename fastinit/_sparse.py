@@ -36,10 +36,10 @@ def smallest_rows(keys, k, out):
 
 
 @njit(parallel=True, cache=CACHE, nogil=True)
-def _zero_rows(seed, stream, block0, rows, cols, num_zeros, out):
+def _zero_rows(seed, stream, block0, rows, col0, cols, num_zeros, out):
     for j in prange(cols):
         words = np.empty(2 * rows, np.uint32)
-        w = np.uint64(2 * rows) * np.uint64(j)  # words from the start of block block0
+        w = np.uint64(2 * rows) * np.uint64(col0 + j)  # words from the start of block block0
         _raw(seed, stream, block0 + w // np.uint64(4), np.uint32(w % np.uint64(4)), 2 * rows,
              np.uint64(words.ctypes.data))
         keys = (words[0::2].astype(np.uint64) << np.uint64(32)) | words[1::2].astype(np.uint64)
@@ -47,14 +47,16 @@ def _zero_rows(seed, stream, block0, rows, cols, num_zeros, out):
     return 0
 
 
-def zero_rows(rows: int, cols: int, num_zeros: int, seed: int, stream: int, word0: int) -> np.ndarray:
-    """``cols x num_zeros`` row indices (sorted per column) of the zeros of ``sparse_``."""
+def zero_rows(rows: int, cols: int, num_zeros: int, seed: int, stream: int, word0: int, col0: int = 0) -> np.ndarray:
+    """``cols x num_zeros`` row indices (sorted per column) of the zeros of ``sparse_`` in the columns
+    ``col0 .. col0 + cols - 1`` of a matrix with ``rows`` rows: O(rows) work per column, whatever the
+    other columns (a block of the matrix computes only its own columns' keys)."""
     out = np.empty((cols, num_zeros), np.int64)
     if num_zeros == 0 or cols == 0:
         return out
     if word0 % 4:
         raise ValueError("word0 must start a Philox block")
     with _guard():
-        _zero_rows(np.uint64(seed), np.uint64(stream), np.uint64((word0 // 4) % (1 << 64)), rows, cols,
+        _zero_rows(np.uint64(seed), np.uint64(stream), np.uint64((word0 // 4) % (1 << 64)), rows, col0, cols,
                    num_zeros, out)
     return out

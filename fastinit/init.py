@@ -14,6 +14,11 @@ generator), takes one stream from it per call, and element ``i`` of the tensor (
 logical shape) depends only on ``(seed, stream, offset + i)``. So results do not depend on the
 memory layout, the thread count, or whether the target is a NumPy array or a torch tensor.
 
+Every ``*_`` function also fills any rectangular block of a larger logical tensor: pass
+``block=Block(global_shape, index)`` and the array receives exactly ``full[index]`` of the full
+call (fans, ``sparse_``'s zeros and ``orthogonal_``'s matrix from the global shape; see
+:class:`Block`).
+
 Every argument is validated, including whether the requested values are finite in the target's
 dtype, before a stream is taken: a call that raises writes nothing and does not advance the
 generator, and a call interrupted while it writes (Ctrl-C) gives its stream back.
@@ -21,7 +26,8 @@ generator, and a call interrupted while it writes (Ctrl-C) gives its stream back
 This module only gathers the public names; they are defined (and documented) in
 :mod:`fastinit._fans` (fans and gains), :mod:`fastinit._plain` (plain distributions and
 deterministic fills), :mod:`fastinit._scaling` (the variance-scaling family),
-:mod:`fastinit._matrices` (``orthogonal_``, ``sparse_``) and :mod:`fastinit._constructors`. The
+:mod:`fastinit._matrices` (``orthogonal_``, ``sparse_``), :mod:`fastinit._block` (:class:`Block`)
+and :mod:`fastinit._constructors`. The
 ``Literal`` aliases :data:`Nonlinearity`, :data:`TorchMode`, :data:`FanMode` and
 :data:`Distribution` name the accepted strings for type checkers.
 
@@ -40,6 +46,7 @@ fastinit.InitArgumentError: normal_ with mean=0.0, std=100000.0 (|mean| + 6.34 s
 (3, 1)
 """
 
+from ._block import Block
 from ._constructors import (
     constant,
     dirac,
@@ -82,6 +89,8 @@ __all__ = [
     "calculate_gain", "calculate_fan_in_and_fan_out",
     "uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_",
     "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_", "sparse_",
+    # blocks of a logical tensor (the block= argument of every initializer)
+    "Block",
     # JAX / Keras extras
     "lecun_uniform_", "lecun_normal_", "variance_scaling_",
     # out-of-place constructors

@@ -20,7 +20,7 @@ MODULES = [
     "fastinit._fans", "fastinit._plain", "fastinit._scaling", "fastinit._matrices", "fastinit._constructors",
     "fastinit._docs", "fastinit._checks",
     "fastinit.linalg",
-    "fastinit._orthogonal",
+    "fastinit._orthogonal", "fastinit._block", "fastinit._orthogonal_block",
     "fastinit._reference.orthogonal",
     "fastinit.torch",
     "fastinit.torch._accelerate",
