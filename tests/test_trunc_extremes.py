@@ -1,0 +1,256 @@
+"""Truncated normals far in a tail and on intervals tiny against std, against an exact reference.
+
+The reference is the truncated law itself, evaluated with mpmath at 40 significant digits (the
+CDF) and 80 (the moments) (:class:`Law`): its CDF through the survival function of the side the interval lies on, its mean
+and variance from the normal density at the bounds. Nothing in it comes from fastinit.
+
+* KS: the sample is compared with the law of the *stored* value (X rounded to the nearest value
+  of the dtype, then clamped into the representable values inside [a, b], which is what the
+  kernels write): its CDF at a stored value v is F(midpoint between v and the next value up).
+  The KS statistic D then has a two-sided p-value from ``scipy.stats.kstwo`` (conservative for a
+  discrete law). Threshold p > 1e-3 at fixed seeds (1 in 1000 for a correct sampler).
+* The bound's own value: the number of values stored exactly on ``a`` is Binomial(n, q) with q
+  the exact mass that rounds onto it; more than ``binom.isf(1e-6, n, q)`` fails (p < 1e-6). This
+  is what a sampler that loses the offset from the bound gets wrong first.
+* Mean excess over the bound: |mean(x - a) - E[X - a]| < 5 sd(mean) (two-sided p = 5.7e-7), sd
+  from the exact variance, plus the bias the dtype's rounding may add (half a spacing at the
+  largest value that matters).
+
+The small tier (n = 10 000) always runs; ``@pytest.mark.slow`` runs n = 200 000 for KS and
+4 000 000 for the counts and means (where a 0.3 % error of the mean excess is 7 sd).
+"""
+
+import hashlib
+import json
+import math
+
+import mpmath
+import numpy as np
+import pytest
+from scipy import stats
+
+import fastinit
+from _subproc import run_python
+from fastinit import _fill
+from fastinit._lib import SIMD_LEVELS, lib
+
+SEED = 20241217
+DPS = 80          # moments: the variance of a tiny interval cancels ~35 digits
+CDF_DPS = 40      # the CDF: the mass of a tiny interval is 1e-17 of what it is taken from
+SMALL = 10_000
+LARGE_KS, LARGE = 200_000, 4_000_000   # the slow tier: KS (one mpmath CDF per value) and counts
+
+# (mean, std, a, b): far tails (mode 5) and tiny intervals (mode 6) of the issue, one-sided ones
+# far out on either side, and a shifted and scaled one.
+FAR = [(0.0, 1.0, 150.0, 151.0), (0.0, 1.0, 500.0, 501.0), (0.0, 1.0, 1000.0, 1001.0),
+       (0.0, 1.0, 1e4, math.inf), (0.0, 1.0, -math.inf, -1000.0), (3.0, 0.5, -math.inf, -47.0),
+       (-2.0, 0.25, 35.0, 35.5)]
+TINY = [(0.0, 1e13, -1.0, 1.0), (0.0, 1e17, -1.0, 1.0), (5.0, 1e15, 2.0, 2.5), (0.0, 1.0, 3.0, 3.0 + 2e-7),
+        (0.0, 1.0, -20.0 - 1e-6, -20.0)]
+
+
+class Law:
+    """N(mean, std^2) truncated to [a, b], evaluated exactly (mpmath, DPS digits)."""
+
+    def __init__(self, mean, std, a, b):
+        with mpmath.workdps(DPS):
+            self.mean, self.std = mpmath.mpf(mean), mpmath.mpf(std)
+            self.alpha, self.beta = self._z(a), self._z(b)
+            # take probabilities from the side the interval lies on, so that no mass cancels
+            self.upper = self.alpha + self.beta >= 0
+            self.lo, self.hi = (self._tail(self.alpha), self._tail(self.beta))
+            self.mass = self.lo - self.hi
+
+    def _z(self, x):
+        return (mpmath.mpf(x) - self.mean) / self.std
+
+    def _tail(self, z):
+        """S(z) = P(Z > z) on the upper side, -Phi(z) on the lower one: cdf = (lo - tail) / mass."""
+        if self.upper:
+            return mpmath.erfc(z / mpmath.sqrt(2)) / 2
+        return -mpmath.erfc(-z / mpmath.sqrt(2)) / 2
+
+    def cdf(self, x):
+        """P(X <= x) for a float or mpf x."""
+        with mpmath.workdps(CDF_DPS):
+            z = min(max(self._z(x), self.alpha), self.beta)
+            return float((self.lo - self._tail(z)) / self.mass)
+
+    def moments(self):
+        """(E[X], Var[X]) as mpf, from phi and z phi at the bounds (0 at an infinite one)."""
+        with mpmath.workdps(DPS):
+            ends = [(mpmath.mpf(0), mpmath.mpf(0)) if mpmath.isinf(z) else (mpmath.npdf(z), z * mpmath.npdf(z))
+                    for z in (self.alpha, self.beta)]
+            m1 = (ends[0][0] - ends[1][0]) / self.mass
+            var = 1 + (ends[0][1] - ends[1][1]) / self.mass - m1**2
+            return self.mean + self.std * m1, self.std**2 * var
+
+
+def _neighbour(v, dtype, up):
+    return np.nextafter(np.array(v, dtype), np.array(np.inf if up else -np.inf, dtype))
+
+
+def ks_pvalue(x, dtype, law, a, b):
+    """Two-sided KS p-value of the stored sample x against the law of the stored value.
+
+    float64 values are compared with the CDF at the value itself: an atom of the stored law has
+    mass below 2e-8 in these cases (at most a density of 1e4 / std at 1e4 std, times a spacing of
+    1.8e-12 there), far below the distances a KS test resolves at these n."""
+    dtype = np.dtype(dtype)
+    lo, hi = _fill._ceil_to(a, dtype), _fill._floor_to(b, dtype)
+    u, counts = np.unique(np.asarray(x, dtype), return_counts=True)
+    assert u[0] >= lo and u[-1] <= hi, "values must lie inside [a, b]"
+    fn = np.cumsum(counts) / counts.sum()
+    fn_before = np.concatenate([[0.0], fn[:-1]])
+    d = 0.0
+    for v, f, f0 in zip(u.astype(np.float64), fn, fn_before):
+        if dtype == np.float64:
+            upper = lower = law.cdf(v)
+        else:
+            with mpmath.workdps(CDF_DPS):
+                upper = 1.0 if v == hi else law.cdf((mpmath.mpf(v) + mpmath.mpf(float(_neighbour(v, dtype, True)))) / 2)
+                lower = 0.0 if v == lo else law.cdf((mpmath.mpf(v) + mpmath.mpf(float(_neighbour(v, dtype, False)))) / 2)
+        d = max(d, f - upper, lower - f0)
+    return float(stats.kstwo.sf(d, counts.sum()))
+
+
+def _sample(case, dtype, n, stream=0):
+    return _fill.fill_trunc_normal(np.empty(n, dtype), *case, SEED, stream)
+
+
+def _nearer_bound(case):
+    mean, std, a, b = case
+    return a if (a - mean) + (b - mean) >= 0 else b
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("case", FAR + TINY)
+def test_uses_an_offset_mode(case, dtype):
+    """Each case here takes the far-tail (5) or tiny-interval (6) kernel mode."""
+    assert _fill.trunc_params(*case, single=dtype != np.float64)[0] == (5 if case in FAR else 6)
+
+
+def _ks(case, dtype, n):
+    x = _sample(case, dtype, n)
+    assert np.isfinite(x).all()
+    p = ks_pvalue(x, dtype, Law(*case), case[2], case[3])
+    assert p > 1e-3, p       # p < 1e-3 with probability 1e-3 for a correct sampler
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("case", FAR + TINY)
+def test_ks_against_mpmath(case, dtype):
+    _ks(case, dtype, SMALL)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("case", FAR + TINY)
+def test_ks_against_mpmath_large(case, dtype):
+    _ks(case, dtype, LARGE_KS)
+
+
+def _atom_at_bound(case, dtype, n):
+    mean, std, a, b = case
+    bound = _nearer_bound(case)
+    x = _sample(case, dtype, n, stream=1)
+    law = Law(*case)
+    with mpmath.workdps(DPS):
+        mid = (mpmath.mpf(bound) + mpmath.mpf(float(_neighbour(bound, dtype, bound == a)))) / 2
+        q = law.cdf(mid) if bound == a else 1.0 - law.cdf(mid)
+    limit = stats.binom.isf(1e-6, n, q)   # P(count > limit) < 1e-6
+    count = int(np.count_nonzero(x == bound))
+    assert count <= limit, (count, limit, q)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("case", [c for c in FAR if math.isfinite(_nearer_bound(c))])
+def test_few_values_on_the_bound(case, dtype):
+    _atom_at_bound(case, dtype, SMALL)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("case", [c for c in FAR if math.isfinite(_nearer_bound(c))])
+def test_few_values_on_the_bound_large(case, dtype):
+    _atom_at_bound(case, dtype, LARGE)
+
+
+def _mean_excess(case, dtype, n):
+    bound = _nearer_bound(case)
+    x = _sample(case, dtype, n, stream=2).astype(np.float64)
+    mean, var = Law(*case).moments()
+    with mpmath.workdps(DPS):
+        excess = float(abs(mean - mpmath.mpf(bound)))
+        sd = float(mpmath.sqrt(var))
+    got = float(np.mean(np.abs(x - bound)))
+    # rounding to the dtype moves each value by at most half a spacing at the largest |x|
+    rounding = 0.5 * float(np.spacing(np.array(np.max(np.abs(x)), dtype)))
+    assert abs(got - excess) < 5 * sd / math.sqrt(n) + rounding, (got, excess, sd)   # p = 5.7e-7
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("case", [c for c in FAR + TINY if math.isfinite(_nearer_bound(c))])
+def test_mean_excess_over_the_bound(case, dtype):
+    _mean_excess(case, dtype, SMALL)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("case", [c for c in FAR + TINY if math.isfinite(_nearer_bound(c))])
+def test_mean_excess_over_the_bound_large(case, dtype):
+    _mean_excess(case, dtype, LARGE)
+
+
+def test_the_issue_cases():
+    """trunc_normal_(x, 0, 1, 1000, 1001) in float64: E[X - 1000] = 9.99998e-4 (mpmath), no value on
+    1000 (q = 5.6e-11 per value); std = 1e13 and 1e17 on [-1, 1]: all values distinct (a continuous
+    law: P(any collision) < n^2 max_atom < 1e-7) and spread over [-1, 1]."""
+    with pytest.warns(UserWarning, match="more than 2 std"):   # as torch warns
+        x = fastinit.trunc_normal_(np.empty(SMALL), 0.0, 1.0, 1000.0, 1001.0, generator=SEED)
+    assert np.count_nonzero(x == 1000.0) == 0
+    excess = float(Law(0.0, 1.0, 1000.0, 1001.0).moments()[0]) - 1000.0
+    assert abs(excess - 9.99998e-4) < 1e-9
+    assert abs((x - 1000.0).mean() - excess) < 5 * 1e-3 / math.sqrt(SMALL)   # sd < 1e-3, p = 5.7e-7
+    for std in (1e13, 1e17):
+        y = fastinit.trunc_normal_(np.empty(SMALL), 0.0, std, -1.0, 1.0, generator=SEED)
+        assert len(np.unique(y)) == SMALL
+        # U(-1, 1) to within 1e-26: each quarter of [-1, 1] holds n/4 +- 5 sd (p = 5.7e-7)
+        counts = np.histogram(y, bins=4, range=(-1, 1))[0]
+        assert np.all(np.abs(counts - SMALL / 4) < 5 * math.sqrt(SMALL * 0.25 * 0.75)), counts
+
+
+# One script per forced SIMD level: the bytes of every offset-mode case in every dtype.
+_LEVEL_SCRIPT = r"""
+import hashlib, json
+import numpy as np, ml_dtypes
+import fastinit
+from fastinit import _fill
+h = {}
+for dt in (np.float64, np.float32, np.float16, ml_dtypes.bfloat16):
+    for i, c in enumerate(json.loads('CASES')):
+        a = np.empty(4099, dt)
+        _fill.fill_trunc_normal(a, *c, seed=99, stream=5, offset=3)
+        h[f"{i}-{np.dtype(dt).name}"] = hashlib.sha256(a.tobytes()).hexdigest()
+print(json.dumps({"level": fastinit.simd_level(), "hashes": h}))
+"""
+
+
+def test_offset_modes_identical_at_every_simd_level():
+    levels = [name for i, name in enumerate(SIMD_LEVELS) if lib.fi_simd_supported(i)]
+    script = _LEVEL_SCRIPT.replace("CASES", json.dumps(FAR + TINY))
+    results = {}
+    for level in levels:
+        proc = run_python(script, env={"FASTINIT_SIMD": level})
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        res = json.loads(proc.stdout.strip().splitlines()[-1])
+        assert res["level"] == level
+        results[level] = res["hashes"]
+    assert "scalar" in results
+    for level, hashes in results.items():
+        diff = [k for k in hashes if hashes[k] != results["scalar"][k]]
+        assert not diff, f"{level} differs from scalar in {diff}"
+    # and this process (the default level) writes the same bytes
+    a = np.empty(4099, np.float64)
+    _fill.fill_trunc_normal(a, *FAR[2], seed=99, stream=5, offset=3)
+    assert hashlib.sha256(a.tobytes()).hexdigest() == results["scalar"]["2-float64"]
