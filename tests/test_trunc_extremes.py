@@ -1,8 +1,9 @@
 """Truncated normals far in a tail and on intervals tiny against std, against an exact reference.
 
 The reference is the truncated law itself, evaluated with mpmath at 40 significant digits (the
-CDF) and 80 (the moments) (:class:`Law`): its CDF through the survival function of the side the interval lies on, its mean
-and variance from the normal density at the bounds. Nothing in it comes from fastinit.
+CDF) and 80 (the moments) (:class:`Law`): its CDF through the survival function of the side the
+interval lies on, its mean and variance from the normal density at the bounds. Nothing in it
+comes from fastinit.
 
 * KS: the sample is compared with the law of the *stored* value (X rounded to the nearest value
   of the dtype, then clamped into the representable values inside [a, b], which is what the
@@ -27,10 +28,10 @@ import math
 import mpmath
 import numpy as np
 import pytest
+from _subproc import run_python
 from scipy import stats
 
 import fastinit
-from _subproc import run_python
 from fastinit import _fill
 from fastinit._lib import SIMD_LEVELS, lib
 
@@ -103,13 +104,15 @@ def ks_pvalue(x, dtype, law, a, b):
     fn = np.cumsum(counts) / counts.sum()
     fn_before = np.concatenate([[0.0], fn[:-1]])
     d = 0.0
-    for v, f, f0 in zip(u.astype(np.float64), fn, fn_before):
+    for v, f, f0 in zip(u.astype(np.float64), fn, fn_before, strict=True):
         if dtype == np.float64:
             upper = lower = law.cdf(v)
         else:
-            with mpmath.workdps(CDF_DPS):
-                upper = 1.0 if v == hi else law.cdf((mpmath.mpf(v) + mpmath.mpf(float(_neighbour(v, dtype, True)))) / 2)
-                lower = 0.0 if v == lo else law.cdf((mpmath.mpf(v) + mpmath.mpf(float(_neighbour(v, dtype, False)))) / 2)
+            with mpmath.workdps(CDF_DPS):   # F at the midpoints to the neighbours: the rounding's cells
+                above = (mpmath.mpf(v) + mpmath.mpf(float(_neighbour(v, dtype, True)))) / 2
+                below = (mpmath.mpf(v) + mpmath.mpf(float(_neighbour(v, dtype, False)))) / 2
+                upper = 1.0 if v == hi else law.cdf(above)
+                lower = 0.0 if v == lo else law.cdf(below)
         d = max(d, f - upper, lower - f0)
     return float(stats.kstwo.sf(d, counts.sum()))
 
@@ -218,6 +221,47 @@ def test_the_issue_cases():
         # U(-1, 1) to within 1e-26: each quarter of [-1, 1] holds n/4 +- 5 sd (p = 5.7e-7)
         counts = np.histogram(y, bins=4, range=(-1, 1))[0]
         assert np.all(np.abs(counts - SMALL / 4) < 5 * math.sqrt(SMALL * 0.25 * 0.75)), counts
+
+
+def _kernel_uniforms(n):
+    """The float64 kernel's uniforms: u = fl(k + 1/2) 2^-53 for the 53-bit k of words 2e, 2e + 1
+    (k + 1/2 is rounded to a double, ties to even, exactly as in C)."""
+    w = fastinit.raw_uint32(2 * n, SEED, 3).astype(np.uint64)
+    k = (w[0::2] << np.uint64(32) | w[1::2]) >> np.uint64(11)
+    return [(float(int(v)) + 0.5) * 2.0**-53 for v in k]
+
+
+def _exact_offset(alpha, d, u):
+    """The t in [0, d] with P(alpha <= Z <= alpha + t) = u P(alpha <= Z <= alpha + d): Newton's
+    method in CDF_DPS digits on -ln S(alpha + t) = -ln(S(alpha) - u (S(alpha) - S(alpha + d))),
+    a convex increasing function of t (S is log-concave), from t = lam S(alpha) / phi(alpha)."""
+    with mpmath.workdps(CDF_DPS):
+        a, u = mpmath.mpf(alpha), mpmath.mpf(u)
+        sf = lambda z: mpmath.erfc(z / mpmath.sqrt(2)) / 2   # noqa: E731
+        s_a = sf(a)
+        log_target = mpmath.log(s_a - u * (s_a - (sf(a + mpmath.mpf(d)) if math.isfinite(d) else 0)))
+        t = (mpmath.log(s_a) - log_target) * s_a / mpmath.npdf(a)
+        for _ in range(100):
+            step = (mpmath.log(sf(a + t)) - log_target) * sf(a + t) / mpmath.npdf(a + t)
+            t += step
+            if abs(step) <= abs(t) * mpmath.mpf(10) ** (5 - CDF_DPS):
+                break
+        return t
+
+
+@pytest.mark.parametrize("alpha, d", [(30.0, 1.0), (150.0, math.inf), (1000.0, 0.01), (1e4, 1e-12), (1e8, math.inf),
+                                      (0.0, 1e-9), (3.0, 1e-15), (29.0, 2.0**-21 * 29)])
+def test_offset_within_a_few_ulps(alpha, d):
+    """With a = 0 and mean = -alpha std the kernel writes the offset itself (mode 5: x = t; mode 6:
+    x = d s): it is within 8 x 2^-53 relative of the exact offset for the kernel's own u (at most
+    3.6 x 2^-53 in these cases in mode 5, 2.2 x 2^-53 in mode 6, when this test was written)."""
+    n = 200
+    x = _fill.fill_trunc_normal(np.empty(n), -alpha, 1.0, 0.0, d, SEED, 3)
+    assert _fill.trunc_params(-alpha, 1.0, 0.0, d)[0] == (5 if alpha >= 30 else 6)
+    with mpmath.workdps(CDF_DPS):
+        err = max(abs((mpmath.mpf(float(v)) - _exact_offset(alpha, d, u)) / mpmath.mpf(float(v)))
+                  for v, u in zip(x, _kernel_uniforms(n), strict=True))
+    assert err <= 8 * 2.0**-53, float(err) / 2.0**-53
 
 
 # One script per forced SIMD level: the bytes of every offset-mode case in every dtype.
