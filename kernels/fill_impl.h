@@ -544,10 +544,11 @@ int FI_FN(fi_fill_normal_f64)(uint64_t seed, uint64_t stream, uint64_t block0, u
         }                                                                                     \
     }
 
-/* The per-call constants of modes 5 and 6 (set whatever the mode; cheap). */
+/* The per-call constants of modes 5 and 6 (computed in their own mode only). */
 #define TRUNC_SETUP                                                                           \
-    const double far_ia = 1.0 / c0, far_ap = c0 + 1.0 / c0;                                   \
-    const fi_trunc_narrow_c narrow = fi_trunc_narrow_setup(c0, c1)
+    const double far_ia = mode == 5 ? 1.0 / c0 : 0.0, far_ap = c0 + far_ia;                   \
+    fi_trunc_narrow_c narrow = {{0.0}, {0.0}, 0.0, 0.0};                                      \
+    if (mode == 6) narrow = fi_trunc_narrow_setup(c0, c1)
 
 /* float32 modes (single precision throughout, for intervals whose quantiles stay within |x| <~ 6.9):
  *   mode 2: x = y Q_central(w)        (every w <= 6.25)
