@@ -92,11 +92,7 @@ def _neighbour(v, dtype, up):
 
 
 def ks_pvalue(x, dtype, law, a, b):
-    """Two-sided KS p-value of the stored sample x against the law of the stored value.
-
-    float64 values are compared with the CDF at the value itself: an atom of the stored law has
-    mass below 2e-8 in these cases (at most a density of 1e4 / std at 1e4 std, times a spacing of
-    1.8e-12 there), far below the distances a KS test resolves at these n."""
+    """Two-sided KS p-value of the stored sample x against the law of the stored value."""
     dtype = np.dtype(dtype)
     lo, hi = _fill._ceil_to(a, dtype), _fill._floor_to(b, dtype)
     u, counts = np.unique(np.asarray(x, dtype), return_counts=True)
@@ -105,14 +101,11 @@ def ks_pvalue(x, dtype, law, a, b):
     fn_before = np.concatenate([[0.0], fn[:-1]])
     d = 0.0
     for v, f, f0 in zip(u.astype(np.float64), fn, fn_before, strict=True):
-        if dtype == np.float64:
-            upper = lower = law.cdf(v)
-        else:
-            with mpmath.workdps(CDF_DPS):   # F at the midpoints to the neighbours: the rounding's cells
-                above = (mpmath.mpf(v) + mpmath.mpf(float(_neighbour(v, dtype, True)))) / 2
-                below = (mpmath.mpf(v) + mpmath.mpf(float(_neighbour(v, dtype, False)))) / 2
-                upper = 1.0 if v == hi else law.cdf(above)
-                lower = 0.0 if v == lo else law.cdf(below)
+        with mpmath.workdps(CDF_DPS):   # F at the midpoints to the neighbours: the rounding's cells
+            above = (mpmath.mpf(v) + mpmath.mpf(float(_neighbour(v, dtype, True)))) / 2
+            below = (mpmath.mpf(v) + mpmath.mpf(float(_neighbour(v, dtype, False)))) / 2
+            upper = 1.0 if v == hi else law.cdf(above)
+            lower = 0.0 if v == lo else law.cdf(below)
         d = max(d, f - upper, lower - f0)
     return float(stats.kstwo.sf(d, counts.sum()))
 
