@@ -362,7 +362,7 @@ def _float32_mode(alpha: float, beta: float, mean: float, std: float):
     return None
 
 
-def far_tail_h(alpha: float, t: float) -> float:
+def _far_tail_h(alpha: float, t: float) -> float:
     r"""h(t) = -ln(S(alpha + t) / S(alpha)), S the normal survival function, for alpha >= 30.
 
     The formula of the mode-5 kernel (``fi_trunc_far`` in kernels/fi_math.h), here for the
@@ -389,9 +389,9 @@ def _extreme_params(mean: float, std: float, a: float, b: float):
     """(mode, c0, c1, c2, loc, scale) of modes 5 and 6 when [a, b] is far in a tail or tiny against
     std, else None. The interval is mirrored so that its bound nearer the mean is the lower one
     (loc, alpha = c0); the value is loc + scale x with x the kernel's offset or position."""
-    with np.errstate(over="ignore"):
-        alpha = (a - mean) / std if math.isfinite(a - mean) else a / std - mean / std
-        beta = (b - mean) / std if math.isfinite(b - mean) else b / std - mean / std
+    # a - mean overflows only for opposite signs, and then a / std - mean / std cannot be inf - inf
+    alpha = (a - mean) / std if math.isfinite(a - mean) else a / std - mean / std
+    beta = (b - mean) / std if math.isfinite(b - mean) else b / std - mean / std
     if alpha + beta >= 0:
         near, loc, sign = alpha, a, 1.0
     elif alpha + beta < 0:
@@ -399,10 +399,13 @@ def _extreme_params(mean: float, std: float, a: float, b: float):
     else:  # alpha = -inf, beta = inf
         return None
     width = b - a
-    d = width / std if math.isfinite(width) else beta - alpha
+    if math.isinf(a) or math.isinf(b):
+        d = math.inf
+    else:
+        d = width / std if math.isfinite(width) else b / std - a / std
     if near >= _FAR_FROM:
         near = min(near, 1e300)  # (a - mean) / std beyond the doubles: the values are a within rounding
-        h_d = far_tail_h(near, d)
+        h_d = _far_tail_h(near, d)
         return 5, near, math.exp(-h_d), -math.expm1(-h_d), loc, sign * std
     if d <= _NARROW_BELOW * max(1.0, abs(near)):
         return 6, near, d, 0.0, loc, sign * width
@@ -419,7 +422,7 @@ def trunc_params(mean: float, std: float, a: float, b: float, single: bool = Fal
       ``loc``, is its lower end, :math:`\alpha \ge 0` its standardised distance, and
       :math:`d = (b - a)/\text{std}` its width. Mode 5 when :math:`\alpha \ge 30`: the offset
       :math:`t = x - \alpha` solves :math:`h(t) = -\ln(1 - u(1 - \rho))` with
-      :math:`h(t) = -\ln(S(\alpha + t)/S(\alpha))` (:func:`far_tail_h`; close to an exponential
+      :math:`h(t) = -\ln(S(\alpha + t)/S(\alpha))` (:func:`_far_tail_h`; close to an exponential
       law of rate :math:`\alpha`), :math:`c_0 = \alpha`, :math:`c_1 = \rho = e^{-h(d)}`,
       :math:`c_2 = 1 - \rho`, value ``loc + scale * t`` with ``scale = +-std``. Mode 6 when
       :math:`d \le 2^{-20}\max(1, |\alpha|)`: the position :math:`s \in [0, 1]` in the interval

@@ -216,6 +216,26 @@ def test_the_issue_cases():
         assert np.all(np.abs(counts - SMALL / 4) < 5 * math.sqrt(SMALL * 0.25 * 0.75)), counts
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_extreme_parameters_stay_finite_and_inside(dtype):
+    """(a - mean) / std beyond the doubles, a width of one subnormal step, huge and tiny std: the
+    values are finite, inside [a, b], and where the law is a point within rounding, that point."""
+    big = 2.0**100   # 1.3e30, a float32 value
+    cases = [((-big, 1e-300, big, math.inf), big),         # alpha = 2.5e330: X - a ~ std / alpha
+             ((3.0, 1e-300, 1.0, 2.0), 2.0),               # 1e300 std below b
+             ((0.0, 1e300, -big, big), None), ((0.0, 1e-300, -big, big), None),
+             ((big, 1e20, -math.inf, -big), -big)]         # 2.5e10 std out: b - X ~ std / alpha = 4e9
+    if dtype == np.float64:   # a - mean overflows: alpha from a / std - mean / std
+        cases.append(((-1e308, 1e-300, 1e308, math.inf), 1e308))
+    for (mean, std, a, b), point in cases:
+        x = _fill.fill_trunc_normal(np.empty(1000, dtype), mean, std, a, b, SEED, 4).astype(np.float64)
+        assert np.isfinite(x).all() and x.min() >= a and x.max() <= b, (mean, std, a, b)
+        # the kernel's constants too (a NaN there can hide behind the clamp, which takes lo for NaN)
+        assert np.isfinite(_fill.trunc_params(mean, std, a, b, single=dtype == np.float32)[1:4]).all()
+        if point is not None:
+            assert np.all(x == point), (mean, std, a, b, x[:3])
+
+
 def _kernel_uniforms(n):
     """The float64 kernel's uniforms: u = fl(k + 1/2) 2^-53 for the 53-bit k of words 2e, 2e + 1
     (k + 1/2 is rounded to a double, ties to even, exactly as in C)."""
