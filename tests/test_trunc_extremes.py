@@ -25,6 +25,7 @@ import hashlib
 import json
 import math
 
+import ml_dtypes
 import mpmath
 import numpy as np
 import pytest
@@ -234,6 +235,22 @@ def test_extreme_parameters_stay_finite_and_inside(dtype):
         assert np.isfinite(_fill.trunc_params(mean, std, a, b, single=dtype == np.float32)[1:4]).all()
         if point is not None:
             assert np.all(x == point), (mean, std, a, b, x[:3])
+
+
+@pytest.mark.parametrize("dtype", [np.float16, ml_dtypes.bfloat16])
+@pytest.mark.parametrize("case", FAR + TINY)
+def test_16bit_types_are_the_float32_values_rounded(case, dtype):
+    """float16 and bfloat16 take the law of the float32 values (checked above) rounded to nearest
+    even, kept inside [a, b]: the kernel clamps to the 16-bit type's extreme values inside, then rounds."""
+    mean, std, a, b = case
+    if dtype == np.float16 and max(abs(v) for v in (mean, a, b) if math.isfinite(v)) > 65504:
+        pytest.skip("beyond float16")
+    x32 = _sample(case, np.float32, 5000)
+    got = _sample(case, dtype, 5000)
+    dt = np.dtype(dtype)
+    lo, hi = _fill._ceil_to(a, dt), _fill._floor_to(b, dt)
+    expected = np.clip(x32.astype(dtype).astype(np.float64), lo, hi).astype(dtype)
+    assert (got.view(np.uint16) == expected.view(np.uint16)).all()
 
 
 def _kernel_uniforms(n):
