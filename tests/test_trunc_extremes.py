@@ -17,7 +17,7 @@ comes from fastinit.
   from the exact variance, plus the bias the dtype's rounding may add (half a spacing at the
   largest value that matters).
 
-The small tier (n = 10 000) always runs; ``@pytest.mark.slow`` runs n = 200 000 for KS and
+The small tier (n = 10 000) always runs; ``@pytest.mark.slow`` runs n = 100 000 for KS and
 4 000 000 for the counts and means (where a 0.3 % error of the mean excess is 7 sd).
 """
 
@@ -40,7 +40,7 @@ SEED = 20241217
 DPS = 80          # moments: the variance of a tiny interval cancels ~35 digits
 CDF_DPS = 40      # the CDF: the mass of a tiny interval is 1e-17 of what it is taken from
 SMALL = 10_000
-LARGE_KS, LARGE = 200_000, 4_000_000   # the slow tier: KS (one mpmath CDF per value) and counts
+LARGE_KS, LARGE = 100_000, 4_000_000   # the slow tier: KS (one mpmath CDF per value) and counts
 
 # (mean, std, a, b): far tails (mode 5) and tiny intervals (mode 6) of the issue, one-sided ones
 # far out on either side, and a shifted and scaled one.
