@@ -18,7 +18,7 @@ comes from fastinit.
   largest value that matters).
 
 The small tier (n = 10 000) always runs; ``@pytest.mark.slow`` runs n = 100 000 for KS and
-4 000 000 for the counts and means (where a 0.3 % error of the mean excess is 7 sd).
+4 000 000 for the counts and means (where 5 sd of the mean excess is 0.25 % of it).
 """
 
 import hashlib
