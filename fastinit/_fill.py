@@ -303,6 +303,14 @@ def fill_normal(out: np.ndarray, mean: float, std: float, seed: int, stream: int
 
 # Below this standardised upper bound the lower tail is sampled in log space (mode 1).
 _LOG_SPACE_BELOW = -5.0
+# Intervals whose nearer bound lies at least this many std from the mean take mode 5 (the offset
+# from the bound, kernels/fi_math.h): the asymptotic series of Mills's ratio is accurate there
+# to 9e-20, and mode 1 keeps AS241 within its range (|x| < ~37: x stays below 30 + 37.4/30).
+_FAR_FROM = 30.0
+# Intervals narrower than this many std times max(1, |alpha|) take mode 6 (the position in the
+# interval). Wider ones keep the quantile modes, whose rounding of p then moves a value by at
+# most ~2^-34 of the width (mode 0: 2^-53 Phi/phi <= 1.3 x 2^-53; mode 1: 2^-54 |alpha|).
+_NARROW_BELOW = 2.0**-20
 # The float32 kernel's quantile polynomials cover w = -ln((1 + y)(1 - y)) up to these bounds
 # (kernels/fi_math.h): the central one alone, and central + tail.
 _W_CENTRAL, _W_TAIL = 6.25, 25.0
@@ -313,6 +321,8 @@ _U_MIN = 0.5 * 2.0**-32  # the smallest uniform of the kernels, u = (k + 1/2) 2^
 _TABLE_SIZE = (8 + 1) * 32
 _TABLE_MAX_ERR = 2.5
 _TABLE_MAX_X = 8.0
+# (-1)^n (2n - 1)!!, n = 0 .. 8: the asymptotic series of x R(x) (R = Mills's ratio) that mode 5 uses.
+_MILLS_SERIES = (1.0, -1.0, 3.0, -15.0, 105.0, -945.0, 10395.0, -135135.0, 2027025.0)
 
 
 def _special():
@@ -372,11 +382,74 @@ def _float32_mode(alpha: float, beta: float, mean: float, std: float):
     return None
 
 
+def _far_tail_h(alpha: float, t: float) -> float:
+    r"""h(t) = -ln(S(alpha + t) / S(alpha)), S the normal survival function, for alpha >= 30.
+
+    The formula of the mode-5 kernel (``fi_trunc_far`` in kernels/fi_math.h), here for the
+    per-call constant rho = exp(-h(d)): :math:`t(\alpha + t/2) + \ln(1 + t/\alpha) +
+    \ln(g(\alpha)/g(x))`, :math:`g(x) = x R(x)` by its asymptotic series, the last term from the
+    divided difference of g so that h keeps its relative accuracy for any t >= 0 (inf included).
+    """
+    if math.isinf(t):
+        return math.inf
+    ia = 1.0 / alpha
+    ia2 = ia * ia
+    x = alpha + t
+    ix = 1.0 / x
+    zx = ix * ix
+    p, dd = _MILLS_SERIES[-1], 0.0
+    for c in _MILLS_SERIES[-2::-1]:
+        dd = ia2 * dd + p
+        p = c + zx * p
+    dz = ((t * ix) * ia) * (ia + ix)
+    return t * (alpha + 0.5 * t) + math.log1p(t * ia) + math.log1p((dz * dd) / p)
+
+
+def _extreme_params(mean: float, std: float, a: float, b: float):
+    """(mode, c0, c1, c2, loc, scale) of modes 5 and 6 when [a, b] is far in a tail or tiny against
+    std, else None. The interval is mirrored so that its bound nearer the mean is the lower one
+    (loc, alpha = c0); the value is loc + scale x with x the kernel's offset or position."""
+    # a - mean overflows only for opposite signs, and then a / std - mean / std cannot be inf - inf
+    alpha = (a - mean) / std if math.isfinite(a - mean) else a / std - mean / std
+    beta = (b - mean) / std if math.isfinite(b - mean) else b / std - mean / std
+    if alpha + beta >= 0:
+        near, loc, sign = alpha, a, 1.0
+    elif alpha + beta < 0:
+        near, loc, sign = -beta, b, -1.0
+    else:  # alpha = -inf, beta = inf
+        return None
+    width = b - a
+    if math.isinf(a) or math.isinf(b):
+        d = math.inf
+    else:
+        d = width / std if math.isfinite(width) else b / std - a / std
+    if near >= _FAR_FROM:
+        near = min(near, 1e300)  # (a - mean) / std beyond the doubles: the values are a within rounding
+        h_d = _far_tail_h(near, d)
+        return 5, near, math.exp(-h_d), -math.expm1(-h_d), loc, sign * std
+    if d <= _NARROW_BELOW * max(1.0, abs(near)):
+        return 6, near, d, 0.0, loc, sign * width
+    return None
+
+
 def trunc_params(mean: float, std: float, a: float, b: float, single: bool = False):
-    r"""Per-call constants of the inverse-CDF truncated-normal kernel: (mode, c0, c1, c2).
+    r"""Per-call constants of the inverse-CDF truncated-normal kernel: (mode, c0, c1, c2, loc, scale).
 
     With :math:`\alpha = (a - \text{mean})/\text{std}`, :math:`\beta = (b - \text{mean})/\text{std}`:
 
+    * Far tails and tiny intervals first (any output type), where :math:`\Phi^{-1}` of a
+      probability cannot give the law: the interval is mirrored so that the bound nearer the mean,
+      ``loc``, is its lower end, :math:`\alpha \ge 0` its standardised distance, and
+      :math:`d = (b - a)/\text{std}` its width. Mode 5 when :math:`\alpha \ge 30`: the offset
+      :math:`t = x - \alpha` solves :math:`h(t) = -\ln(1 - u(1 - \rho))` with
+      :math:`h(t) = -\ln(S(\alpha + t)/S(\alpha))` (:func:`_far_tail_h`; close to an exponential
+      law of rate :math:`\alpha`), :math:`c_0 = \alpha`, :math:`c_1 = \rho = e^{-h(d)}`,
+      :math:`c_2 = 1 - \rho`, value ``loc + scale * t`` with ``scale = +-std``. Mode 6 when
+      :math:`d \le 2^{-20}\max(1, |\alpha|)`: the position :math:`s \in [0, 1]` in the interval
+      solves :math:`K(ds) = u K(d)`, :math:`K(t) = \int_0^t e^{-\alpha v - v^2/2} dv` (a power
+      series; close to uniform), :math:`c_0 = \alpha`, :math:`c_1 = d`, value
+      ``loc + scale * s`` with ``scale = +-(b - a)``. Both are double precision
+      (kernels/fi_math.h), a few ulps of t or s.
     * float32 outputs (``single``), mode 4 when the interval's quantile function is smooth enough
       for a per-call table (:func:`quantile_table`: 32 equal segments of the uniform, a degree-8
       polynomial in each, accepted when its float32 evaluation is within 2.5 x 2^-24 max(|x|, 1)
@@ -390,38 +463,46 @@ def trunc_params(mean: float, std: float, a: float, b: float, single: bool = Fal
     * Otherwise, in double precision, the interval is mirrored (:math:`c_2` = sign = -1) when its
       mass lies mostly above the mean, so the quantile is evaluated on the accurate lower side.
       Mode 0: :math:`p = c_0 + u c_1` with :math:`c_0 = \Phi(\alpha)`,
-      :math:`c_1 = \Phi(\beta) - \Phi(\alpha)`. Mode 1 (upper bound below -5, far tail):
+      :math:`c_1 = \Phi(\beta) - \Phi(\alpha)`. Mode 1 (upper bound below -5):
       :math:`\ln p = c_0 + \ln(c_1 + u(1 - c_1))` with :math:`c_0 = \ln\Phi(\beta)`,
-      :math:`c_1 = \Phi(\alpha)/\Phi(\beta)`, which reaches any depth of the tail.
+      :math:`c_1 = \Phi(\alpha)/\Phi(\beta)`.
+
+    In modes 0 to 4 ``loc, scale = mean, std`` and the value is ``loc + scale * x``.
     """
+    extreme = _extreme_params(mean, std, a, b)
+    if extreme is not None:
+        return extreme
     alpha, beta = (a - mean) / std, (b - mean) / std
     if single:
         fast = _float32_mode(alpha, beta, mean, std)
         if fast is not None:
-            return fast
+            return (*fast, mean, std)
     special = _special()
     sign = 1.0
     if alpha + beta > 0:
         alpha, beta, sign = -beta, -alpha, -1.0
     if beta < _LOG_SPACE_BELOW:
         lp_hi, lp_lo = float(special.log_ndtr(beta)), float(special.log_ndtr(alpha))
-        return 1, lp_hi, math.exp(lp_lo - lp_hi), sign
+        return 1, lp_hi, math.exp(lp_lo - lp_hi), sign, mean, std
     p_lo, p_hi = float(special.ndtr(alpha)), float(special.ndtr(beta))
-    return 0, p_lo, p_hi - p_lo, sign
+    return 0, p_lo, p_hi - p_lo, sign, mean, std
 
 
 def fill_trunc_normal(out: np.ndarray, mean: float, std: float, a: float, b: float, seed: int, stream: int,
                       offset: int = 0, name: str = "tensor") -> np.ndarray:
     r"""Fill `out` in place with :math:`\mathcal{N}(\text{mean}, \text{std}^2)` truncated to :math:`[a, b]`.
 
-    ``a`` and ``b`` are absolute values (torch's meaning). Sampling is by the inverse CDF,
-    :math:`x = \text{mean} + \text{std}\,\Phi^{-1}(\Phi(\alpha) + u(\Phi(\beta) -
-    \Phi(\alpha)))` with one uniform per element (float32 arithmetic for float32-family outputs
-    when the interval allows it, see :func:`trunc_params`; double otherwise), so it is exact in
-    distribution up to a few float32 ulps of the quantile, costs the same
-    however little mass :math:`[a, b]` holds, keeps the element-to-counter map fixed, and every
-    value lies in :math:`[a, b]` (the result is clamped to the nearest representable values inside,
-    which moves values by rounding error only). See :func:`trunc_params` for the tail handling.
+    ``a`` and ``b`` are absolute values (torch's meaning). Sampling is by the inverse CDF with one
+    uniform per element, so it costs the same however little mass :math:`[a, b]` holds, keeps
+    the element-to-counter map fixed, and every value lies in :math:`[a, b]` (the result is
+    clamped to the nearest representable values inside, which moves values by rounding error
+    only). For ordinary intervals :math:`x = \text{mean} + \text{std}\,\Phi^{-1}(\Phi(\alpha) +
+    u(\Phi(\beta) - \Phi(\alpha)))` (float32 arithmetic for float32-family outputs when the
+    interval allows it; double otherwise), exact in distribution up to a few float32 ulps of the
+    quantile. An interval whose nearer bound lies 30 std or more from the mean, or that is
+    narrower than :math:`2^{-20}` std (times the bound's distance in std when above 1), is
+    inverted in the offset from that bound instead, in double precision, so the law stays right
+    at any depth of the tail and for any ratio of std to width. See :func:`trunc_params`.
     ``a == b`` fills ``a``.
     """
     check_array(out, name)
@@ -429,13 +510,13 @@ def fill_trunc_normal(out: np.ndarray, mean: float, std: float, a: float, b: flo
     if prepared is None:
         return fill_constant(out, a, name)
     seed, stream, is32, otype, offset, lo, hi = prepared
-    mode, c0, c1, c2 = trunc_params(mean, std, a, b, single=is32)
+    mode, c0, c1, c2, loc, scale = trunc_params(mean, std, a, b, single=is32)
     if mode == 4:
         table = quantile_table(c0, c1, c2, _as_f32(mean, "mean"), _as_f32(std, "std"))
         assert table.ctypes.data < 2**53  # passed to the driver in a float64
         return _run(out, offset, nb.TRT32, otype, (seed, stream, table.ctypes.data, lo, hi))
     kind = nb.TRN32 if is32 else nb.TRN64
-    return _run(out, offset, kind, otype, (seed, stream, mode, c0, c1, c2, mean, std, lo, hi))
+    return _run(out, offset, kind, otype, (seed, stream, mode, c0, c1, c2, loc, scale, lo, hi))
 
 
 def fill_constant(out: np.ndarray, value: float, name: str = "tensor") -> np.ndarray:

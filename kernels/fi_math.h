@@ -224,6 +224,108 @@ static inline float fi_trunc_q_tail(float s)               /* s = sqrt(w) in [2.
     return l + (d2 * d2 * d) * h;
 }
 
+/* ---- truncated normal far in a tail or on a tiny interval (double) ----------------------
+ *
+ * The quantile Phi^{-1}(p) cannot serve there: far out p underflows and AS241 leaves its range
+ * (|x| > ~37), and on an interval tiny against std every p rounds to a few values.  These
+ * functions invert in the offset t = x - alpha from the standardised bound alpha instead, which
+ * is well conditioned in both limits; fastinit/_fill.py (trunc_params) chooses them and
+ * tests/test_trunc_extremes.py checks them against mpmath. */
+
+/* ln(1 + f) for f > -1: ln(y) f / (y - 1) with y = 1 + f rounded (the division restores what
+ * the rounding of y lost; a few ulps with fi_log). */
+static inline double fi_log1p(double f)
+{
+    double y = 1.0 + f, dy = y - 1.0;
+    double r = fi_log(y) * (f / (dy != 0.0 ? dy : 1.0));
+    return dy != 0.0 ? r : f;
+}
+
+/* Far tail, alpha >= 30 (mode 5).  With S the normal survival function and R = S / phi Mills's
+ * ratio, h(t) = -ln(S(alpha + t) / S(alpha)) = t (alpha + t/2) + ln(1 + t/alpha) + ln(g(alpha) / g(x))
+ * for x = alpha + t and g(x) = x R(x) = sum_n (-1)^n (2n - 1)!! x^-2n (the asymptotic series; for
+ * x >= 30 its terms up to n = 8 leave less than 17!! / 30^18 = 9e-20).  The last logarithm is
+ * ln(1 + y), y = (g(alpha) - g(x)) / g(x) = (z_a - z_x) dd / g(x) with z = x^-2 and the divided
+ * difference dd computed alongside Horner's rule, so h keeps its relative accuracy however small t
+ * is; |y| < 2 t / alpha^3 < 1e-4 here, so y - y^2/2 + y^3/3 is exact to y^4/4 (and the term is at
+ * most 3e-6 of h).  h'(t) = 1/R(x) = x / g(x). */
+static inline double fi_trunc_far_step(double alpha, double ia, double lam, double t)
+{
+    double x = alpha + t, ix = 1.0 / x, zx = ix * ix, za = ia * ia;
+    /* g(x) = p and (g(alpha) - g(x)) / (z_a - z_x) = dd, coefficients (-1)^n (2n - 1)!! */
+    double p = 2027025.0, dd = 0.0;
+    dd = za * dd + p; p = -135135.0 + zx * p;
+    dd = za * dd + p; p = 10395.0 + zx * p;
+    dd = za * dd + p; p = -945.0 + zx * p;
+    dd = za * dd + p; p = 105.0 + zx * p;
+    dd = za * dd + p; p = -15.0 + zx * p;
+    dd = za * dd + p; p = 3.0 + zx * p;
+    dd = za * dd + p; p = -1.0 + zx * p;
+    dd = za * dd + p; p = 1.0 + zx * p;
+    double dz = ((t * ix) * ia) * (ia + ix);                /* z_a - z_x = t (2 alpha + t) / (alpha x)^2 */
+    double y = (dz * dd) / p;
+    double lg = y * (1.0 - y * (0.5 - y * 0.33333333333333331));
+    double h = t * (alpha + 0.5 * t) + fi_log1p(t * ia) + lg;
+    return t - (h - lam) * (p * ix);                        /* Newton: (h - lam) / h' */
+}
+
+/* The element solves h(t) = lam = -ln(1 - u m), m = 1 - rho = 1 - S(beta)/S(alpha), by two Newton
+ * steps from the root of t^2/2 + (alpha + 1/alpha) t = lam (relative error at most 1.8e-5, at
+ * alpha = 30; one step leaves 5e-12, two leave the rounding: t within 3.6 x 2^-53 relative of
+ * the exact offset for the given u at alpha = 30 to 1e8, tests/test_trunc_extremes.py).  1 - u m is formed
+ * as (1 - u) + u rho (exact terms for u >= 1/2), so lam is accurate even where 1 - u m is tiny;
+ * with f = -u m, ln(1 + f) = ln(y) f / (y - 1) as in fi_log1p.  ia = 1/alpha, ap = alpha + 1/alpha. */
+static inline double fi_trunc_far(double alpha, double ia, double ap, double rho, double m, double u)
+{
+    double y = (1.0 - u) + u * rho, f = -(u * m), dy = y - 1.0;
+    double lam = dy != 0.0 ? -(fi_log(y) * (f / (dy != 0.0 ? dy : 1.0))) : -f;
+    double t = (2.0 * lam) / (ap + __builtin_sqrt(ap * ap + 2.0 * lam));
+    t = fi_trunc_far_step(alpha, ia, lam, t);
+    t = fi_trunc_far_step(alpha, ia, lam, t);
+    return t > 0.0 ? t : 0.0;
+}
+
+/* Tiny interval, width d = beta - alpha <= 2^-20 max(1, |alpha|) and |alpha| < 30 (mode 6).  The
+ * density of t is proportional to exp(-alpha t - t^2/2) = sum_n hc[n] t^n, hc[n] = (-1)^n He_n(alpha) / n!
+ * (hc[n+1] = -(alpha hc[n] + hc[n-1]) / (n + 1)); K(t) = t sum_n hc[n] t^n / (n + 1) is its integral
+ * from 0.  With alpha d <= 2^-20 30^2 the terms fall by 8.6e-4 or more, so seven (n <= 6) leave
+ * less than 1e-25.  The element solves K(d s) = u K(d) for the position s in [0, 1] of x in the
+ * interval by three Newton steps from s = u (the law is uniform to within alpha d; s within
+ * 2.2 x 2^-53 relative of the exact position, tests/test_trunc_extremes.py). */
+#define FI_TRUNC_NARROW_TERMS 7
+typedef struct { double hc[FI_TRUNC_NARROW_TERMS], kc[FI_TRUNC_NARROW_TERMS], d, kd; } fi_trunc_narrow_c;
+
+static inline fi_trunc_narrow_c fi_trunc_narrow_setup(double alpha, double d)
+{
+    fi_trunc_narrow_c c;
+    c.hc[0] = 1.0;
+    c.hc[1] = -alpha;
+    for (int n = 1; n + 1 < FI_TRUNC_NARROW_TERMS; n++)
+        c.hc[n + 1] = -(alpha * c.hc[n] + c.hc[n - 1]) / (double)(n + 1);
+    for (int n = 0; n < FI_TRUNC_NARROW_TERMS; n++) c.kc[n] = c.hc[n] / (double)(n + 1);
+    double kd = c.kc[FI_TRUNC_NARROW_TERMS - 1];
+    for (int n = FI_TRUNC_NARROW_TERMS - 2; n >= 0; n--) kd = c.kc[n] + d * kd;
+    c.d = d;
+    c.kd = kd;
+    return c;
+}
+
+static inline double fi_trunc_narrow(const fi_trunc_narrow_c *c, double u)
+{
+    double s = u, ukd = u * c->kd;
+    for (int it = 0; it < 3; it++) {
+        double t = c->d * s;
+        double k = c->kc[FI_TRUNC_NARROW_TERMS - 1], dk = c->hc[FI_TRUNC_NARROW_TERMS - 1];
+        for (int n = FI_TRUNC_NARROW_TERMS - 2; n >= 0; n--) {
+            k = c->kc[n] + t * k;
+            dk = c->hc[n] + t * dk;
+        }
+        s = s - (s * k - ukd) / dk;
+    }
+    s = s > 0.0 ? s : 0.0;
+    return s < 1.0 ? s : 1.0;
+}
+
 /* ---- rounding to 16-bit types (round to nearest even) ------------------------------- */
 
 static inline uint16_t fi_f32_to_f16(float x)

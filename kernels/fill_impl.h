@@ -526,8 +526,11 @@ int FI_FN(fi_fill_normal_f64)(uint64_t seed, uint64_t stream, uint64_t block0, u
 /* ---- truncated normal (inverse CDF in double) ---------------------------------------- */
 
 /* mode 0: x = ndtri(c0 + u c1); mode 1 (far lower tail, log space): x = ndtri_tail(sqrt(-lp)),
- * lp = c0 + ln(c1 + u (1 - c1)).  The mode is fixed per call, so each loop stays branch-free.
- * Element e has the uniform us[e] (WPE words per element). */
+ * lp = c0 + ln(c1 + u (1 - c1)); OUTV writes mean + sstd x.  Modes 5 and 6 invert in the offset
+ * from the bound (fi_math.h) and OUTV writes mean + sstd x with mean = that bound: mode 5 (far
+ * tail) x = t for c0 = alpha, c1 = rho, c2 = m, sstd = +-std; mode 6 (tiny interval) x = s, the
+ * position in the interval, for c0 = alpha, c1 = d, sstd = +-(b - a).  The mode is fixed per call,
+ * so each loop stays branch-free.  Element e has the uniform us[e] (WPE words per element). */
 #define TRUNC_LOOP(WPE, WORDS_TO_U, OUTV)                                                     \
     double us[FI_W / (WPE)] __attribute__((aligned(64)));                                     \
     for (int e = 0; e < FI_W / (WPE); e++) us[e] = WORDS_TO_U;                                \
@@ -536,12 +539,28 @@ int FI_FN(fi_fill_normal_f64)(uint64_t seed, uint64_t stream, uint64_t block0, u
             double x = fi_ndtri_inline(c0 + us[i] * c1);                                      \
             OUTV;                                                                             \
         }                                                                                     \
-    } else {                                                                                  \
+    } else if (mode == 1) {                                                                   \
         for (int i = 0; i < FI_W / (WPE); i++) {                                              \
             double x = fi_ndtri_tail(__builtin_sqrt(-(c0 + fi_log(c1 + us[i] * (1.0 - c1))))); \
             OUTV;                                                                             \
         }                                                                                     \
+    } else if (mode == 5) {                                                                   \
+        for (int i = 0; i < FI_W / (WPE); i++) {                                              \
+            double x = fi_trunc_far(c0, far_ia, far_ap, c1, c2, us[i]);                       \
+            OUTV;                                                                             \
+        }                                                                                     \
+    } else {                                                                                  \
+        for (int i = 0; i < FI_W / (WPE); i++) {                                              \
+            double x = fi_trunc_narrow(&narrow, us[i]);                                       \
+            OUTV;                                                                             \
+        }                                                                                     \
     }
+
+/* The per-call constants of modes 5 and 6 (computed in their own mode only). */
+#define TRUNC_SETUP                                                                           \
+    const double far_ia = mode == 5 ? 1.0 / c0 : 0.0, far_ap = c0 + far_ia;                   \
+    fi_trunc_narrow_c narrow = {{0.0}, {0.0}, 0.0, 0.0};                                      \
+    if (mode == 6) narrow = fi_trunc_narrow_setup(c0, c1)
 
 /* float32 modes (single precision throughout, for intervals whose quantiles stay within |x| <~ 6.9):
  *   mode 2: x = y Q_central(w)        (every w <= 6.25)
@@ -570,13 +589,13 @@ int FI_FN(fi_fill_normal_f64)(uint64_t seed, uint64_t stream, uint64_t block0, u
         }                                                                                     \
     }
 
-/* All four modes; in modes 0 and 1 (double precision, any interval) c2 is the sign of the mirroring. */
+/* Modes 0 to 3, 5 and 6; in modes 0 and 1 (double precision) c2 is the sign of the mirroring. */
 int FI_FN(fi_fill_trunc_f32)(uint64_t seed, uint64_t stream, uint64_t block0, unsigned skip, int64_t n,
                              void *out, int otype, int mode, double c0, double c1, double c2,
                              double mean, double std, float lo, float hi)
 {
     FI_SPLIT_OTYPE;
-    if (mode >= 2) {
+    if (mode == 2 || mode == 3) {
         const double ya = (2.0 * c0 - 1.0), yb = 2.0 * c1 * 0x1p-32;
         const float pa2 = (float)(2.0 * c0), qb2 = (float)(2.0 * c2), d2 = (float)(2.0 * c1);
         const float meanf = (float)mean, stdf = (float)std;
@@ -589,7 +608,8 @@ int FI_FN(fi_fill_trunc_f32)(uint64_t seed, uint64_t stream, uint64_t block0, un
         }
         return 0;
     }
-    const double sstd = c2 * std;
+    const double sstd = mode >= 5 ? std : c2 * std;
+    TRUNC_SETUP;
 #define U_TRN32 (((double)w[e] + 0.5) * 0x1p-32)                   /* (0, 1) */
 #define OUT_TRN32                                                                             \
     float v = (float)(mean + sstd * x);                                                       \
@@ -605,7 +625,9 @@ int FI_FN(fi_fill_trunc_f64)(uint64_t seed, uint64_t stream, uint64_t block0, un
                              double mean, double std, double lo, double hi)
 {
     const int fi_nt = 0;
-    const double sstd = sign * std;
+    const double c2 = sign;                                  /* mode 5: m */
+    const double sstd = mode >= 5 ? std : sign * std;
+    TRUNC_SETUP;
 #define U_TRN64 ((fi_u53(w[2 * e], w[2 * e + 1]) + 0.5) * 0x1p-53)   /* (0, 1) */
 #define OUT_TRN64                                                                             \
     double v = mean + sstd * x;                                                               \

@@ -84,6 +84,9 @@ FI_API fi_fill_normal_f64_fn fi_fill_normal_f64;
  *   mode 2, 3 (fi_fill_trunc_f32 only): float32 quantile with c0 = Phi(alpha), c1 = its mass,
  *           c2 = 1 - Phi(beta); mode 2 central polynomial only, mode 3 central and tail
  *   (mode 4, the per-call quantile table, is fi_fill_trunc_table_f32 below)
+ *   mode 5 (far tail, double): x = the offset t from the bound, c0 = alpha, c1 = rho, c2 (sign) = 1 - rho
+ *   mode 6 (tiny interval, double): x = the position s in [0, 1], c0 = alpha, c1 = the width d
+ *   (modes 5, 6: mean = the bound nearer the mean, std = +-std or +-(b - a); fi_math.h)
  * value = mean + std * x, clamped to [lo, hi], rounded to the output type. */
 typedef int fi_fill_trunc_f32_fn(uint64_t seed, uint64_t stream, uint64_t block0, unsigned skip, int64_t n,
                                  void *out, int otype, int mode, double c0, double c1, double c2,
