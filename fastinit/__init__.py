@@ -21,7 +21,7 @@ from ._fill import InitArgumentError, raw_uint32
 from . import init
 from .init import *  # noqa: F401,F403  (the public API: init.__all__)
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one place: pyproject.toml reads it (tool.dynamic-metadata)
 
 __all__ = [
     "Generator",
