@@ -14,7 +14,7 @@ Examples
 >>> _checks.real(float("nan"), "std")
 Traceback (most recent call last):
     ...
-fastinit._checks.InitArgumentError: std must be finite, got nan
+fastinit.InitArgumentError: std must be finite, got nan
 """
 
 from __future__ import annotations
