@@ -41,9 +41,10 @@ def group_label(group: str) -> str:
 
 
 def fmt_time(seconds: float) -> str:
-    """Milliseconds with three significant digits (at least the integer part)."""
+    """Milliseconds with three significant digits, trailing zeros kept (``28.0``); whole from 100 up."""
     ms = seconds * 1e3
-    return f"{ms:.0f}" if ms >= 100 else f"{ms:.3g}"
+    decimals = max(0, 2 - math.floor(math.log10(ms))) if ms > 0 else 0
+    return f"{ms:.{decimals}f}"
 
 
 def fmt_ratio(r: float) -> str:

@@ -75,7 +75,8 @@ def test_report_ratios_and_geometric_mean():
 
 def test_report_formats():
     assert [report.fmt_ratio(r) for r in (123.4, 12.34, 3.21, 0.4812)] == ["123x", "12.3x", "3.2x", "0.48x"]
-    assert [report.fmt_time(s) for s in (0.7075, 0.0476, 0.00372)] == ["708", "47.6", "3.72"]
+    assert [report.fmt_time(s) for s in (2.6886, 0.7075, 0.02799, 0.00372, 0.0000372)] == [
+        "2689", "708", "28.0", "3.72", "0.0372"]
     assert report.group_label("orthogonal_|1024x1024|float32") == "`orthogonal_` 1024x1024 float32"
     assert report.group_label("sgemm|4096x1024x1024") == "sgemm 4096x1024x1024"
 
