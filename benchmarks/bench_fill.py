@@ -72,6 +72,6 @@ def test_bench_fill(benchmark, buf, threaded, op, impl):
 @pytest.mark.benchmark(warmup=True, warmup_iterations=1)
 def test_bench_write_bandwidth(benchmark, buf):
     """The yardstick: a constant written into the same buffer from all threads."""
-    benchmark.group = "uniform_|float32|{} MiB".format(N * 4 >> 20)
+    benchmark.group = f"uniform_|float32|{N * 4 >> 20} MiB"
     benchmark(_fill.fill_constant, buf, 1.0)
     assert (buf[:: 1 << 16] == 1.0).all()

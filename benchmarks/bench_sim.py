@@ -27,6 +27,7 @@ import os
 import numpy as np
 import pytest
 
+import fastinit
 from fastinit import sim
 from fastinit._reference.sim import reference_mlp
 
@@ -43,9 +44,9 @@ SWEEP_SEEDS = list(range(2 if QUICK else 10))  # 5 x 4 x 10 = 200 configurations
 def big_network():
     n, B, L = BIG
     ws = [n] * (L + 1)
-    _, scheme, params = sim._resolve_scheme("kaiming_normal", None)
-    Ws = [sim._make_weight((n, n), scheme, params, seed=1, stream=l + 1, dtype=np.float32)
-          for l in range(L)]
+    g = fastinit.Generator(1)  # He init for ReLU through the public API: N(0, 2 / n)
+    Ws = [fastinit.kaiming_normal_(np.empty((n, n), np.float32), nonlinearity="relu", generator=g)
+          for _ in range(L)]
     rng = np.random.default_rng(0)
     x = rng.standard_normal((B, n), dtype=np.float32)
     G = rng.standard_normal((B, n), dtype=np.float32)

@@ -22,7 +22,7 @@ from ._generator import Generator, default_generator, initial_seed, manual_seed
 from ._lib import simd_level
 from .init import *  # noqa: F401,F403  (the public API: init.__all__)
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one place: pyproject.toml reads it (tool.dynamic-metadata)
 
 __all__ = [
     "Generator",

@@ -9,9 +9,11 @@ medians of ``repeat`` runs.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import statistics
 import time
+from pathlib import Path
 
 import numba
 import numpy as np
@@ -96,6 +98,57 @@ def fill_rows(nbytes: int = 1 << 30, repeat: int = 3, torch_too: bool = True) ->
         r["vs_bandwidth"] = r["gib_per_s"] / bandwidth
         r["speedup_vs_numpy_1thread"] = base["seconds"] / r["seconds"]
     return rows
+
+
+# Peak memory of fill_rows per byte of its buffer, measured with ru_maxrss: the buffer itself plus
+# 0.75 for the NumPy rejection reference's masks (three bool arrays, one byte per float32); torch's
+# trunc_normal_ allocates temporaries of about 3.3 buffers on top (torch 2.13: 837 MiB over a
+# 256 MiB buffer). BASE covers the interpreter, Numba's compiled drivers and torch's libraries
+# (0.3 GB measured with all of them loaded).
+PEAK_PER_BYTE = 1.75
+PEAK_PER_BYTE_TORCH = 4.5
+BASE = 512 << 20
+
+
+def peak_memory(nbytes: int, torch_too: bool = True) -> int:
+    """Bytes :func:`fill_rows` needs for a buffer of `nbytes` (an upper estimate, from measurements)."""
+    torch_rows = torch_too and importlib.util.find_spec("torch") is not None
+    return BASE + int(nbytes * (PEAK_PER_BYTE_TORCH if torch_rows else PEAK_PER_BYTE))
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None  # cgroup v2 writes "max" for no limit
+
+
+def available_memory() -> int | None:
+    """Bytes that can still be allocated without swapping, or None when unknown (not Linux).
+
+    Linux's ``MemAvailable``, capped by the memory limit of the process's cgroup (v2
+    ``memory.max``, v1 ``memory.limit_in_bytes``) less what the cgroup already uses.
+    """
+    try:
+        with open("/proc/meminfo") as f:
+            avail = next(int(line.split()[1]) << 10 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        return None
+    try:
+        with open("/proc/self/cgroup") as f:  # lines "id:controllers:path"; v2 has no controllers
+            groups = dict(line.rstrip("\n").split(":", 2)[1:] for line in f)
+    except (OSError, ValueError):
+        groups = {}
+    root = Path("/sys/fs/cgroup")
+    candidates = [(root / groups.get("", "/").lstrip("/"), "memory.max", "memory.current"),  # v2
+                  (root / "memory" / groups.get("memory", "/").lstrip("/"), "memory.limit_in_bytes",
+                   "memory.usage_in_bytes")]  # v1
+    for d, limit_file, usage_file in candidates:
+        limit, usage = _read_int(d / limit_file), _read_int(d / usage_file)
+        if limit is not None and usage is not None:
+            avail = min(avail, max(limit - usage, 0))
+    return avail
 
 
 def machine_info() -> dict:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
+import tempfile
 
 __all__ = ["make_parser", "main"]
 
@@ -15,7 +18,7 @@ def _size(text: str) -> int:
     try:
         n = int(float(t[:-1]) * units[t[-1]]) if t and t[-1] in units else int(t)
     except (ValueError, IndexError, OverflowError):  # OverflowError: "infGiB"
-        raise argparse.ArgumentTypeError(f"size must look like 1GiB, 256MiB or a byte count, got {text!r}")
+        raise argparse.ArgumentTypeError(f"size must look like 1GiB, 256MiB or a byte count, got {text!r}") from None
     if n < 4096:
         raise argparse.ArgumentTypeError(f"size must be at least 4096 bytes, got {text!r}")
     return n
@@ -74,9 +77,63 @@ def _info(args) -> int:
     return 0
 
 
-def _bench(args) -> int:
-    from ._bench import fill_rows, machine_info
+@contextlib.contextmanager
+def replace_on_success(path):
+    """A text file that replaces `path` when the block completes, and is removed when it raises.
 
+    Opened before any work, so a path that cannot be written fails at once (OSError), and an
+    interrupted run leaves the old file, never a half-written one.
+    """
+    if os.path.isdir(path):
+        raise IsADirectoryError(21, "Is a directory")
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        raise PermissionError(13, "Permission denied")
+    parent, name = os.path.split(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{name}.", suffix=".tmp", text=True)
+    try:
+        with os.fdopen(fd, "w") as f:
+            yield f
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # the mode a plain open() would give, not mkstemp's 0600
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _bench_error(message: str, status: int = 2) -> int:
+    print(f"fastinit bench: error: {message}", file=sys.stderr)
+    return status
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.3g} GiB"
+
+
+def _bench(args) -> int:
+    # lazy: NumPy, Numba and the kernels load only for the commands that use them; the module (not
+    # its names) so that the tests can replace available_memory and fill_rows
+    from . import _bench as bench
+
+    need, avail = bench.peak_memory(args.size, torch_too=not args.no_torch), bench.available_memory()
+    if avail is not None and need > avail:
+        return _bench_error(f"argument --size: a buffer of {_gib(args.size)} needs about {_gib(need)} of memory "
+                            f"(the buffer, NumPy's and torch's temporaries), but {_gib(avail)} is available")
+    try:
+        with contextlib.ExitStack() as stack:
+            try:
+                out = stack.enter_context(replace_on_success(args.json)) if args.json else None
+            except OSError as e:
+                return _bench_error(f"argument --json: cannot write {args.json}: {e.strerror or e}")
+            _bench_run(args, bench, out)
+    except MemoryError:  # a limit the estimate cannot see (ulimit -v, another process's growth)
+        return _bench_error(f"out of memory with a buffer of {_gib(args.size)}: try a smaller --size", status=1)
+    return 0
+
+
+def _bench_run(args, bench, out) -> None:
+    fill_rows, machine_info = bench.fill_rows, bench.machine_info
     info = machine_info()
     print(f"fastinit {info['fastinit']}  simd={info['simd_level']}  threads={info['numba_threads']} "
           f"({info['threading_layer']})  cpus={info['cpu_count']}  torch={info['torch']}")
@@ -88,10 +145,8 @@ def _bench(args) -> int:
     for r in rows:
         print(f"{r['op']:<15} {r['impl']:<28} {r['seconds']:>8.3f} {r['gib_per_s']:>7.2f} "
               f"{100 * r['vs_bandwidth']:>9.0f}% {r['speedup_vs_numpy_1thread']:>10.1f}x")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"machine": info, "size_bytes": args.size, "rows": rows}, f, indent=2)
-    return 0
+    if out is not None:
+        json.dump({"machine": info, "size_bytes": args.size, "rows": rows}, out, indent=2)
 
 
 def main(argv=None) -> int:

@@ -1,7 +1,7 @@
 /* vector_op_pairs.c -- throughput of zmm instruction pairs on this core (why the normal's lookups
  * use vpermps where they can).  x86-64 with AVX-512 only; no PMU needed.
  *
- *   gcc -O2 -mavx512f benchmarks/vector_op_pairs.c -o build/vector_op_pairs && build/vector_op_pairs
+ *   gcc -O2 -mavx512f benchmarks/c/vector_op_pairs.c -o build/vector_op_pairs && build/vector_op_pairs
  *
  * Each loop iteration issues 12 independent instructions (two kinds alternating, or one kind);
  * the time per instruction is converted to core cycles with a dependent vpaddd chain (latency 1).

@@ -1,7 +1,7 @@
 """Build a GPT-2-XL-shaped stack on the CPU three ways and print the times.
 
-    python benchmarks/bench_gpt2.py                 # full size: ~1.56e9 float32 parameters, ~6.2 GB per model
-    python benchmarks/bench_gpt2.py --layers 2      # quick smoke run
+    python benchmarks/scripts/gpt2.py               # full size: ~1.56e9 float32 parameters, ~6.2 GB per model
+    python benchmarks/scripts/gpt2.py --layers 2    # quick smoke run
 
 1. ``floor``: allocate tensors of the same shapes (``torch.empty``) and touch every page once
    (write one float per 4 KiB page). On a fresh allocation the kernel's first-touch page faults
@@ -20,10 +20,10 @@ fastinit's kernels are not). Each variant's memory is freed before the next one 
 
 glibc's malloc is told to serve every allocation above 128 KiB with a fresh mmap (``mallopt``;
 otherwise its dynamic threshold keeps freed tensors of up to 32 MiB mapped and a later variant
-would reuse pages an earlier one paid for). The variants run in ``--rounds`` interleaved rounds (default 3) and the medians are reported,
-after one discarded floor pass: on a virtual machine the first touch of memory the process never
-had costs several times more (15 s instead of 2.5 s here), and that cost would land on whichever
-variant ran first.
+would reuse pages an earlier one paid for). The variants run in ``--rounds`` interleaved rounds
+(default 3) and the medians are reported, after one discarded floor pass: on a virtual machine the
+first touch of memory the process never had costs several times more (15 s instead of 2.5 s here),
+and that cost would land on whichever variant ran first.
 """
 
 from __future__ import annotations

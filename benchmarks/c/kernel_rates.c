@@ -1,7 +1,7 @@
 /* kernel_rates.c -- single-core, in-cache rates of the C fill kernels (no Numba, no memory traffic).
  *
  *   cmake -S . -B build && cmake --build build
- *   cc -O2 -Ikernels/include benchmarks/kernel_rates.c -Lfastinit -lfastinit \
+ *   cc -O2 -Ikernels/include benchmarks/c/kernel_rates.c -Lfastinit -lfastinit \
  *      -Wl,-rpath,$PWD/fastinit -o build/kernel_rates && build/kernel_rates [level]
  *
  * level: 0 scalar, 1 avx2, 2 avx512 (default: the level chosen at load time).  Each kernel fills a

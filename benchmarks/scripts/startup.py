@@ -1,7 +1,7 @@
 """Start-up cost: ``import fastinit`` and the first fill in a fresh process, cold and warm Numba cache.
 
-    python benchmarks/bench_startup.py                 # 5 fresh processes per condition, medians
-    python benchmarks/bench_startup.py --runs 9 --json startup.json
+    python benchmarks/scripts/startup.py               # 5 fresh processes per condition, medians
+    python benchmarks/scripts/startup.py --runs 9 --json startup.json
 
 Each run is a new interpreter (``python -c``) that times, with ``time.perf_counter``:
 ``import numpy`` and ``import numba`` (what any Numba user pays), ``import fastinit`` on top of
@@ -16,10 +16,10 @@ Conditions:
 * ``warm cache``: one ``NUMBA_CACHE_DIR`` filled by an untimed run first (every later run).
 * ``cache off``: ``FASTINIT_NUMBA_CACHE=0``, compiled in every process and nothing written.
 
-Python's own bytecode caches are warm in every condition. This is a script, not a test: it has
-no ``test_`` functions, and pytest's ``testpaths`` only collect ``tests/``. The numbers are
-noisy when other work runs on the machine; the median of several runs is printed, with the
-spread (min-max) of the first fill.
+Python's own bytecode caches are warm in every condition. This is a script, not a test: no file in
+``benchmarks/scripts/`` matches pytest's ``python_files``, so ``pytest benchmarks`` leaves it alone.
+The numbers are noisy when other work runs on the machine; the median of several runs is printed,
+with the spread (min-max) of the first fill.
 """
 
 from __future__ import annotations

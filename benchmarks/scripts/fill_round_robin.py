@@ -2,7 +2,7 @@
 spells hit every row alike: constant fill, uniform_, normal_, trunc_normal_(0.02, +-0.04), again,
 for ``rounds`` rounds; medians and every single round are printed.
 
-    python benchmarks/fill_round_robin.py [rounds]       # default 9
+    python benchmarks/scripts/fill_round_robin.py [rounds]       # default 9
 """
 
 import statistics
