@@ -32,7 +32,7 @@ __all__ = [
     "manual_seed",
     "raw_uint32",
     "simd_level",
-    "init", "torch",
+    "init", "torch",  # noqa: F405 (fastinit.torch is served by __getattr__ below, on first use)
     *init.__all__,  # the torch.nn.init-compatible API, JAX/Keras extras and constructors
 ]
 

@@ -10,9 +10,10 @@ checkout root (drop ``PYTHONPATH=.`` when fastinit is installed)::
 ``tests/test_hashes.py`` recomputes the entries (the ``FAST`` subset in every run, the whole
 matrix under ``-m slow``), so any accidental change of the bits (compiler, SIMD level, refactor)
 fails loudly. The matrix: raw words, and ``uniform``, ``normal``, ``trunc_normal`` (the benchmark
-interval, double-precision path for float64), ``trunc_wide`` (+-100 sigma) and ``trunc_tail`` (a far-tail interval, log-space
-sampling) in float32, float64, float16 and bfloat16, for three (seed, stream) pairs, sizes 1000
-and 100003 (more than one Numba chunk), from offset 0 and from an odd offset past 2**32 words.
+interval, double-precision path for float64), ``trunc_wide`` (+-100 sigma) and ``trunc_tail``
+(a far-tail interval, log-space sampling) in float32, float64, float16 and bfloat16, for three
+(seed, stream) pairs, sizes 1000 and 100003 (more than one Numba chunk), from offset 0 and from
+an odd offset past 2**32 words.
 Each hash is over the output's little-endian bytes.
 """
 

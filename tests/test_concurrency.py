@@ -7,9 +7,9 @@ import threading
 
 import numpy as np
 import pytest
-from _subproc import run_interrupted, run_python
 
 import fastinit
+from _subproc import run_interrupted, run_python
 from fastinit import _fill, _numba
 
 

@@ -11,6 +11,7 @@ import sys
 import textwrap
 
 import pytest
+
 from _subproc import run_python
 
 LINUX = sys.platform.startswith("linux")

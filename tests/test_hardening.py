@@ -16,10 +16,10 @@ import warnings
 import ml_dtypes
 import numpy as np
 import pytest
-from _subproc import run_interrupted
 from scipy import special
 
 import fastinit
+from _subproc import run_interrupted
 from fastinit import InitArgumentError
 from fastinit._generator import taken_stream
 

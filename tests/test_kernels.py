@@ -4,7 +4,6 @@ Each C path is exercised in its own interpreter with FASTINIT_SIMD forced (the l
 once per process), as numpy's test_cpu_features does.
 """
 
-import hashlib
 import json
 import pathlib
 from fractions import Fraction
@@ -14,11 +13,9 @@ import pytest
 from scipy import special
 
 import fastinit
-from fastinit import _fill
+from _subproc import run_python
 from fastinit._lib import SIMD_LEVELS, lib
 from fastinit._philox import philox4x32, philox_block, philox_word
-
-from _subproc import run_python
 
 KAT = pathlib.Path(__file__).with_name("data") / "philox4x32_kat.txt"
 
@@ -39,7 +36,8 @@ def test_kat_file_has_the_named_cases():
     vecs = kat_vectors()
     assert len(vecs) == 110
     ctrs = {tuple(c) for _, c, _, _ in vecs}
-    assert (0, 0, 0, 0) in ctrs and (0xFFFFFFFF,) * 4 in ctrs and (0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344) in ctrs
+    pi_digits = (0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344)
+    assert (0, 0, 0, 0) in ctrs and (0xFFFFFFFF,) * 4 in ctrs and pi_digits in ctrs
 
 
 @pytest.mark.parametrize("r, ctr, key, expected", kat_vectors())
@@ -69,7 +67,8 @@ def test_kat_raw_stream(r, ctr, key, expected):
     assert fastinit.raw_uint32(4, seed, stream=stream, offset=offset).tolist() == expected
     assert [int(x) for x in philox_block(np.uint64(seed), np.uint64(stream), np.uint64(offset // 4))] == expected
     if offset + 3 < 2**64:
-        assert [int(philox_word(np.uint64(seed), np.uint64(stream), np.uint64(offset + k))) for k in range(4)] == expected
+        words = [int(philox_word(np.uint64(seed), np.uint64(stream), np.uint64(offset + k))) for k in range(4)]
+        assert words == expected
 
 
 # One script, run once per forced SIMD level: KATs plus sha256 of every kernel x dtype.
@@ -166,14 +165,14 @@ def _fma_cases():
         fa, fb = ((1 + x, 1 - x + x * x) if k % 2 else (1 + 2.0**-20, 1 - 2.0**-20))
         sa, sc = (1 if k % 3 else -1), (1 if k % 5 else -1)
         mids.append((np.float32(sa * fa * half_ulp), np.float32(fb), np.float32(sc * cm)))
-    ma, mb, mc = (np.array(v, np.float32) for v in zip(*mids))
+    ma, mb, mc = (np.array(v, np.float32) for v in zip(*mids, strict=True))
     return np.concatenate([a, ma]), np.concatenate([b, mb]), np.concatenate([c, mc])
 
 
 def test_fma_is_correctly_rounded_on_every_level():
     a, b, c = _fma_cases()
     exact = np.array([_round_f32(Fraction(float(x)) * Fraction(float(y)) + Fraction(float(z)))
-                      for x, y, z in zip(a, b, c)], np.float32)
+                      for x, y, z in zip(a, b, c, strict=True)], np.float32)
     naive = (a.astype(np.float64) * b + c).astype(np.float32)
     assert (naive != exact).sum() > 100  # the cases do trap double rounding
     before = lib.fi_simd_level()

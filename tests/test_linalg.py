@@ -12,7 +12,8 @@ from fastinit import _householder as hh
 from fastinit.linalg import qr
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import given, strategies as st  # noqa: E402
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
 
 EPS = {np.float32: np.finfo(np.float32).eps, np.float64: np.finfo(np.float64).eps}
 DTYPES = [np.float32, np.float64]

@@ -11,9 +11,8 @@ from hypothesis import strategies as st
 from scipy import special
 
 import fastinit
-from fastinit import _fill
-
 from _subproc import run_python
+from fastinit import _fill
 
 SEED, STREAM = 20240601, 3
 
@@ -225,7 +224,7 @@ def test_thread_count_invariance():
         many = _all_kinds()
     finally:
         numba.set_num_threads(before)
-    for x, y in zip(one, many):
+    for x, y in zip(one, many, strict=True):
         assert x.tobytes() == y.tobytes()
 
 

@@ -247,13 +247,13 @@ def test_models_reproducible_and_same_law():
         b = build()
     with ft.accelerate(generator=2):
         c = build()
-    for (n, pa), pb, pc in zip(a.named_parameters(), b.parameters(), c.parameters()):
+    for (n, pa), pb, pc in zip(a.named_parameters(), b.parameters(), c.parameters(), strict=True):
         assert torch.equal(pa, pb), n
         if pa.numel() > 1 and pa.std() > 0:
             assert not torch.equal(pa, pc), n
     torch.manual_seed(0)
     stock = build()
-    for (n, pa), ps in zip(a.named_parameters(), stock.parameters()):
+    for (n, pa), ps in zip(a.named_parameters(), stock.parameters(), strict=True):
         if pa.numel() >= 400:
             assert stats.ks_2samp(f64(pa).ravel(), f64(ps).ravel()).pvalue > 0.01, n
     emb = f64(a[2].weight).ravel()               # nn.Embedding: N(0, 1)

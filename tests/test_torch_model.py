@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-from _torch_models import GPT, HFLlama, Recurrent, Titan, TorchZoo  # noqa: E402
 from torch import nn  # noqa: E402
 
 import fastinit  # noqa: E402
 import fastinit.torch as ft  # noqa: E402
+from _torch_models import GPT, HFLlama, Recurrent, Titan, TorchZoo  # noqa: E402
 from fastinit._names import STREAM_FORMAT, canonical_name, stream_of, substream_of  # noqa: E402
 
 SEED = 20240601

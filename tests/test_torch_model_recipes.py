@@ -16,10 +16,10 @@ import pytest
 from scipy import stats
 
 torch = pytest.importorskip("torch")
-from _torch_models import GPT, Bert, DeepNet, FixupNet, HFLlama, Recurrent, Titan, TorchZoo  # noqa: E402
 from torch import nn  # noqa: E402
 
 import fastinit.torch as ft  # noqa: E402
+from _torch_models import GPT, Bert, DeepNet, FixupNet, HFLlama, Recurrent, Titan, TorchZoo  # noqa: E402
 
 SEED = 7
 P_MIN = 1e-5  # per-tensor KS threshold (see module docstring)
@@ -115,7 +115,8 @@ def ref_titan(name, mod, anc, shape, model):
 
 
 def ref_kaiming(name, mod, anc, shape, model):
-    """Common by-layer practice: Linear kaiming_normal fan_in relu, Conv fan_out relu, biases 0, emb N(0, 0.02), norms 1/0."""
+    """Common by-layer practice: Linear kaiming_normal fan_in relu, Conv fan_out relu, biases 0,
+    emb N(0, 0.02), norms 1/0."""
     if name.endswith(("running_mean", "running_var", "num_batches_tracked")):
         return ref_torch(name, mod, anc, shape, model)  # BatchNorm.reset_running_stats
     if isinstance(mod, nn.modules.conv._ConvNd) and name.endswith("weight"):
@@ -141,7 +142,8 @@ def ref_lecun(name, mod, anc, shape, model):
 
 
 def ref_recurrent(name, mod, anc, shape, model):
-    """Common by-layer practice: weight_ih xavier_uniform, weight_hh orthogonal, biases 0 (forget gate checked apart)."""
+    """Common by-layer practice: weight_ih xavier_uniform, weight_hh orthogonal, biases 0
+    (forget gate checked apart)."""
     local = name.rsplit(".", 1)[-1]
     if isinstance(mod, (nn.RNNBase, nn.RNNCellBase)):
         if local.startswith("weight_ih"):

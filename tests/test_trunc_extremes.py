@@ -29,10 +29,10 @@ import ml_dtypes
 import mpmath
 import numpy as np
 import pytest
-from _subproc import run_python
 from scipy import stats
 
 import fastinit
+from _subproc import run_python
 from fastinit import _fill
 from fastinit._lib import SIMD_LEVELS, lib
 
