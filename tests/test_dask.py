@@ -244,3 +244,13 @@ def test_all_constructors_covered():
         assert set(mem) - {"offset", "block"} | {"chunks"} == set(lazy), name
         for p in set(mem) - {"offset", "block"}:
             assert mem[p].default == lazy[p].default, (name, p)
+
+
+def test_zero_dim_and_empty_arrays():
+    """A 0-D array is one chunk with the in-memory scalar; an empty array takes no stream (as in memory)."""
+    x = fd.normal((), 1.0, 3.0, generator=3)
+    assert x.shape == () and x.compute() == fastinit.normal((), 1.0, 3.0, generator=3)
+    g, h = Generator(1), Generator(1)
+    y = fd.uniform((0, 5), chunks=2, generator=g)
+    fastinit.uniform((0, 5), generator=h)
+    assert y.compute().shape == (0, 5) and g.get_state() == h.get_state() == (1, 0)
