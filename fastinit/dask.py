@@ -16,7 +16,8 @@ Bit for bit equal to the in-memory constructor for every function and dtype (flo
 matrix's blocks to rounding (:math:`|\text{chunk} - \text{full}[\text{index}]| \le 4\sqrt{n}\,
 \varepsilon\,|\text{gain}|`, the block tolerance of ``docs/api.md``); each of its chunks recomputes
 the Householder reflectors of the whole matrix (:math:`O(mn)` memory, :math:`O(mn^2)` flops per
-chunk), so use few, large chunks for it.
+chunk), so use few, large chunks for it; a chunk of ``sparse`` finds the zeros of its columns from
+all their rows, so chunks spanning all rows do the least work.
 
 This module needs the ``dask`` extra (``dask[array]``); ``import fastinit`` does not import it.
 
