@@ -29,6 +29,7 @@ import pytest
 
 from fastinit import sim
 from fastinit._reference.sim import reference_mlp
+from fastinit.sim._schemes import make_weight, resolve_scheme
 
 QUICK = os.environ.get("FASTINIT_BENCH_QUICK", "0") not in ("", "0")
 # (width, batch, depth) of the single-network benchmark and of each sweep configuration
@@ -43,8 +44,8 @@ SWEEP_SEEDS = list(range(2 if QUICK else 10))  # 5 x 4 x 10 = 200 configurations
 def big_network():
     n, B, L = BIG
     ws = [n] * (L + 1)
-    _, scheme, params = sim._resolve_scheme("kaiming_normal", None)
-    Ws = [sim._make_weight((n, n), scheme, params, seed=1, stream=l + 1, dtype=np.float32)
+    _, scheme, params = resolve_scheme("kaiming_normal", None)
+    Ws = [make_weight((n, n), scheme, params, seed=1, stream=l + 1, dtype=np.float32)
           for l in range(L)]
     rng = np.random.default_rng(0)
     x = rng.standard_normal((B, n), dtype=np.float32)

@@ -18,6 +18,7 @@ from scipy import stats
 from fastinit import sim
 from fastinit._reference.sim import reference_mlp, reference_rnn
 from fastinit.sim import simulate_mlp, simulate_rnn, sweep, verdict
+from fastinit.sim._schemes import make_weight, resolve_scheme
 
 P_STRICT = 1e-5  # two-sided false-alarm probability per comparison
 
@@ -252,8 +253,8 @@ def test_notes_example2_he_preserves_second_moment_not_variance():
     ((256, 1024), "kaiming_normal", {"nonlinearity": "relu"}, math.sqrt(2 / 1024), None),  # 0.0442
 ])
 def test_notes_example1_weight_scales(shape, scheme, params, std, bound):
-    key, sch, prm = sim._resolve_scheme(scheme, params)
-    w = sim._make_weight(shape, sch, prm, seed=1, stream=1, dtype=np.float64)
+    key, sch, prm = resolve_scheme(scheme, params)
+    w = make_weight(shape, sch, prm, seed=1, stream=1, dtype=np.float64)
     n = w.size
     # normal: Var(s^2)/sigma^4 = 2/(n-1); uniform: (kurtosis - 1)/n = 0.8/n
     rel_sd = math.sqrt(0.8 / n) if bound else math.sqrt(2 / (n - 1))
@@ -472,10 +473,16 @@ def test_relu_he_width1000_unitvar_and_dead_units():
 def test_docstring_examples():
     """The examples in fastinit.sim and the NumPy reference print what they claim (real runs)."""
     import doctest
+    import importlib
+    import pkgutil
 
     import fastinit._reference.sim as ref_mod
 
-    for mod in (sim, ref_mod):
+    mods = [sim, ref_mod] + [importlib.import_module(f"fastinit.sim.{m.name}") for m in pkgutil.iter_modules(sim.__path__)]
+    for mod in mods:
+        if mod.__name__ in ("fastinit.sim._kernels", "fastinit.sim._fastmath", "fastinit.sim._activation",
+                            "fastinit.sim._args"):
+            continue  # no examples: private helpers
         res = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE)
         assert res.failed == 0, f"{res.failed} doctest failures in {mod.__name__}"
         assert res.attempted > 0
@@ -483,7 +490,7 @@ def test_docstring_examples():
 
 def _apply_compiled(phi, dphi, p, xs):
     """phi and phi' over an array, inlined into a loop compiled with the fused kernels' flags."""
-    from fastinit import _sim_kernels as k
+    from fastinit.sim import _kernels as k
 
     @njit(fastmath=k._FAST, error_model="numpy")
     def run(xs, p):
@@ -517,8 +524,12 @@ def test_fast_activations_match_numpy_forms():
             "silu": s + xs * e / (1 + e) ** 2,
             "gelu": special.ndtr(xs) + xs * np.exp(-xs ** 2 / 2) / math.sqrt(2 * math.pi),
         }
-    for name, (phi, dphi) in sim._k.FAST_ACTIVATIONS.items():
+    from fastinit._activations import ACTIVATIONS
+    from fastinit.sim._fastmath import KERNEL_ACTIVATIONS
+
+    for name in ACTIVATIONS:  # what the kernels inline for each registry kind
         act = get_activation(name)
+        phi, dphi = KERNEL_ACTIVATIONS[act.kind_id]
         a, d = _apply_compiled(phi, dphi, act.param, xs)
         with np.errstate(all="ignore"):
             want = act.phi(xs, act.param)
