@@ -541,3 +541,93 @@ def test_fast_activations_match_numpy_forms():
         rtol, atol = (2e-13, 1e-15) if name in ("gelu", "silu") else (4e-15, 0.0)
         np.testing.assert_allclose(a, want, rtol=rtol, atol=atol, err_msg=f"{name} phi")
         np.testing.assert_allclose(d, want_d, rtol=rtol, atol=atol, err_msg=f"{name} phi'")
+
+
+# ------------------------------------------------------------------------------------------
+# Hardening: bad inputs fail before any work, with errors that name the argument
+# ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name, bad", [("weights", np.nan), ("weights", np.inf), ("x", np.nan), ("x", -np.inf)])
+def test_explicit_arrays_must_be_finite(name, bad):
+    rng = np.random.default_rng(0)
+    Ws, bs, x, G = _network([4, 4], 3, rng, np.float64)
+    arrays = {"weights": Ws, "x": x}
+    target = arrays[name][0] if name == "weights" else arrays[name]
+    target[0, 0] = bad
+    with pytest.raises(ValueError, match=name):
+        simulate_mlp([4, 4], batch=3, weights=Ws, biases=bs, x=x, G=G)
+
+
+def test_rnn_W_must_be_finite_and_real():
+    W = np.eye(4)
+    W[1, 2] = np.nan
+    with pytest.raises(ValueError, match="W"):
+        simulate_rnn(4, 2, batch=3, W=W)
+    with pytest.raises(TypeError, match="W"):
+        simulate_rnn(4, 2, batch=3, W=np.eye(4) + 1j)
+
+
+def test_complex_weights_are_refused():
+    rng = np.random.default_rng(0)
+    Ws, bs, x, G = _network([4, 4], 3, rng, np.float64)
+    with pytest.raises(TypeError, match=r"weights\[0\]"):
+        simulate_mlp([4, 4], batch=3, weights=[Ws[0] + 0.5j], biases=bs, x=x, G=G)
+
+
+def test_dtype_none_is_refused():
+    with pytest.raises(TypeError, match="dtype"):
+        simulate_mlp(depth=1, width=4, batch=2, dtype=None)
+    with pytest.raises(TypeError, match="dtype"):
+        simulate_rnn(4, 2, batch=2, dtype=None)
+
+
+def test_widths_string_names_the_argument():
+    with pytest.raises(TypeError, match="widths"):
+        simulate_mlp("abc", batch=2)
+
+
+def test_wrong_types_raise_type_error():
+    """The argument-check policy: a wrong type is a TypeError, a bad value a ValueError."""
+    with pytest.raises(TypeError, match="batch"):
+        simulate_mlp(depth=1, width=4, batch=2.5)
+    with pytest.raises(TypeError, match="seed"):
+        simulate_mlp(depth=1, width=4, batch=2, seed="0")
+    with pytest.raises(ValueError, match="seed"):
+        simulate_mlp(depth=1, width=4, batch=2, seed=1 << 64)
+
+
+def test_sweep_takes_a_string_as_one_scheme():
+    sw = sweep(inits="xavier_normal", activations="relu", depths=[2], widths=[4], batch=4)
+    assert list(sw.results) == [("xavier_normal", "relu", 2, 4)]
+
+
+def test_sweep_keeps_histograms_when_asked():
+    sw = sweep(inits=["he"], activations=["tanh"], depths=[3], widths=[8], batch=16,
+               histograms=True, hist_layers=[1, 3], hist_bins=7)
+    (res,) = sw.results.values()
+    one = simulate_mlp(depth=3, width=8, batch=16, activation="tanh", init="he", histograms=True,
+                       hist_layers=[1, 3], hist_bins=7)
+    assert [h["layer"] for h in res.histograms] == [1, 3]
+    for h, g in zip(res.histograms, one.histograms, strict=True):
+        np.testing.assert_array_equal(h["post_counts"], g["post_counts"])
+        assert h["post_counts"].sum() == 16 * 8
+
+
+@pytest.mark.parametrize("call", [
+    lambda: simulate_mlp(depth=100, width=512, batch=1 << 40),
+    lambda: simulate_rnn(512, 100, batch=1 << 40),
+    lambda: sweep(inits=["he"], activations=["relu"], depths=[100], widths=[512], batch=1 << 40),
+])
+def test_memory_estimate_refuses_before_allocating(call):
+    """Sizes that cannot fit anywhere (~10^17 bytes) are refused before any array exists: the
+    error gives the estimate and the sizes (numpy would need minutes or fail in the first layer)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(MemoryError, match=r"GiB.*batch|batch.*GiB") as info:
+            call()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert "1099511627776" in str(info.value)          # the batch is named
+    assert peak < 64 << 20                              # nothing of the network was allocated

@@ -18,6 +18,7 @@ from fastinit._activations import (
     SELU_LAMBDA,
     get_activation,
 )
+from fastinit.theory._maps import dmap
 
 PDF = lambda x: np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)  # noqa: E731
 
@@ -197,9 +198,9 @@ def test_relu_dmap_quadrature_vs_arccos(v, c):
     relu = get_activation("relu")
     D = v * (1 - c)
     closed = v / 2 - th.relu_cross_moment(v, c)  # (1/2) E[(a - a')^2] = E a^2 - E a a'
-    got = th._dmap(relu, 0.0, v, D, closed=False)
+    got = dmap(relu, 0.0, v, D, closed=False)
     assert got == pytest.approx(closed, rel=1e-9 if c < 0.99 else 1e-5)
-    assert th._dmap(relu, 0.0, v, D) == pytest.approx(closed, rel=1e-9 if c < 0.99 else 1e-5)
+    assert dmap(relu, 0.0, v, D) == pytest.approx(closed, rel=1e-9 if c < 0.99 else 1e-5)
 
 
 @pytest.mark.parametrize("name", ["tanh", "selu", "gelu", "sigmoid", "leaky_relu"])
@@ -207,14 +208,14 @@ def test_dmap_small_D_slope_is_dphi_m2(name):
     # (1/2)E[(phi(u1) - phi(u2))^2] ~ E[phi'^2] D as D -> 0: slope of the C-map at c=1 is chi_1
     act = get_activation(name)
     D = 1e-12  # kinked phi converge like sqrt(D) (a band of width ~sqrt(D) straddles the kink)
-    assert th._dmap(act, 0.1, 1.3, D) / D == pytest.approx(th.activation_moments(act, 0.1, 1.3)["dphi_m2"], rel=1e-6)
+    assert dmap(act, 0.1, 1.3, D) / D == pytest.approx(th.activation_moments(act, 0.1, 1.3)["dphi_m2"], rel=1e-6)
 
 
 @pytest.mark.parametrize("name", ["tanh", "selu"])
 def test_cross_moment_vs_scipy_dblquad(name):
     act = get_activation(name)
     v, c = 1.7, 0.6
-    got = th.activation_moments(act, 0.0, v)["m2"] - th._dmap(act, 0.0, v, v * (1 - c))
+    got = th.activation_moments(act, 0.0, v)["m2"] - dmap(act, 0.0, v, v * (1 - c))
     s = math.sqrt(v)
     ref = integrate.dblquad(
         lambda y, x: act.f(s * x) * act.f(s * (c * x + math.sqrt(1 - c * c) * y)) * PDF(x) * PDF(y),

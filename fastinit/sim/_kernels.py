@@ -34,6 +34,7 @@ Design
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
 import threading
 import warnings
@@ -44,10 +45,11 @@ from numba import njit, prange, types
 from numba.core.errors import NumbaIRAssumptionWarning
 from numba.extending import overload
 
-from fastinit import _blas
+from fastinit import _activations, _blas
 from fastinit._config import NUMBA_CACHE
 from fastinit.theory._common import MLP_BACKWARD_STATISTICS, MLP_FORWARD_STATISTICS
 
+from . import _fastmath
 from ._fastmath import KERNEL_ACTIVATIONS
 
 __all__ = [
@@ -314,6 +316,30 @@ _KERNEL_FLAGS = dict(parallel=True, fastmath=_FAST, error_model="numpy", nogil=T
 forward_layer = njit(_forward_layer, cache=NUMBA_CACHE, **_KERNEL_FLAGS)
 #: Fused backward pass through one layer's nonlinearity (see ``_backward_layer``).
 backward_layer = njit(_backward_layer, cache=NUMBA_CACHE, **_KERNEL_FLAGS)
+
+
+def _stamp_with_dependencies(kernel, modules):
+    """Make ``kernel``'s on-disk cache depend on ``modules``' files too.
+
+    Numba compares only the stamp of the kernel's own file with the cache index;
+    the kernels also inline code from :mod:`fastinit.sim._fastmath` and
+    :mod:`fastinit._activations`, so an edit there must invalidate them as well. Numba's cache
+    object is internal: where it is not as expected nothing is changed (Numba's own rule applies).
+    """
+    cache_file = getattr(getattr(kernel, "_cache", None), "_cache_file", None)
+    stamp = getattr(cache_file, "_source_stamp", None)
+    if stamp is None:
+        return
+    extra = []
+    for m in modules:
+        with open(m.__file__, "rb") as fh:
+            extra.append(hashlib.sha256(fh.read()).hexdigest())
+    cache_file._source_stamp = (stamp, *extra)
+
+
+for _kernel in (forward_layer, backward_layer):
+    _stamp_with_dependencies(_kernel, (_fastmath, _activations))
+
 # the same kernels for user activations, never written to the on-disk cache
 _UNCACHED = {forward_layer: njit(_forward_layer, **_KERNEL_FLAGS),
              backward_layer: njit(_backward_layer, **_KERNEL_FLAGS)}

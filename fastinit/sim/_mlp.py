@@ -150,7 +150,7 @@ def simulate_mlp(widths=None, *, depth=None, width=None, input_dim=None, batch=1
         Record pre- and post-activation histograms of the first network at ``hist_layers``
         (default: all layers) with ``hist_bins`` bins over ``hist_range`` (default: data range).
     dtype : {"float32", "float64"}
-        Storage and GEMM precision. Statistics are always accumulated in float64. Deliberately
+        Storage and GEMM precision (``None`` is refused, not read as float64). Statistics are always accumulated in float64. Deliberately
         vanishing or exploding nets leave float32's range (1e-38 .. 3e38) after a few dozen
         layers (values become subnormal, 0 or inf, and subnormal GEMMs are slow); use float64
         for those.
@@ -169,8 +169,15 @@ def simulate_mlp(widths=None, *, depth=None, width=None, input_dim=None, batch=1
 
     Raises
     ------
+    TypeError
+        An argument of the wrong type (``dtype=None``, ``widths="abc"``, complex ``weights``, ...).
     ValueError
-        For an invalid argument; the message names it.
+        An invalid value (:class:`~fastinit.InitArgumentError`), NaN or inf in ``weights``,
+        ``biases``, ``x`` or ``G`` included; the message names the argument.
+    MemoryError
+        When the estimated peak memory of one network (below) exceeds the memory available now
+        (``MemAvailable``); checked before anything is allocated, the message gives the estimate
+        and the sizes. Networks run one after another, so ``n_networks`` does not add to it.
 
     Notes
     -----
@@ -183,7 +190,9 @@ def simulate_mlp(widths=None, *, depth=None, width=None, input_dim=None, batch=1
       :math:`\|\delta_b a_b^T\|_F^2 = \|\delta_b\|^2 \|a_b\|^2`; the batch-mean one forms
       :math:`\frac1B \delta^T a_{l-1}` with one GEMM per layer.
     * Memory: one ``batch x n_l`` array per layer in ``dtype`` (the pre-activations backward
-      needs; residual nets also keep ``h_l``), the weights, and a few working buffers.
+      needs; residual nets also keep ``h_l``), the weights, and about six ``batch x max(n)``
+      working arrays. Halving ``batch`` halves it; ``dtype="float32"`` halves it again; two runs
+      with half the batch each and different seeds, pooled, measure the same statistics.
 
     Examples
     --------

@@ -239,7 +239,8 @@ class SweepResult:
         ``layer``, and for each statistic its mean across all networks of all seeds, ``_se``,
         ``_ci_low``, ``_ci_high`` (95%, Student t) and ``_theory``.
     results : dict
-        ``(init, activation, depth, width) -> MLPResult`` (networks of every seed pooled).
+        ``(init, activation, depth, width) -> MLPResult`` (networks of every seed pooled), in grid
+        order: inits outermost, then activations, depths, widths.
     """
 
     records: list

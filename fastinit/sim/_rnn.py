@@ -62,6 +62,14 @@ def simulate_rnn(hidden, steps, *, batch=256, activation="tanh", activation_para
     W, h0 : array_like, optional
         Explicit recurrent matrix and initial state (one network).
 
+    Raises
+    ------
+    TypeError, ValueError
+        An invalid argument (as :func:`simulate_mlp`; NaN, inf or complex ``W``/``h0`` included).
+    MemoryError
+        When the estimated peak memory (one ``batch x hidden`` array per step, ``W``, ``U``)
+        exceeds the memory available now; checked before anything is allocated.
+
     Returns
     -------
     RNNResult

@@ -12,9 +12,11 @@ from fastinit._numba import _SAFE_LAYERS, threading_layer
 from fastinit.theory._common import MLP_STATISTICS
 
 from . import _kernels
+from ._activation import resolve_activation
 from ._args import check_dtype, check_memory, check_seed
 from ._mlp import simulate_mlp
 from ._results import MLPResult, SweepResult, summarise, t975
+from ._schemes import resolve_scheme
 
 __all__ = ["sweep"]
 
@@ -45,10 +47,10 @@ def sweep(inits=("xavier_normal", "kaiming_normal"), activations=("tanh", "relu"
 
     Parameters
     ----------
-    inits : sequence
-        Scheme names, or ``(name, init_params)`` pairs.
-    activations : sequence
-        Activation names, or ``(name, activation_param)`` pairs.
+    inits : str or sequence
+        Scheme names, or ``(name, init_params)`` pairs; a single string is one scheme.
+    activations : str or sequence
+        Activation names, or ``(name, activation_param)`` pairs; a single string is one.
     depths, widths : sequence of int
         Networks are ``[width] * (depth + 1)``.
     seeds : sequence of int
@@ -61,12 +63,21 @@ def sweep(inits=("xavier_normal", "kaiming_normal"), activations=("tanh", "relu"
     workers : int, optional
         Runs simulated at once, each on one thread (one Numba thread, single-threaded BLAS).
         Default: Numba's thread count when every configuration is small (layers below
-        ``_sim_kernels.SMALL_LAYER_ENTRIES`` entries and GEMMs below ``SMALL_GEMM_FLOPS``), where
+        ``fastinit.sim._kernels.SMALL_LAYER_ENTRIES`` entries, GEMMs below ``SMALL_GEMM_FLOPS``), where
         one run cannot use several cores well, and 1 otherwise (each run then uses every core).
         Results do not depend on it: every run's numbers are fixed by its seed.
     **kwargs
         Any other :func:`simulate_mlp` argument (``bias``, ``input_std``, ``residual_scale``,
-        ``dtype``, ...).
+        ``dtype``, ``histograms``, ``hist_layers``, ...). Histograms are those of the first
+        network of the first seed.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For an invalid argument (the message names it), before any run.
+    MemoryError
+        When the runs in flight at once (``workers``) need more memory than is available
+        (estimated before any run; the message gives the estimate and the sizes).
 
     Returns
     -------
@@ -94,16 +105,21 @@ def sweep(inits=("xavier_normal", "kaiming_normal"), activations=("tanh", "relu"
         raise InitArgumentError("seeds must not be empty")
     depths = [integer(d, "depths entry", minimum=1) for d in _as_list(depths, "depths")]
     widths = [integer(w, "widths entry", minimum=1) for w in _as_list(widths, "widths")]
-    grid = [(i, a, d, w) for i in _as_list(inits, "inits") for a in _as_list(activations, "activations")
-            for d in depths for w in widths]
+    inits, activations = _as_list(inits, "inits"), _as_list(activations, "activations")
+    grid = [(i, a, d, w) for i in inits for a in activations for d in depths for w in widths]
     if not grid:
         raise InitArgumentError("sweep: empty grid (inits, activations, depths and widths must be non-empty)")
     batch = integer(batch, "batch", minimum=1)
+    dtype = check_dtype(kwargs.get("dtype", "float32"))
+    for spec in inits:  # every scheme and activation, before any run
+        resolve_scheme(*_spec(spec), dtype)
+    for spec in activations:
+        resolve_activation(*_spec(spec), kwargs.get("activation_derivative"))
     total = len(grid) * len(seeds)
     jobs = [(gi, si) for gi in range(len(grid)) for si in range(len(seeds))]
     workers = _sweep_workers(workers, grid, batch, kwargs.get("input_dim"))
     # the peak memory of the runs that are in flight at once, before any of them starts
-    itemsize = check_dtype(kwargs.get("dtype", "float32")).itemsize
+    itemsize = dtype.itemsize
     input_dim = kwargs.get("input_dim")
     per_run = [_kernels.mlp_bytes([w if input_dim is None else int(input_dim)] + [w] * d, batch, itemsize,
                                   kwargs.get("residual_scale") is not None) for _, _, d, w in grid]
