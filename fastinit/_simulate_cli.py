@@ -2,9 +2,10 @@
 
 With no arguments it simulates zeros, small, large, Xavier, He, LeCun and orthogonal
 initialization on tanh, ReLU, SELU and GELU networks (50 layers of width 512, batch 1024, float64;
-about 1.5 minutes on 2 cores, Numba compilation included), prints one table per activation (pooled pre-activation
-variance and gradient second moment at a few depths, mean-field theory beside each, and a verdict),
-and writes into ``--output-dir`` (default ``./fastinit-simulate/``):
+the first run also compiles the kernels, later runs load them from Numba's on-disk cache), prints
+one table per activation (pooled pre-activation variance and gradient second moment at a few
+depths, mean-field theory beside each, and a verdict), and writes into ``--output-dir`` (default
+``./fastinit-simulate/``):
 
 * ``results.json``: configuration, every statistic per layer with standard errors and theory;
 * ``results.csv``: the same as a tidy table (one row per scheme, activation and layer);

@@ -58,6 +58,7 @@ __all__ = [
     "forward_layer",
     "backward_layer",
     "sumsq",
+    "ordered_sum",
     "row_chunks",
     "mlp_pass",
     "rnn_pass",
@@ -107,6 +108,20 @@ N_POOLED = len(MLP_FORWARD_STATISTICS)
 # no 'nnan'/'ninf', so exploding runs still propagate inf and NaN faithfully.
 _FAST = {"reassoc", "nsz"}
 
+
+
+@njit(cache=NUMBA_CACHE, nogil=True)
+def ordered_sum(a):
+    """Sum of a 1-D float64 array, left to right.
+
+    Inside a ``parallel=True`` kernel Numba splits ``a.sum()`` and ``a.mean()`` across threads,
+    so their last bits would depend on the thread count and the scheduling; this function is
+    compiled on its own, without ``parallel`` or ``fastmath``, and always adds in index order.
+    """
+    s = 0.0
+    for i in range(a.shape[0]):
+        s += a[i]
+    return s
 
 
 # ------------------------------------------------------------------------------------------
@@ -254,13 +269,13 @@ def _forward_layer(kind, z, bias, out, prev, alpha, residual, p, sat_thr, nchunk
         umean[j] = np.float64(shift[j]) + m
         if mx <= 0.0:
             dead += 1.0
-    zmean = umean.mean()
+    zmean = ordered_sum(umean) / n
     between = 0.0
     for j in range(n):
         between += (umean[j] - zmean) ** 2
     res = np.empty(N_POOLED)
     res[_P_ZMEAN] = zmean
-    res[_P_UNITVAR] = uvar.mean()
+    res[_P_UNITVAR] = ordered_sum(uvar) / n
     res[_P_ZVAR] = res[_P_UNITVAR] + between / n
     res[_P_ZM2] = res[_P_ZVAR] + zmean * zmean
     da = tot[3] / N
@@ -308,7 +323,7 @@ def _backward_layer(kind, g, gres, residual, z, delta, a_out, p, scale, nchunk):
                 d = np.float64(delta[i, j])
                 rd += d * d
             rowsq[i] = rd
-    return rowsq.sum(), rowsq
+    return ordered_sum(rowsq), rowsq
 
 
 _KERNEL_FLAGS = dict(parallel=True, fastmath=_FAST, error_model="numpy", nogil=True)
@@ -379,7 +394,7 @@ def sumsq(x):
             v = np.float64(x[i, j])
             s += v * v
         part[i] = s
-    return part.sum()
+    return ordered_sum(part)
 
 
 def _forward(kind, *args):
