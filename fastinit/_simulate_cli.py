@@ -155,7 +155,7 @@ def _memory_check(sizes, itemsize):
     """The simulator's memory check for one run of the study's size (MemoryError if it cannot fit)."""
     # lazy imports here and below: `fastinit info` and `--help` should not load Numba and SciPy
     from fastinit.sim._args import check_memory
-    from fastinit.sim._kernels import mlp_bytes
+    from fastinit.sim._passes import mlp_bytes
 
     ws = [sizes["width"]] * (sizes["depth"] + 1)
     check_memory(mlp_bytes(ws, sizes["batch"], itemsize),

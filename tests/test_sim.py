@@ -478,7 +478,7 @@ def test_docstring_examples():
 
     import fastinit._reference.sim as ref_mod
 
-    without_examples = ("_kernels", "_fastmath", "_activation", "_args", "_schemes")  # private helpers
+    without_examples = ("_kernels", "_passes", "_fastmath", "_activation", "_args", "_schemes")  # private helpers
     mods = [sim, ref_mod] + [importlib.import_module(f"fastinit.sim.{m.name}")
                              for m in pkgutil.iter_modules(sim.__path__) if m.name not in without_examples]
     for mod in mods:

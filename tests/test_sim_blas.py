@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from fastinit import _blas, _householder
-from fastinit.sim import _kernels as _sim_kernels
+from fastinit.sim import _passes as _sim_kernels
 
 
 def _threads_now():

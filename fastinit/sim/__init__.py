@@ -45,7 +45,8 @@ The package's modules (each re-exported here; import from :mod:`fastinit.sim`):
 ``_schemes``                     weight schemes (:mod:`fastinit.init` by name) and random streams
 ``_activation``                  registry or user activations, as the kernels see them
 ``_args``                        argument checks and the memory estimate check
-``_kernels``                     the fused Numba kernels and BLAS drivers (cached on disk)
+``_kernels``                     the fused Numba kernels (compiled once per activation, cached on disk)
+``_passes``                      one network forward and backward: BLAS around the kernels, memory estimates
 ``_fastmath``                    branch-free, inlinable exp/expm1/erfc and activations
 
 Examples

@@ -10,7 +10,7 @@ from fastinit._checks import InitArgumentError, integer, real
 from fastinit.theory import mlp_theory
 from fastinit.theory._common import MLP_STATISTICS
 
-from . import _kernels
+from . import _passes
 from ._activation import resolve_activation
 from ._args import (
     bias_spec,
@@ -150,10 +150,10 @@ def simulate_mlp(widths=None, *, depth=None, width=None, input_dim=None, batch=1
         Record pre- and post-activation histograms of the first network at ``hist_layers``
         (default: all layers) with ``hist_bins`` bins over ``hist_range`` (default: data range).
     dtype : {"float32", "float64"}
-        Storage and GEMM precision (``None`` is refused, not read as float64). Statistics are always accumulated in float64. Deliberately
-        vanishing or exploding nets leave float32's range (1e-38 .. 3e38) after a few dozen
-        layers (values become subnormal, 0 or inf, and subnormal GEMMs are slow); use float64
-        for those.
+        Storage and GEMM precision (``None`` is refused, not read as float64). Statistics are
+        always accumulated in float64. Deliberately vanishing or exploding nets leave float32's
+        range (1e-38 .. 3e38) after a few dozen layers (values become subnormal, 0 or inf, and
+        subnormal GEMMs are slow); use float64 for those.
     weights, biases, x : optional
         Explicit arrays (one network only): ``weights[l]`` has shape ``(n_{l+1}, n_l)``,
         ``biases[l]`` shape ``(n_{l+1},)``, ``x`` shape ``(batch, n_0)``. They override
@@ -241,7 +241,7 @@ def simulate_mlp(widths=None, *, depth=None, width=None, input_dim=None, batch=1
         if not hist_range[0] < hist_range[1]:
             raise InitArgumentError(f"hist_range must be (low, high) with low < high, got {hist_range}")
     explicit = check_explicit(weights, biases, x, ws, B, n_networks)
-    check_memory(_kernels.mlp_bytes(ws, B, dt.itemsize, residual_scale is not None),
+    check_memory(_passes.mlp_bytes(ws, B, dt.itemsize, residual_scale is not None),
                  f"simulate_mlp(widths={_short(ws)}, batch={B}, dtype={dt.name})")
 
     per = {n: [] for n in MLP_STATISTICS}
@@ -253,7 +253,7 @@ def simulate_mlp(widths=None, *, depth=None, width=None, input_dim=None, batch=1
         Gk = G if G is not None else (
             random_normal((B, ws[-1]), 0.0, 1.0, seed, stream(k, 0, KIND_SEED_G), dt)
             if backward else None)
-        out = _kernels.mlp_pass(x0, Ws, bs, act.kind, act.param, act.sat,
+        out = _passes.mlp_pass(x0, Ws, bs, act.kind, act.param, act.sat,
                                 residual=residual_scale is not None,
                                 alpha=1.0 if residual_scale is None else residual_scale,
                                 G=Gk, backward=backward,
@@ -282,10 +282,10 @@ def simulate_mlp(widths=None, *, depth=None, width=None, input_dim=None, batch=1
 
 
 def blas_threads(B, ws):
-    """BLAS thread policy of :mod:`fastinit.sim._kernels` for weight creation too (a small
+    """BLAS thread policy of :mod:`fastinit.sim._passes` for weight creation too (a small
     QR with every BLAS thread spinning on a busy machine took 0.75 s instead of 1 ms)."""
     flops = max(2.0 * B * ws[i] * ws[i + 1] for i in range(len(ws) - 1))
-    return _kernels.blas_threads_for(flops)
+    return _passes.blas_threads_for(flops)
 
 
 def _build_network(k, ws, B, dt, scheme, params, bias, bias_value, bias_std, input_mean,

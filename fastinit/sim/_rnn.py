@@ -8,7 +8,7 @@ from fastinit._checks import InitArgumentError, integer, real
 from fastinit.theory import rnn_theory
 from fastinit.theory._common import RNN_STATISTICS
 
-from . import _kernels
+from . import _passes
 from ._activation import resolve_activation
 from ._args import bias_spec, check_array, check_dtype, check_memory, check_seed
 from ._mlp import blas_threads
@@ -123,7 +123,7 @@ def simulate_rnn(hidden, steps, *, batch=256, activation="tanh", activation_para
         W = check_array(W, "W", (n, n))
     if h0 is not None:
         h0 = check_array(h0, "h0", (B, n))
-    check_memory(_kernels.rnn_bytes(n, T, B, input_dim, dt.itemsize),
+    check_memory(_passes.rnn_bytes(n, T, B, input_dim, dt.itemsize),
                  f"simulate_rnn(hidden={n}, steps={T}, batch={B}, input_dim={input_dim}, dtype={dt.name})")
 
     per = {s: [] for s in RNN_STATISTICS}
@@ -150,7 +150,7 @@ def simulate_rnn(hidden, steps, *, batch=256, activation="tanh", activation_para
                 return None
         Gk = G if G is not None else (
             random_normal((B, n), 0.0, 1.0, seed, stream(k, 0, KIND_SEED_G), dt) if backward else None)
-        out = _kernels.rnn_pass(hk, Wk, xs_fn, Uk, bk, act.kind, act.param, T, G=Gk, backward=backward)
+        out = _passes.rnn_pass(hk, Wk, xs_fn, Uk, bk, act.kind, act.param, T, G=Gk, backward=backward)
         for s in RNN_STATISTICS:
             per[s].append(out[s])
     per = {s: np.array(v, dtype=np.float64) for s, v in per.items()}

@@ -11,7 +11,7 @@ from fastinit._checks import InitArgumentError, integer
 from fastinit._numba import _SAFE_LAYERS, threading_layer
 from fastinit.theory._common import MLP_STATISTICS
 
-from . import _kernels
+from . import _passes
 from ._activation import resolve_activation
 from ._args import check_dtype, check_memory, check_seed
 from ._mlp import simulate_mlp
@@ -63,7 +63,7 @@ def sweep(inits=("xavier_normal", "kaiming_normal"), activations=("tanh", "relu"
     workers : int, optional
         Runs simulated at once, each on one thread (one Numba thread, single-threaded BLAS).
         Default: Numba's thread count when every configuration is small (layers below
-        ``fastinit.sim._kernels.SMALL_LAYER_ENTRIES`` entries, GEMMs below ``SMALL_GEMM_FLOPS``), where
+        ``fastinit.sim._passes.SMALL_LAYER_ENTRIES`` entries, GEMMs below ``SMALL_GEMM_FLOPS``), where
         one run cannot use several cores well, and 1 otherwise (each run then uses every core).
         Results do not depend on it: every run's numbers are fixed by its seed.
     **kwargs
@@ -121,7 +121,7 @@ def sweep(inits=("xavier_normal", "kaiming_normal"), activations=("tanh", "relu"
     # the peak memory of the runs that are in flight at once, before any of them starts
     itemsize = dtype.itemsize
     input_dim = kwargs.get("input_dim")
-    per_run = [_kernels.mlp_bytes([w if input_dim is None else int(input_dim)] + [w] * d, batch, itemsize,
+    per_run = [_passes.mlp_bytes([w if input_dim is None else int(input_dim)] + [w] * d, batch, itemsize,
                                   kwargs.get("residual_scale") is not None) for _, _, d, w in grid]
     check_memory(sum(sorted(per_run)[-workers:]),
                  f"sweep(depths={depths}, widths={widths}, batch={batch}, {workers} run(s) at once)")
@@ -203,8 +203,8 @@ def _sweep_workers(workers, grid, batch, input_dim):
         return 1  # Numba's workqueue layer cannot take parallel kernels from two threads
     for _, _, _, width in grid:
         n0 = width if input_dim is None else int(input_dim)
-        if (2.0 * batch * width * max(width, n0) >= _kernels.SMALL_GEMM_FLOPS
-                or batch * max(width, n0) >= _kernels.SMALL_LAYER_ENTRIES):
+        if (2.0 * batch * width * max(width, n0) >= _passes.SMALL_GEMM_FLOPS
+                or batch * max(width, n0) >= _passes.SMALL_LAYER_ENTRIES):
             return 1
     return min(numba.get_num_threads(), len(grid) or 1)
 
