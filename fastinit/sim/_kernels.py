@@ -46,7 +46,6 @@ __all__ = ["compiled", "register_user_activation", "forward_layer", "backward_la
            "N_POOLED"]
 
 
-
 # Layout of the pooled statistics returned by `forward_layer`: the order of MLP_FORWARD_STATISTICS.
 (_P_ZMEAN, _P_ZVAR, _P_ZM2, _P_AMEAN, _P_AVAR, _P_AM2, _P_UNITVAR, _P_SPREAD, _P_INACT,
  _P_DEAD, _P_SAT) = range(11)
@@ -56,7 +55,6 @@ N_POOLED = len(MLP_FORWARD_STATISTICS)
 # Reassociation lets LLVM vectorise the float64 partial sums (2.5x on the ReLU forward pass);
 # no 'nnan'/'ninf', so exploding runs still propagate inf and NaN faithfully.
 _FAST = {"reassoc", "nsz"}
-
 
 
 @njit(cache=NUMBA_CACHE, nogil=True)
@@ -311,10 +309,18 @@ _ENTRIES = {}
 _ENTRIES_LOCK = threading.Lock()
 
 
+def _type_key(a):
+    """What decides Numba's type of an argument, read cheaply (``numba.typeof`` costs ~5 us)."""
+    if isinstance(a, np.ndarray):
+        f = a.flags
+        return a.dtype.num, a.ndim, f.c_contiguous, f.f_contiguous, f.writeable, f.aligned
+    return type(a)
+
+
 def compiled(kernel, kind, *args):
     """Entry point of ``kernel`` (:data:`forward_layer` or :data:`backward_layer`) compiled for
     activation ``kind`` and the types of ``args`` (compiled, or loaded from Numba's cache, once)."""
-    key = (kernel, kind, *(numba.typeof(a) for a in args))
+    key = (kernel, kind, *(_type_key(a) for a in args))
     fn = _ENTRIES.get(key)
     if fn is None:
         with _ENTRIES_LOCK:
@@ -325,11 +331,9 @@ def compiled(kernel, kind, *args):
                     # a pedantic SSA check of Numba's inliner ("variable ... is not in scope") that
                     # fires on the inlined activations; the generated code is correct (tests/test_sim.py)
                     warnings.simplefilter("ignore", NumbaIRAssumptionWarning)
-                    fn = disp.compile((types.literal(kind), *key[2:]))
+                    fn = disp.compile((types.literal(kind), *(numba.typeof(a) for a in args)))
                 _ENTRIES[key] = fn
     return fn
-
-
 
 
 @njit(parallel=True, cache=NUMBA_CACHE, nogil=True)

@@ -11,6 +11,7 @@ for the mean-field theory (:func:`weight_moments`), written with the public
 
 from __future__ import annotations
 
+import functools
 import inspect
 import numbers
 
@@ -114,11 +115,23 @@ def resolve_scheme(init, init_params, dtype=np.float64):
     if missing:
         raise InitArgumentError(f"init_params: init={key!r} needs init_params="
                                    f"{{{', '.join(repr(k) + ': value' for k in missing)}}}")
+    items = tuple(params.items())
     try:
-        _call(np.empty((2, 2), dtype=dtype), scheme, params, Generator(0))
+        hash(items)
+        check = _validate
+    except TypeError:  # an unhashable parameter value: checked without the cache
+        check = _validate.__wrapped__
+    try:
+        check(scheme, items, np.dtype(dtype).str)
     except (TypeError, ValueError) as exc:
         raise type(exc)(f"init={key!r}, init_params={params}: {exc}") from None
     return key, scheme, params
+
+
+@functools.lru_cache(maxsize=256)
+def _validate(scheme, items, dtype):
+    """Call the initializer once on a 2 x 2 array: its own checks, run once per argument set."""
+    _call(np.empty((2, 2), dtype=dtype), scheme, dict(items), Generator(0))
 
 
 def _call(w, scheme, params, generator):
