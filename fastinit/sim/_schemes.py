@@ -71,9 +71,14 @@ WEIGHT_SCHEMES = tuple(_SCHEMES)
 _NOT_PARAMS = ("tensor", "generator")  # every other positional parameter is a scheme parameter
 
 
+@functools.cache
+def _signature(scheme):
+    return inspect.signature(getattr(fi, scheme + "_"))
+
+
 def _parameters(scheme):
     """Positional parameters of ``fastinit.init.<scheme>_`` and their defaults (None: required)."""
-    sig = inspect.signature(getattr(fi, scheme + "_"))
+    sig = _signature(scheme)
     out = {}
     for name, prm in sig.parameters.items():
         if name in _NOT_PARAMS or prm.kind is not inspect.Parameter.POSITIONAL_OR_KEYWORD:
@@ -136,7 +141,7 @@ def _validate(scheme, items, dtype):
 
 def _call(w, scheme, params, generator):
     fill = getattr(fi, scheme + "_")
-    if "generator" in inspect.signature(fill).parameters:
+    if "generator" in _signature(scheme).parameters:
         return fill(w, **params, generator=generator)
     return fill(w, **params)
 
