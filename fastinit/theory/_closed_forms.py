@@ -124,7 +124,8 @@ def selu_moments(mean=0.0, var=1.0):
             + \alpha^2\left(e^{2\mu + 2v}\Phi(-\tfrac{\mu + 2v}{s}) - 2e^{\mu + v/2}\Phi(-\tfrac{\mu + v}{s})
             + \Phi(-\tfrac{\mu}{s})\right)\right]
 
-        E[\mathrm{selu}'^2] = \lambda^2\left[\Phi(\tfrac{\mu}{s}) + \alpha^2 e^{2\mu + 2v}\Phi(-\tfrac{\mu + 2v}{s})\right]
+        E[\mathrm{selu}'^2] = \lambda^2\left[\Phi(\tfrac{\mu}{s})
+            + \alpha^2 e^{2\mu + 2v}\Phi(-\tfrac{\mu + 2v}{s})\right]
 
     Parameters
     ----------
@@ -179,7 +180,8 @@ def selu_constants():
     E = special.erfc(1.0 / math.sqrt(2.0))
     e = math.e
     alpha = -math.sqrt(2.0 / math.pi) / (E * math.sqrt(e) - 1.0)
-    den = 2.0 + math.pi - 2.0 * math.sqrt(e) * (2.0 + math.pi) * E + e * math.pi * E**2 + 2.0 * e**2 * special.erfc(math.sqrt(2.0))
+    den = (2.0 + math.pi - 2.0 * math.sqrt(e) * (2.0 + math.pi) * E + e * math.pi * E**2
+           + 2.0 * e**2 * special.erfc(math.sqrt(2.0)))
     lam = (1.0 - math.sqrt(e) * E) * math.sqrt(2.0 * math.pi / den)
     return float(alpha), float(lam)
 

@@ -50,7 +50,8 @@ def activation_moments(activation, mean=0.0, var=1.0, param=None, method="auto",
     if var <= 0.0:
         f = float(act.f(mean))
         d = float(act.df(mean))
-        return {"mean": f, "m2": f * f, "var": 0.0, "dphi_m2": d * d, "dphi_mean": d, "phi_d2phi": float(act.d2f(mean)) * f}
+        return {"mean": f, "m2": f * f, "var": 0.0, "dphi_m2": d * d, "dphi_mean": d,
+                "phi_d2phi": float(act.d2f(mean)) * f}
     if method == "auto" and act.name in ("relu", "leaky_relu"):
         r = relu_moments(mean, var, act.param if act.name == "leaky_relu" else 0.0)
         r["phi_d2phi"] = 0.0
@@ -109,7 +110,8 @@ def phi_m2(act, mu, v):
     if v <= 0.0:
         return float(act.f(mu)) ** 2
     if act.name in ("relu", "leaky_relu", "linear"):
-        return relu_moments(mu, v, 1.0 if act.name == "linear" else (act.param if act.name == "leaky_relu" else 0.0))["m2"]
+        slope = 1.0 if act.name == "linear" else (act.param if act.name == "leaky_relu" else 0.0)
+        return relu_moments(mu, v, slope)["m2"]
     p = act.param
     return float(expect(lambda z: act.phi(z, p) ** 2, mu, v, features(act), auto_method(act, mu, v, "auto")))
 
@@ -270,7 +272,7 @@ def _odd_diff(act, m, h):
         mm, hh = np.broadcast_arrays(m, h)
         ms, hs = mm[small], hh[small]
         acc = np.zeros_like(hs)
-        for x, w in zip(GL8_X, GL8_W):
+        for x, w in zip(GL8_X, GL8_W, strict=True):
             acc += w * act.dphi(ms + hs * x, p)
         out = np.array(out, dtype=np.float64, copy=True)
         out[small] = hs * acc

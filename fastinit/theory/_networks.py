@@ -162,7 +162,8 @@ def mlp_theory(widths, activation, param=None, *, weight_var, bias_mean=0.0, bia
     bm = per_layer(bias_mean, L, "bias_mean", nonneg=False)
     bv = per_layer(bias_var, L, "bias_var")
     if not (math.isfinite(input_mean) and math.isfinite(input_std) and input_std >= 0):
-        raise ValueError(f"input_std must be finite and >= 0 (and input_mean finite), got {input_mean!r}, {input_std!r}")
+        raise ValueError(f"input_std must be finite and >= 0 (and input_mean finite), "
+                         f"got {input_mean!r}, {input_std!r}")
     if batch is not None and (isinstance(batch, bool) or int(batch) != batch or batch < 1):
         raise ValueError(f"batch must be a positive int, got {batch!r}")
     res = residual_scale is not None
