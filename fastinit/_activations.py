@@ -8,9 +8,9 @@ Every activation has two forms, written once each:
   out) that other ``@njit`` kernels call inside their loops.
 
 ``p`` is the activation parameter (the negative slope of ``leaky_relu``, the ``beta`` of
-``softplus``); activations without a parameter ignore it.  Kernels that want a single
-compiled loop for every activation can call :func:`phi_kind_nb` / :func:`dphi_kind_nb`
-with the integer ``kind_id`` of an :class:`Activation`.
+``softplus``); activations without a parameter ignore it.  Each activation also has a small
+integer ``kind_id``: the simulator's fused kernels (:mod:`fastinit.sim._kernels`) are compiled
+once per kind.
 
 Conventions (match torch):
 
@@ -39,22 +39,22 @@ array([-0.2,  2. ])
 from __future__ import annotations
 
 import math
-import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numba
 import numpy as np
 from scipy import special
+
+from fastinit._checks import InitArgumentError, real
+from fastinit._config import NUMBA_CACHE
 
 __all__ = [
     "ACTIVATIONS",
     "Activation",
     "SELU_ALPHA",
     "SELU_LAMBDA",
-    "dphi_kind_nb",
     "get_activation",
-    "phi_kind_nb",
 ]
 
 # Klambauer et al. 2017, "Self-Normalizing Neural Networks", eq. (14); the same digits as
@@ -69,8 +69,7 @@ _INV_SQRT_2PI = 0.39894228040143267794  # 1/sqrt(2 pi): standard normal density 
 TANH_SAT = math.atanh(0.99)  # 2.6467: |tanh z| > 0.99
 SIGMOID_SAT = math.log(0.99 / 0.01)  # 4.5951: sigmoid z > 0.99 or < 0.01
 
-_CACHE = os.environ.get("FASTINIT_NUMBA_CACHE", "0") == "1"
-_njit = numba.njit(cache=_CACHE, nogil=True, fastmath=False)
+_njit = numba.njit(cache=NUMBA_CACHE, nogil=True, fastmath=False)
 
 
 # --------------------------------------------------------------------------------------
@@ -328,7 +327,7 @@ class Activation:
     phi_nb, dphi_nb : numba dispatcher
         ``@njit`` scalar ``f(x: float64, p: float64) -> float64``.
     kind_id : int
-        Small integer for :func:`phi_kind_nb` / :func:`dphi_kind_nb`.
+        Small integer naming the activation in the simulator's compiled kernels.
     kinks : tuple of float
         Points where ``phi'`` jumps (quadrature splits the integral there).
     saturation : float or None
@@ -400,7 +399,9 @@ def get_activation(name, param=None):
 
     Raises
     ------
-    ValueError
+    TypeError
+        ``name`` is not a string or an Activation, ``param`` is not a real number.
+    InitArgumentError
         Unknown ``name``, or a non-finite ``param`` (``softplus`` also needs ``param > 0``).
 
     Examples
@@ -415,64 +416,17 @@ def get_activation(name, param=None):
             return name
         name = name.name
     if not isinstance(name, str):
-        raise ValueError(f"name must be a string naming an activation, got {name!r}")
+        raise TypeError(f"name must be a string naming an activation, got {type(name).__name__}")
     key = name.strip().lower().replace("-", "_")
     key = _ALIASES.get(key, key)
     if key not in _TABLE:
-        raise ValueError(f"name: unknown activation {name!r}; expected one of {', '.join(ACTIVATIONS)}")
+        raise InitArgumentError(f"name: unknown activation {name!r}; expected one of {', '.join(ACTIVATIONS)}")
     kind, f, df, d2f, fnb, dfnb, default, kinks, sat, bounded = _TABLE[key]
     if key in _PARAMETRISED and param is not None:
-        if isinstance(param, bool) or not isinstance(param, (int, float, np.integer, np.floating)):
-            raise ValueError(f"param must be a real number for {key}, got {param!r}")
-        p = float(param)
-        if not math.isfinite(p):
-            raise ValueError(f"param must be finite for {key}, got {param!r}")
+        p = real(param, f"param ({key})")
         if key == "softplus" and p <= 0:
-            raise ValueError(f"param (softplus beta) must be > 0, got {param!r}")
+            raise InitArgumentError(f"param (softplus beta) must be > 0, got {param!r}")
     else:
         p = default
     return Activation(key, p, f, df, d2f, fnb, dfnb, kind, kinks, sat, bounded)
 
-
-@_njit
-def phi_kind_nb(kind, x, p):
-    """``phi(x)`` for the activation with integer ``kind`` (an :class:`Activation`'s ``kind_id``)."""
-    if kind == 0:
-        return _nb_linear(x, p)
-    if kind == 1:
-        return _nb_relu(x, p)
-    if kind == 2:
-        return _nb_leaky(x, p)
-    if kind == 3:
-        return _nb_tanh(x, p)
-    if kind == 4:
-        return _nb_sig(x, p)
-    if kind == 5:
-        return _nb_selu(x, p)
-    if kind == 6:
-        return _nb_gelu(x, p)
-    if kind == 7:
-        return _nb_silu(x, p)
-    return _nb_softplus(x, p)
-
-
-@_njit
-def dphi_kind_nb(kind, x, p):
-    """``phi'(x)`` for the activation with integer ``kind`` (see :func:`phi_kind_nb`)."""
-    if kind == 0:
-        return _nb_linear_d(x, p)
-    if kind == 1:
-        return _nb_relu_d(x, p)
-    if kind == 2:
-        return _nb_leaky_d(x, p)
-    if kind == 3:
-        return _nb_tanh_d(x, p)
-    if kind == 4:
-        return _nb_sig_d(x, p)
-    if kind == 5:
-        return _nb_selu_d(x, p)
-    if kind == 6:
-        return _nb_gelu_d(x, p)
-    if kind == 7:
-        return _nb_silu_d(x, p)
-    return _nb_softplus_d(x, p)

@@ -2,7 +2,7 @@
 
 Private module, shared by the Householder kernels (:mod:`fastinit._householder`, which call
 SciPy's BLAS from Numba and need one BLAS thread for bit-stable results) and the simulator
-(:mod:`fastinit._sim_kernels`, whose small ``numpy.matmul`` calls run faster on one BLAS thread
+(:mod:`fastinit.sim._passes`, whose small ``numpy.matmul`` calls run faster on one BLAS thread
 next to Numba's parallel loops).
 
 NumPy and SciPy wheels each bundle their own OpenBLAS (``numpy.libs/libscipy_openblas64_*``

@@ -2,9 +2,10 @@
 
 With no arguments it simulates zeros, small, large, Xavier, He, LeCun and orthogonal
 initialization on tanh, ReLU, SELU and GELU networks (50 layers of width 512, batch 1024, float64;
-about 1.5 minutes on 2 cores, Numba compilation included), prints one table per activation (pooled pre-activation
-variance and gradient second moment at a few depths, mean-field theory beside each, and a verdict),
-and writes into ``--output-dir`` (default ``./fastinit-simulate/``):
+the first run also compiles the kernels, later runs load them from Numba's on-disk cache), prints
+one table per activation (pooled pre-activation variance and gradient second moment at a few
+depths, mean-field theory beside each, and a verdict), and writes into ``--output-dir`` (default
+``./fastinit-simulate/``):
 
 * ``results.json``: configuration, every statistic per layer with standard errors and theory;
 * ``results.csv``: the same as a tidy table (one row per scheme, activation and layer);
@@ -96,8 +97,14 @@ def _progress(total, enabled):
     if not enabled:
         return (lambda label: None), (lambda: None)
     try:
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                   TimeElapsedColumn, TimeRemainingColumn)
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
     except ImportError:
         state = {"i": 0, "t0": time.perf_counter()}
 
@@ -133,39 +140,112 @@ def _scheme_spec(name):
     return name, None, name
 
 
-def _layers(spec, L, default):
-    out = sorted({min(max(1, int(x)), L) for x in (spec if spec is not None else default)})
-    return out
+def _layers(spec, L, default, option):
+    """Sorted distinct layers; given ones must lie in 1..L (refused, never clamped)."""
+    if spec is None:
+        return sorted(set(default))
+    bad = [x for x in spec if not 1 <= x <= L]
+    if bad or not spec:
+        raise _UsageError(f"{option}: layers are numbered 1..{L} (the depth), got "
+                          f"{','.join(map(str, spec)) or 'none'}")
+    return sorted(set(spec))
+
+
+def _memory_check(sizes, itemsize):
+    """The simulator's memory check for one run of the study's size (MemoryError if it cannot fit)."""
+    # lazy imports here and below: `fastinit info` and `--help` should not load Numba and SciPy
+    from fastinit.sim._args import check_memory
+    from fastinit.sim._passes import mlp_bytes
+
+    ws = [sizes["width"]] * (sizes["depth"] + 1)
+    check_memory(mlp_bytes(ws, sizes["batch"], itemsize),
+                 f"depth {sizes['depth']}, width {sizes['width']}, batch {sizes['batch']}")
+
+
+class _UsageError(Exception):
+    """A bad option: reported as one line with exit status 2, before any work."""
+
+
+def _writable(path, option):
+    """Fail now, not after the simulation, if ``path`` cannot be written (a new file is removed again)."""
+    existed = os.path.exists(path)
+    try:
+        with open(path, "a"):
+            pass
+    except OSError as exc:
+        raise _UsageError(f"{option}: cannot write {path!r} ({exc.strerror or exc})") from None
+    if not existed:
+        os.remove(path)
+
+
+def _check_options(args, sizes):
+    """Every check of the options, before any directory or file is created."""
+    for k in ("depth", "width", "batch"):
+        if sizes[k] < 1:
+            raise _UsageError(f"--{k} must be >= 1, got {sizes[k]}")
+    if args.networks < 1:
+        raise _UsageError(f"--networks must be >= 1, got {args.networks}")
+    if not 0 <= args.seed < 1 << 64:
+        raise _UsageError(f"--seed must lie in [0, 2**64), got {args.seed}")
+    if not math.isfinite(args.bias):
+        raise _UsageError(f"--bias must be finite, got {args.bias}")
+    args.schemes = list(dict.fromkeys(args.schemes))  # a repeated name is one configuration
+    args.activations = list(dict.fromkeys(args.activations))
+    if not args.schemes:
+        raise _UsageError("--schemes: give at least one scheme, e.g. --schemes he,xavier")
+    if not args.activations:
+        raise _UsageError("--activations: give at least one activation, e.g. --activations tanh,relu")
+    # the simulator's own resolvers: the same checks and messages as sim.sweep, without compiling
+    from fastinit.sim._activation import resolve_activation
+    from fastinit.sim._schemes import resolve_scheme
+
+    for s in args.schemes:
+        nm, prm, _ = _scheme_spec(s)
+        try:
+            resolve_scheme(nm, prm)
+        except (TypeError, ValueError) as exc:
+            raise _UsageError(f"--schemes: {exc}") from None
+    for a in args.activations:
+        try:
+            resolve_activation(a, None, None)
+        except (TypeError, ValueError) as exc:
+            raise _UsageError(f"--activations: {exc}") from None
+    itemsize = 4 if args.dtype == "float32" else 8
+    try:
+        _memory_check(sizes, itemsize)
+    except MemoryError as exc:
+        raise _UsageError(str(exc)) from None
+    L = sizes["depth"]
+    report = _layers(args.report_layers, L, [1, max(1, L // 5), max(1, L // 2), L], "--report-layers")
+    hist = _layers(args.hist_layers, L, [1, max(1, L // 4), max(1, L // 2), max(1, 3 * L // 4), L],
+                   "--hist-layers")
+    return report, hist
 
 
 def run_simulate(args) -> int:
     """Run the study described by parsed ``args``; returns the exit status."""
-    from fastinit import sim
+    from fastinit import (
+        sim,  # here, not at the top: `fastinit info` should not load Numba and SciPy
+    )
 
     sizes = dict(_QUICK if args.quick else _DEFAULTS)
     for k in ("depth", "width", "batch"):
         if getattr(args, k) is not None:
             sizes[k] = getattr(args, k)
     L, n, B = sizes["depth"], sizes["width"], sizes["batch"]
-    for k, v in (("--depth", L), ("--width", n), ("--batch", B), ("--networks", args.networks)):
-        if v < 1:
-            print(f"fastinit simulate: error: {k} must be >= 1, got {v}", file=sys.stderr)
-            return 2
-    report = _layers(args.report_layers, L, [1, max(1, L // 5), max(1, L // 2), L])
-    hist = _layers(args.hist_layers, L, [1, max(1, L // 4), max(1, L // 2), max(1, 3 * L // 4), L])
-    # validate every scheme and activation before any work
     try:
-        for s in args.schemes:
-            nm, prm, _ = _scheme_spec(s)
-            sim._resolve_scheme(nm, prm)
-        for a in args.activations:
-            sim._resolve_activation(a, None, None)
-    except ValueError as exc:
+        report, hist = _check_options(args, sizes)
+        json_path = args.json or os.path.join(args.output_dir, "results.json")
+        csv_path = args.csv or os.path.join(args.output_dir, "results.csv")
+        try:
+            os.makedirs(args.output_dir, exist_ok=True)
+        except OSError as exc:
+            raise _UsageError(f"--output-dir: cannot create {args.output_dir!r} ({exc.strerror or exc})") from None
+        _writable(json_path, "--json")
+        _writable(csv_path, "--csv")
+    except _UsageError as exc:
         print(f"fastinit simulate: error: {exc}", file=sys.stderr)
         return 2
-    os.makedirs(args.output_dir, exist_ok=True)
-    json_path = args.json or os.path.join(args.output_dir, "results.json")
-    csv_path = args.csv or os.path.join(args.output_dir, "results.csv")
 
     total = len(args.schemes) * len(args.activations)
     print(f"fastinit simulate: {len(args.schemes)} schemes x {len(args.activations)} activations, "
@@ -173,20 +253,22 @@ def run_simulate(args) -> int:
           f"seed {args.seed}", flush=True)
     update, close = _progress(total, not args.no_progress)
     t0 = time.perf_counter()
-    runs = {}
+    specs = [_scheme_spec(s)[:2] for s in args.schemes]
     try:
-        for act in args.activations:
-            for s in args.schemes:
-                nm, prm, _ = _scheme_spec(s)
-                res = sim.simulate_mlp(depth=L, width=n, batch=B, activation=act, init=nm,
-                                       init_params=prm, bias=args.bias, n_networks=args.networks,
-                                       seed=args.seed, dtype=args.dtype, histograms=True,
-                                       hist_layers=hist, hist_bins=60)
-                runs[(s, act)] = res
-                update(f"{s} / {act}")
+        sw = sim.sweep(inits=specs, activations=args.activations, depths=[L], widths=[n], seeds=[args.seed],
+                       batch=B, n_networks=args.networks, bias=args.bias, dtype=args.dtype,
+                       histograms=True, hist_layers=hist, hist_bins=60,
+                       progress=lambda done, total, label: update(label))
+    except MemoryError as exc:
+        print(f"fastinit simulate: error: {exc}", file=sys.stderr)
+        return 2
     finally:
         close()
     elapsed = time.perf_counter() - t0
+    # sweep's results are in grid order (schemes outer); the study prints activations outer
+    by_grid = dict(zip([(s, a) for s in args.schemes for a in args.activations], sw.results.values(),
+                       strict=True))
+    runs = {(s, a): by_grid[(s, a)] for a in args.activations for s in args.schemes}
 
     verdicts = {key: sim.verdict(r) for key, r in runs.items()}
     _print_tables(runs, verdicts, args.schemes, args.activations, report)
@@ -203,6 +285,7 @@ def run_simulate(args) -> int:
 
 # ------------------------------------------------------------------------------------------
 def _print_tables(runs, verdicts, schemes, activations, report):
+    from fastinit.sim import format_table
     print("\nVar(z_l): pooled pre-activation variance over batch x units; "
           "E[d^2]: gradient second moment dl/dz_l.\nEach cell: simulation [mean-field theory]. "
           "Verdict: forward / backward (a factor 10 change over the depth).")
@@ -219,12 +302,8 @@ def _print_tables(runs, verdicts, schemes, activations, report):
             v = verdicts[(s, act)]
             cells.append(v["overall"] if v["overall"] == "symmetric" else f"{v['forward']} / {v['backward']}")
             rows.append(cells)
-        widths = [max(len(x[j]) for x in [head] + rows) for j in range(len(head))]
         print(f"\n== {act} ==")
-        print("  ".join(h.ljust(w) for h, w in zip(head, widths)))
-        print("  ".join("-" * w for w in widths))
-        for x in rows:
-            print("  ".join(c.ljust(w) for c, w in zip(x, widths)))
+        print(format_table(head, rows, align="left"))
 
 
 def _jsonable(a):
@@ -246,7 +325,8 @@ def _write_json(path, runs, verdicts, sizes, args, elapsed):
            "runs": []}
     for (s, act), r in runs.items():
         out["runs"].append({
-            "scheme": s, "activation": act, "config": {k: v for k, v in r.config.items()},
+            # one seed: "seeds" (which sweep adds) would repeat the top-level "seed"
+            "scheme": s, "activation": act, "config": {k: v for k, v in r.config.items() if k != "seeds"},
             "verdict": verdicts[(s, act)],
             "stats": {k: _jsonable(v) for k, v in r.stats.items()},
             "stderr": {k: _jsonable(v) for k, v in r.stderr.items()},
@@ -286,7 +366,7 @@ def _plots(runs, schemes, activations, hist, outdir, sizes):
         for i, s in enumerate(schemes):
             r = runs[(s, act)]
             c = colors[i % len(colors)]
-            for ax, stat in zip(axes, ("preact_var", "grad_preact_m2")):
+            for ax, stat in zip(axes, ("preact_var", "grad_preact_m2"), strict=True):
                 y = np.where(r.stats[stat] > 0, r.stats[stat], np.nan)
                 ax.plot(layers, y, color=c, label=s)
                 th = np.where(r.theory[stat] > 0, r.theory[stat], np.nan)

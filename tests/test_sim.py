@@ -18,6 +18,7 @@ from scipy import stats
 from fastinit import sim
 from fastinit._reference.sim import reference_mlp, reference_rnn
 from fastinit.sim import simulate_mlp, simulate_rnn, sweep, verdict
+from fastinit.sim._schemes import make_weight, resolve_scheme
 
 P_STRICT = 1e-5  # two-sided false-alarm probability per comparison
 
@@ -252,8 +253,8 @@ def test_notes_example2_he_preserves_second_moment_not_variance():
     ((256, 1024), "kaiming_normal", {"nonlinearity": "relu"}, math.sqrt(2 / 1024), None),  # 0.0442
 ])
 def test_notes_example1_weight_scales(shape, scheme, params, std, bound):
-    key, sch, prm = sim._resolve_scheme(scheme, params)
-    w = sim._make_weight(shape, sch, prm, seed=1, stream=1, dtype=np.float64)
+    key, sch, prm = resolve_scheme(scheme, params)
+    w = make_weight(shape, sch, prm, seed=1, stream=1, dtype=np.float64)
     n = w.size
     # normal: Var(s^2)/sigma^4 = 2/(n-1); uniform: (kurtosis - 1)/n = 0.8/n
     rel_sd = math.sqrt(0.8 / n) if bound else math.sqrt(2 / (n - 1))
@@ -472,10 +473,15 @@ def test_relu_he_width1000_unitvar_and_dead_units():
 def test_docstring_examples():
     """The examples in fastinit.sim and the NumPy reference print what they claim (real runs)."""
     import doctest
+    import importlib
+    import pkgutil
 
     import fastinit._reference.sim as ref_mod
 
-    for mod in (sim, ref_mod):
+    without_examples = ("_kernels", "_passes", "_fastmath", "_activation", "_args", "_schemes")  # private helpers
+    mods = [sim, ref_mod] + [importlib.import_module(f"fastinit.sim.{m.name}")
+                             for m in pkgutil.iter_modules(sim.__path__) if m.name not in without_examples]
+    for mod in mods:
         res = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE)
         assert res.failed == 0, f"{res.failed} doctest failures in {mod.__name__}"
         assert res.attempted > 0
@@ -483,7 +489,7 @@ def test_docstring_examples():
 
 def _apply_compiled(phi, dphi, p, xs):
     """phi and phi' over an array, inlined into a loop compiled with the fused kernels' flags."""
-    from fastinit import _sim_kernels as k
+    from fastinit.sim import _kernels as k
 
     @njit(fastmath=k._FAST, error_model="numpy")
     def run(xs, p):
@@ -517,8 +523,12 @@ def test_fast_activations_match_numpy_forms():
             "silu": s + xs * e / (1 + e) ** 2,
             "gelu": special.ndtr(xs) + xs * np.exp(-xs ** 2 / 2) / math.sqrt(2 * math.pi),
         }
-    for name, (phi, dphi) in sim._k.FAST_ACTIVATIONS.items():
+    from fastinit._activations import ACTIVATIONS
+    from fastinit.sim._fastmath import KERNEL_ACTIVATIONS
+
+    for name in ACTIVATIONS:  # what the kernels inline for each registry kind
         act = get_activation(name)
+        phi, dphi = KERNEL_ACTIVATIONS[act.kind_id]
         a, d = _apply_compiled(phi, dphi, act.param, xs)
         with np.errstate(all="ignore"):
             want = act.phi(xs, act.param)
@@ -530,3 +540,114 @@ def test_fast_activations_match_numpy_forms():
         rtol, atol = (2e-13, 1e-15) if name in ("gelu", "silu") else (4e-15, 0.0)
         np.testing.assert_allclose(a, want, rtol=rtol, atol=atol, err_msg=f"{name} phi")
         np.testing.assert_allclose(d, want_d, rtol=rtol, atol=atol, err_msg=f"{name} phi'")
+
+
+# ------------------------------------------------------------------------------------------
+# Hardening: bad inputs fail before any work, with errors that name the argument
+# ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name, bad", [("weights", np.nan), ("weights", np.inf), ("x", np.nan), ("x", -np.inf)])
+def test_explicit_arrays_must_be_finite(name, bad):
+    rng = np.random.default_rng(0)
+    Ws, bs, x, G = _network([4, 4], 3, rng, np.float64)
+    arrays = {"weights": Ws, "x": x}
+    target = arrays[name][0] if name == "weights" else arrays[name]
+    target[0, 0] = bad
+    with pytest.raises(ValueError, match=name):
+        simulate_mlp([4, 4], batch=3, weights=Ws, biases=bs, x=x, G=G)
+
+
+def test_rnn_W_must_be_finite_and_real():
+    W = np.eye(4)
+    W[1, 2] = np.nan
+    with pytest.raises(ValueError, match="W"):
+        simulate_rnn(4, 2, batch=3, W=W)
+    with pytest.raises(TypeError, match="W"):
+        simulate_rnn(4, 2, batch=3, W=np.eye(4) + 1j)
+
+
+def test_complex_weights_are_refused():
+    rng = np.random.default_rng(0)
+    Ws, bs, x, G = _network([4, 4], 3, rng, np.float64)
+    with pytest.raises(TypeError, match=r"weights\[0\]"):
+        simulate_mlp([4, 4], batch=3, weights=[Ws[0] + 0.5j], biases=bs, x=x, G=G)
+
+
+def test_dtype_none_is_refused():
+    with pytest.raises(TypeError, match="dtype"):
+        simulate_mlp(depth=1, width=4, batch=2, dtype=None)
+    with pytest.raises(TypeError, match="dtype"):
+        simulate_rnn(4, 2, batch=2, dtype=None)
+
+
+def test_widths_string_names_the_argument():
+    with pytest.raises(TypeError, match="widths"):
+        simulate_mlp("abc", batch=2)
+
+
+def test_wrong_types_raise_type_error():
+    """The argument-check policy: a wrong type is a TypeError, a bad value a ValueError."""
+    with pytest.raises(TypeError, match="batch"):
+        simulate_mlp(depth=1, width=4, batch=2.5)
+    with pytest.raises(TypeError, match="seed"):
+        simulate_mlp(depth=1, width=4, batch=2, seed="0")
+    with pytest.raises(ValueError, match="seed"):
+        simulate_mlp(depth=1, width=4, batch=2, seed=1 << 64)
+
+
+def test_sweep_takes_a_string_as_one_scheme():
+    sw = sweep(inits="xavier_normal", activations="relu", depths=[2], widths=[4], batch=4)
+    assert list(sw.results) == [("xavier_normal", "relu", 2, 4)]
+
+
+def test_sweep_keeps_histograms_when_asked():
+    sw = sweep(inits=["he"], activations=["tanh"], depths=[3], widths=[8], batch=16,
+               histograms=True, hist_layers=[1, 3], hist_bins=7)
+    (res,) = sw.results.values()
+    one = simulate_mlp(depth=3, width=8, batch=16, activation="tanh", init="he", histograms=True,
+                       hist_layers=[1, 3], hist_bins=7)
+    assert [h["layer"] for h in res.histograms] == [1, 3]
+    for h, g in zip(res.histograms, one.histograms, strict=True):
+        np.testing.assert_array_equal(h["post_counts"], g["post_counts"])
+        assert h["post_counts"].sum() == 16 * 8
+
+
+@pytest.mark.parametrize("call", [
+    lambda: simulate_mlp(depth=100, width=512, batch=1 << 40),
+    lambda: simulate_rnn(512, 100, batch=1 << 40),
+    lambda: sweep(inits=["he"], activations=["relu"], depths=[100], widths=[512], batch=1 << 40),
+])
+def test_memory_estimate_refuses_before_allocating(call):
+    """Sizes that cannot fit anywhere (~10^17 bytes) are refused before any array exists: the
+    error gives the estimate and the sizes (numpy would need minutes or fail in the first layer)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(MemoryError, match=r"GiB.*batch|batch.*GiB") as info:
+            call()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert "1099511627776" in str(info.value)          # the batch is named
+    assert peak < 64 << 20                              # nothing of the network was allocated
+
+
+def test_statistics_do_not_depend_on_the_numba_thread_count():
+    """The fused passes' reductions add in a fixed order (a parallel ``.sum()`` inside the kernels
+    split its additions by thread and changed the last bits with the thread count). Layers of
+    512 x 256 = 2^17 entries take the multi-threaded path; their GEMMs run on one BLAS thread."""
+    import numba
+
+    threads = numba.get_num_threads()
+    if threads < 2:
+        pytest.skip("needs 2 Numba threads")
+    runs = []
+    try:
+        for t in (1, threads):
+            numba.set_num_threads(t)
+            runs.append(simulate_mlp(depth=3, width=256, batch=512, activation="gelu", init="he",
+                                     dtype="float64", theory=False, seed=4).per_network)
+    finally:
+        numba.set_num_threads(threads)
+    for name in ALL:
+        np.testing.assert_array_equal(runs[0][name], runs[1][name], err_msg=name)

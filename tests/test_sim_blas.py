@@ -9,7 +9,8 @@ import time
 import numpy as np
 import pytest
 
-from fastinit import _blas, _householder, _sim_kernels
+from fastinit import _blas, _householder
+from fastinit.sim import _passes as _sim_kernels
 
 
 def _threads_now():

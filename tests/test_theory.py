@@ -16,10 +16,9 @@ from fastinit._activations import (
     ACTIVATIONS,
     SELU_ALPHA,
     SELU_LAMBDA,
-    dphi_kind_nb,
     get_activation,
-    phi_kind_nb,
 )
+from fastinit.theory._maps import dmap
 
 PDF = lambda x: np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)  # noqa: E731
 
@@ -45,12 +44,8 @@ def test_numba_matches_numpy(name):
     act = get_activation(name)
     f = np.array([act.phi_nb(float(x), act.param) for x in X])
     d = np.array([act.dphi_nb(float(x), act.param) for x in X])
-    fk = np.array([phi_kind_nb(act.kind_id, float(x), act.param) for x in X])
-    dk = np.array([dphi_kind_nb(act.kind_id, float(x), act.param) for x in X])
     np.testing.assert_allclose(f, act.f(X), rtol=1e-14, atol=1e-15)
     np.testing.assert_allclose(d, act.df(X), rtol=1e-14, atol=1e-15)
-    np.testing.assert_array_equal(fk, f)
-    np.testing.assert_array_equal(dk, d)
     assert np.all(np.isfinite(act.f(X))) and np.all(np.isfinite(act.df(X))) and np.all(np.isfinite(act.d2f(X)))
 
 
@@ -78,9 +73,10 @@ def test_activation_known_values():
     assert get_activation("Swish").name == "silu"
 
 
-@pytest.mark.parametrize("bad, match", [("foo", "name"), (3, "name")])
-def test_get_activation_errors(bad, match):
-    with pytest.raises(ValueError, match=match):
+# the argument-check policy: TypeError for a wrong type, InitArgumentError (a ValueError) for a bad value
+@pytest.mark.parametrize("bad, exc, match", [("foo", ValueError, "name"), (3, TypeError, "name")])
+def test_get_activation_errors(bad, exc, match):
+    with pytest.raises(exc, match=match):
         get_activation(bad)
 
 
@@ -202,9 +198,9 @@ def test_relu_dmap_quadrature_vs_arccos(v, c):
     relu = get_activation("relu")
     D = v * (1 - c)
     closed = v / 2 - th.relu_cross_moment(v, c)  # (1/2) E[(a - a')^2] = E a^2 - E a a'
-    got = th._dmap(relu, 0.0, v, D, closed=False)
+    got = dmap(relu, 0.0, v, D, closed=False)
     assert got == pytest.approx(closed, rel=1e-9 if c < 0.99 else 1e-5)
-    assert th._dmap(relu, 0.0, v, D) == pytest.approx(closed, rel=1e-9 if c < 0.99 else 1e-5)
+    assert dmap(relu, 0.0, v, D) == pytest.approx(closed, rel=1e-9 if c < 0.99 else 1e-5)
 
 
 @pytest.mark.parametrize("name", ["tanh", "selu", "gelu", "sigmoid", "leaky_relu"])
@@ -212,14 +208,14 @@ def test_dmap_small_D_slope_is_dphi_m2(name):
     # (1/2)E[(phi(u1) - phi(u2))^2] ~ E[phi'^2] D as D -> 0: slope of the C-map at c=1 is chi_1
     act = get_activation(name)
     D = 1e-12  # kinked phi converge like sqrt(D) (a band of width ~sqrt(D) straddles the kink)
-    assert th._dmap(act, 0.1, 1.3, D) / D == pytest.approx(th.activation_moments(act, 0.1, 1.3)["dphi_m2"], rel=1e-6)
+    assert dmap(act, 0.1, 1.3, D) / D == pytest.approx(th.activation_moments(act, 0.1, 1.3)["dphi_m2"], rel=1e-6)
 
 
 @pytest.mark.parametrize("name", ["tanh", "selu"])
 def test_cross_moment_vs_scipy_dblquad(name):
     act = get_activation(name)
     v, c = 1.7, 0.6
-    got = th.activation_moments(act, 0.0, v)["m2"] - th._dmap(act, 0.0, v, v * (1 - c))
+    got = th.activation_moments(act, 0.0, v)["m2"] - dmap(act, 0.0, v, v * (1 - c))
     s = math.sqrt(v)
     ref = integrate.dblquad(
         lambda y, x: act.f(s * x) * act.f(s * (c * x + math.sqrt(1 - c * c) * y)) * PDF(x) * PDF(y),
@@ -565,10 +561,14 @@ def test_backward_monte_carlo_relu():
 def test_docstring_examples():
     # every public function carries a runnable example; they must print what they claim
     import doctest
+    import importlib
+    import pkgutil
 
     import fastinit._activations as acts
 
-    for mod in (th, acts):
+    mods = [th, acts] + [importlib.import_module(f"fastinit.theory.{m.name}") for m in pkgutil.iter_modules(th.__path__)
+                         if m.name != "_common"]
+    for mod in mods:
         res = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE)
         assert res.failed == 0, f"{res.failed} doctest failures in {mod.__name__}"
         assert res.attempted > 0

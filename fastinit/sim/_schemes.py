@@ -1,0 +1,190 @@
+"""Weight schemes and random streams of the simulator.
+
+Every scheme is the public initializer of :mod:`fastinit.init` with the same name
+(``"xavier_normal"`` is :func:`fastinit.init.xavier_normal_`), called by name: its parameters and
+defaults are read from the initializer's signature and its arguments are checked by the
+initializer itself. The only knowledge kept here is what the initializers do not expose: the
+study's presets (``small``, ``large``), the aliases, and each scheme's entry mean and variance
+for the mean-field theory (:func:`weight_moments`), written with the public
+:func:`fastinit.init.calculate_gain` and :func:`fastinit.init.calculate_fan_in_and_fan_out`.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import numbers
+
+import numpy as np
+
+from fastinit import init as fi
+from fastinit._checks import InitArgumentError
+from fastinit._fill import fill_normal
+from fastinit._generator import Generator
+
+__all__ = ["WEIGHT_SCHEMES", "resolve_scheme", "weight_moments", "make_weight", "random_normal", "stream",
+           "KIND_WEIGHT", "KIND_BIAS", "KIND_INPUT", "KIND_SEED_G", "KIND_RNN_U", "KIND_RNN_X"]
+
+# ------------------------------------------------------------------------------------------
+# Random streams. Every random array of a simulation has its own Philox stream id, derived
+# from (network, layer, kind), so one network's numbers do not depend on how many other
+# networks, layers or configurations are simulated alongside it.
+# ------------------------------------------------------------------------------------------
+KIND_WEIGHT, KIND_BIAS, KIND_INPUT, KIND_SEED_G, KIND_RNN_U, KIND_RNN_X = range(6)
+_MAX_LAYERS = 1 << 20  # layer (or time step) index field of a stream id
+
+
+def stream(network, layer, kind):
+    """Stream id of one random array: 8 kinds x 2^20 layers per network."""
+    return (int(network) * _MAX_LAYERS + int(layer)) * 8 + int(kind)
+
+
+def random_normal(shape, mean, std, seed, stream, dtype):  # noqa: F811 - the stream id, not the function
+    """N(mean, std^2) array from fastinit's counter-based stream ``(seed, stream)``."""
+    out = np.empty(shape, dtype=dtype)
+    fill_normal(out, float(mean), float(std), int(seed), int(stream))
+    return out
+
+
+# ------------------------------------------------------------------------------------------
+# Schemes: name -> (initializer of fastinit.init, preset arguments). Presets are the study's
+# N(0, 0.01^2) and N(0, 1); everything else is the initializer with its own defaults.
+# ------------------------------------------------------------------------------------------
+_SCHEMES = {
+    "zeros": ("zeros", {}), "ones": ("ones", {}), "constant": ("constant", {}),
+    "normal": ("normal", {}), "uniform": ("uniform", {}), "trunc_normal": ("trunc_normal", {}),
+    "small": ("normal", {"std": 0.01}), "large": ("normal", {"std": 1.0}),
+    "xavier_uniform": ("xavier_uniform", {}), "xavier_normal": ("xavier_normal", {}),
+    "kaiming_uniform": ("kaiming_uniform", {}), "kaiming_normal": ("kaiming_normal", {}),
+    "lecun_normal": ("lecun_normal", {}), "lecun_uniform": ("lecun_uniform", {}),
+    "orthogonal": ("orthogonal", {}),
+}
+_SCHEME_ALIASES = {
+    "xavier": "xavier_normal", "glorot": "xavier_normal", "glorot_normal": "xavier_normal",
+    "glorot_uniform": "xavier_uniform", "he": "kaiming_normal", "kaiming": "kaiming_normal",
+    "he_normal": "kaiming_normal", "he_uniform": "kaiming_uniform", "lecun": "lecun_normal",
+    "zero": "zeros",
+}
+#: Accepted weight-scheme names (aliases: xavier, glorot, he, kaiming, lecun, ...).
+WEIGHT_SCHEMES = tuple(_SCHEMES)
+
+_NOT_PARAMS = ("tensor", "generator")  # every other positional parameter is a scheme parameter
+
+
+@functools.cache
+def _signature(scheme):
+    return inspect.signature(getattr(fi, scheme + "_"))
+
+
+def _parameters(scheme):
+    """Positional parameters of ``fastinit.init.<scheme>_`` and their defaults (None: required)."""
+    sig = _signature(scheme)
+    out = {}
+    for name, prm in sig.parameters.items():
+        if name in _NOT_PARAMS or prm.kind is not inspect.Parameter.POSITIONAL_OR_KEYWORD:
+            continue
+        d = prm.default
+        if d is inspect.Parameter.empty:
+            d = None
+        elif isinstance(d, numbers.Real) and not isinstance(d, bool):
+            d = float(d)  # torch's integer defaults (a=0, gain=1) as the numbers they mean
+        out[name] = d
+    return out
+
+
+def resolve_scheme(init, init_params, dtype=np.float64):
+    """``(name, scheme, params)``: the canonical name, the initializer and its full arguments.
+
+    The arguments are checked by calling the initializer once on a 2 x 2 array of ``dtype``, so
+    every error is the initializer's own (its type and message), prefixed with the scheme.
+    """
+    if not isinstance(init, str):
+        raise TypeError(f"init must be a weight-scheme name, got {type(init).__name__}")
+    key = init.strip().lower().rstrip("_").replace("-", "_")
+    key = _SCHEME_ALIASES.get(key, key)
+    if key not in _SCHEMES:
+        raise InitArgumentError(f"init: unknown weight scheme {init!r}; expected one of "
+                                   f"{', '.join(WEIGHT_SCHEMES)} (aliases: {', '.join(_SCHEME_ALIASES)})")
+    scheme, preset = _SCHEMES[key]
+    allowed = _parameters(scheme)
+    params = {**allowed, **preset}
+    if init_params is not None and not isinstance(init_params, dict):
+        raise TypeError(f"init_params must be a dict, got {type(init_params).__name__}")
+    for k, v in (init_params or {}).items():
+        if k not in allowed or k in preset:
+            free = [a for a in allowed if a not in preset]
+            raise InitArgumentError(f"init_params: {k!r} is not a parameter of init={key!r}"
+                                       f" (allowed: {', '.join(free) or 'none'})")
+        params[k] = v
+    missing = [k for k, v in params.items() if v is None and k not in ("a",)]
+    if missing:
+        raise InitArgumentError(f"init_params: init={key!r} needs init_params="
+                                   f"{{{', '.join(repr(k) + ': value' for k in missing)}}}")
+    items = tuple(params.items())
+    try:
+        hash(items)
+        check = _validate
+    except TypeError:  # an unhashable parameter value: checked without the cache
+        check = _validate.__wrapped__
+    try:
+        check(scheme, items, np.dtype(dtype).str)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"init={key!r}, init_params={params}: {exc}") from None
+    return key, scheme, params
+
+
+@functools.lru_cache(maxsize=256)
+def _validate(scheme, items, dtype):
+    """Call the initializer once on a 2 x 2 array: its own checks, run once per argument set."""
+    _call(np.empty((2, 2), dtype=dtype), scheme, dict(items), Generator(0))
+
+
+def _call(w, scheme, params, generator):
+    fill = getattr(fi, scheme + "_")
+    if "generator" in _signature(scheme).parameters:
+        return fill(w, **params, generator=generator)
+    return fill(w, **params)
+
+
+def make_weight(shape, scheme, params, seed, stream, dtype):  # noqa: F811 - the stream id
+    """One weight matrix of ``shape`` = (fan_out, fan_in): ``fastinit.init.<scheme>_`` drawn from
+    fastinit's counter-based stream ``(seed, stream)`` (a :class:`fastinit.Generator` positioned
+    there), so a simulated network is exactly what ``fastinit.<scheme>_(w, ..., generator=g)``
+    gives."""
+    w = np.empty(tuple(int(s) for s in shape), dtype=dtype)
+    g = Generator(int(seed)).set_state((int(seed), int(stream)))
+    return _call(w, scheme, params, g)
+
+
+def weight_moments(shape, scheme, params):
+    """(entry mean, entry variance) of ``scheme`` for a weight of ``shape`` = (fan_out, fan_in)."""
+    fan_in, fan_out = fi.calculate_fan_in_and_fan_out(np.empty(shape, dtype=np.uint8))
+    p = params
+    if scheme == "zeros":
+        return 0.0, 0.0
+    if scheme in ("ones", "constant"):
+        return float(p.get("val", 1.0)), 0.0
+    if scheme == "normal":
+        return float(p["mean"]), float(p["std"]) ** 2
+    if scheme == "uniform":
+        return 0.5 * (p["a"] + p["b"]), (p["b"] - p["a"]) ** 2 / 12.0
+    if scheme == "trunc_normal":
+        from scipy.stats import truncnorm  # scipy.stats costs ~1 s to import: only when asked
+        m, s = p["mean"], p["std"]
+        if s == 0:
+            return float(m), 0.0
+        d = truncnorm((p["a"] - m) / s, (p["b"] - m) / s, loc=m, scale=s)
+        return float(d.mean()), float(d.var())
+    # the variance-scaling family: gain^2 / fan
+    if scheme.startswith("xavier"):
+        return 0.0, p["gain"] ** 2 * 2.0 / (fan_in + fan_out)
+    if scheme.startswith("kaiming"):
+        gain = fi.calculate_gain(p["nonlinearity"], p["a"])
+        return 0.0, gain ** 2 / (fan_in if p["mode"].lower() == "fan_in" else fan_out)
+    if scheme.startswith("lecun"):
+        return 0.0, 1.0 / fan_in
+    if scheme == "orthogonal":
+        # rows orthonormal (fan_out <= fan_in) or columns orthonormal: each row/column has unit norm
+        return 0.0, p["gain"] ** 2 / max(fan_in, fan_out)
+    raise AssertionError(scheme)
+

@@ -1,0 +1,233 @@
+"""Grids of simulations in one call (:func:`sweep`), run one by one or several at once."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor, as_completed
+
+import numba
+import numpy as np
+
+from fastinit._checks import InitArgumentError, integer
+from fastinit._numba import _SAFE_LAYERS, threading_layer
+from fastinit.theory._common import MLP_STATISTICS
+
+from . import _passes
+from ._activation import resolve_activation
+from ._args import check_dtype, check_memory, check_seed
+from ._mlp import simulate_mlp
+from ._results import MLPResult, SweepResult, summarise, t975
+from ._schemes import resolve_scheme
+
+__all__ = ["sweep"]
+
+
+def _spec(x):
+    """('name', params) from 'name' or ('name', params)."""
+    if isinstance(x, (tuple, list)) and len(x) == 2:
+        return x[0], x[1]
+    return x, None
+
+
+def _label(name, params):
+    if not params:
+        return str(name)
+    if isinstance(params, dict):
+        return f"{name}(" + ",".join(f"{k}={v}" for k, v in params.items()) + ")"
+    return f"{name}({params})"
+
+
+def sweep(inits=("xavier_normal", "kaiming_normal"), activations=("tanh", "relu"),
+          depths=(20,), widths=(128,), seeds=(0,), *, batch=512, n_networks=1, progress=None,
+          theory=True, workers=None, **kwargs):
+    r"""Simulate a grid of configurations in one call and return a tidy table.
+
+    The grid is ``inits x activations x depths x widths``; each configuration runs once per
+    seed with ``n_networks`` networks, and all networks of all seeds are pooled into the mean,
+    standard error and 95% confidence interval of every statistic.
+
+    Parameters
+    ----------
+    inits : str or sequence
+        Scheme names, or ``(name, init_params)`` pairs; a single string is one scheme.
+    activations : str or sequence
+        Activation names, or ``(name, activation_param)`` pairs; a single string is one.
+    depths, widths : sequence of int
+        Networks are ``[width] * (depth + 1)``.
+    seeds : sequence of int
+    batch, n_networks :
+        As :func:`simulate_mlp`.
+    progress : callable, optional
+        Called as ``progress(done, total, label)`` after each run.
+    theory : bool
+        Attach mean-field predictions (computed once per configuration).
+    workers : int, optional
+        Runs simulated at once, each on one thread (one Numba thread, single-threaded BLAS).
+        Default: Numba's thread count when every configuration is small (layers below
+        ``fastinit.sim._passes.SMALL_LAYER_ENTRIES`` entries, GEMMs below ``SMALL_GEMM_FLOPS``), where
+        one run cannot use several cores well, and 1 otherwise (each run then uses every core).
+        Results do not depend on it: every run's numbers are fixed by its seed.
+    **kwargs
+        Any other :func:`simulate_mlp` argument (``bias``, ``input_std``, ``residual_scale``,
+        ``dtype``, ``histograms``, ``hist_layers``, ...). Histograms are those of the first
+        network of the first seed.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For an invalid argument (the message names it), before any run.
+    MemoryError
+        When the runs in flight at once (``workers``) need more memory than is available
+        (estimated before any run; the message gives the estimate and the sizes).
+
+    Returns
+    -------
+    SweepResult
+
+    Examples
+    --------
+    >>> from fastinit.sim import sweep
+    >>> sw = sweep(inits=["xavier_normal", "kaiming_normal"], activations=["relu"],
+    ...            depths=[10], widths=[64], seeds=[0, 1], batch=128)
+    >>> len(sw.records)          # 2 configurations x 10 layers
+    20
+    >>> print(sw.to_table())
+              init  activation  depth  width  layer                preact_var [ci95] (theory)  grad_preact_m2 [ci95] (theory)
+    --------------  ----------  -----  -----  -----  ----------------------------------------  ------------------------------
+     xavier_normal        relu     10     64     10  0.002457 [0.002292, 0.002623] (0.001953)     0.5051 [0.48, 0.5301] (0.5)
+    kaiming_normal        relu     10     64     10                  2.516 [2.347, 2.686] (2)     0.5051 [0.48, 0.5301] (0.5)
+    """
+    for name in ("widths", "depth", "width", "init", "activation", "seed", "init_params",
+                 "activation_param"):
+        if name in kwargs:
+            raise InitArgumentError(f"sweep: pass {name!r} through the grid arguments, not as a keyword")
+    seeds = [check_seed(s) for s in _as_list(seeds, "seeds")]
+    if not seeds:
+        raise InitArgumentError("seeds must not be empty")
+    depths = [integer(d, "depths entry", minimum=1) for d in _as_list(depths, "depths")]
+    widths = [integer(w, "widths entry", minimum=1) for w in _as_list(widths, "widths")]
+    inits, activations = _as_list(inits, "inits"), _as_list(activations, "activations")
+    grid = [(i, a, d, w) for i in inits for a in activations for d in depths for w in widths]
+    if not grid:
+        raise InitArgumentError("sweep: empty grid (inits, activations, depths and widths must be non-empty)")
+    batch = integer(batch, "batch", minimum=1)
+    dtype = check_dtype(kwargs.get("dtype", "float32"))
+    for spec in inits:  # every scheme and activation, before any run
+        resolve_scheme(*_spec(spec), dtype)
+    for spec in activations:
+        resolve_activation(*_spec(spec), kwargs.get("activation_derivative"))
+    total = len(grid) * len(seeds)
+    jobs = [(gi, si) for gi in range(len(grid)) for si in range(len(seeds))]
+    workers = _sweep_workers(workers, grid, batch, kwargs.get("input_dim"))
+    # the peak memory of the runs that are in flight at once, before any of them starts
+    itemsize = dtype.itemsize
+    input_dim = kwargs.get("input_dim")
+    per_run = [_passes.mlp_bytes([w if input_dim is None else int(input_dim)] + [w] * d, batch, itemsize,
+                                  kwargs.get("residual_scale") is not None) for _, _, d, w in grid]
+    check_memory(sum(sorted(per_run)[-workers:]),
+                 f"sweep(depths={depths}, widths={widths}, batch={batch}, {workers} run(s) at once)")
+
+    def run(job):
+        gi, si = job
+        init_spec, act_spec, depth, width = grid[gi]
+        iname, iparams = _spec(init_spec)
+        aname, aparam = _spec(act_spec)
+        return simulate_mlp(depth=depth, width=width, batch=batch, activation=aname,
+                            activation_param=aparam, init=iname, init_params=iparams,
+                            n_networks=n_networks, seed=seeds[si], theory=theory and si == 0,
+                            **kwargs)
+
+    def label(job):
+        gi, si = job
+        init_spec, act_spec, depth, width = grid[gi]
+        return (f"{_label(*_spec(init_spec))}/{_label(*_spec(act_spec))} "
+                f"L={depth} n={width} seed={seeds[si]}")
+
+    runs = {}
+    if workers > 1:
+        # compile each activation's kernels once, here, rather than in several threads at once
+        for a in dict.fromkeys(_spec(g[1]) for g in grid):
+            _warm_up(a, kwargs)
+        def run_one_thread(job):
+            numba.set_num_threads(1)  # per thread: the workers supply the parallelism
+            return run(job)
+
+        with ThreadPoolExecutor(max_workers=workers) as ex:
+            futures = {ex.submit(run_one_thread, job): job for job in jobs}
+            try:
+                for done, fut in enumerate(as_completed(futures), 1):
+                    runs[futures[fut]] = fut.result()
+                    if progress is not None:
+                        progress(done, total, label(futures[fut]))
+            except BaseException:
+                for fut in futures:
+                    fut.cancel()
+                raise
+    else:
+        for done, job in enumerate(jobs, 1):
+            runs[job] = run(job)
+            if progress is not None:
+                progress(done, total, label(job))
+
+    records, results = [], {}
+    for gi, (init_spec, act_spec, depth, width) in enumerate(grid):
+        iname, iparams = _spec(init_spec)
+        aname, aparam = _spec(act_spec)
+        runs_g = [runs.pop((gi, si)) for si in range(len(seeds))]
+        per = {n: np.concatenate([r.per_network[n] for r in runs_g]) for n in MLP_STATISTICS}
+        stats, stderr = summarise(per, MLP_STATISTICS)
+        config = dict(runs_g[0].config, seeds=seeds, n_networks=len(seeds) * n_networks)
+        res = MLPResult(runs_g[0].index, stats, stderr, per, runs_g[0].theory, config, runs_g[0].histograms,
+                        "layer")
+        key = (_label(iname, iparams), _label(aname, aparam), depth, width)
+        results[key] = res
+        tq = t975(res.n_networks - 1)
+        for i, layer in enumerate(res.index):
+            row = {"init": key[0], "activation": key[1], "depth": depth, "width": width,
+                   "layer": int(layer), "n_networks": res.n_networks}
+            for n in MLP_STATISTICS:
+                v, se = _pick(stats[n], i), _pick(stderr[n], i)
+                row[n] = v
+                row[n + "_se"] = se
+                row[n + "_ci_low"] = v - tq * se
+                row[n + "_ci_high"] = v + tq * se
+                row[n + "_theory"] = _pick(res.theory[n], i)
+            records.append(row)
+    return SweepResult(records, results)
+
+
+def _sweep_workers(workers, grid, batch, input_dim):
+    """Concurrent runs for :func:`sweep` (see its ``workers`` argument)."""
+    if workers is not None:
+        return integer(workers, "workers", minimum=1)
+    if numba.get_num_threads() < 2 or threading_layer() not in _SAFE_LAYERS:
+        return 1  # Numba's workqueue layer cannot take parallel kernels from two threads
+    for _, _, _, width in grid:
+        n0 = width if input_dim is None else int(input_dim)
+        if (2.0 * batch * width * max(width, n0) >= _passes.SMALL_GEMM_FLOPS
+                or batch * max(width, n0) >= _passes.SMALL_LAYER_ENTRIES):
+            return 1
+    return min(numba.get_num_threads(), len(grid) or 1)
+
+
+def _warm_up(act_spec, kwargs):
+    """Compile one activation's kernels with a tiny run (cheap once compiled)."""
+    name, param = act_spec
+    simulate_mlp(depth=1, width=2, batch=2, activation=name, activation_param=param,
+                 activation_derivative=kwargs.get("activation_derivative"), init="normal",
+                 theory=False, dtype=kwargs.get("dtype", "float32"),
+                 residual_scale=kwargs.get("residual_scale"))
+
+
+def _pick(a, i):
+    return float(a) if np.ndim(a) == 0 else float(a[i])
+
+
+def _as_list(x, name):
+    """A grid axis as a list: a string is one entry (one scheme), not a sequence of characters."""
+    if isinstance(x, (str, bytes)):
+        return [x]
+    try:
+        return list(x)
+    except TypeError:
+        raise TypeError(f"{name} must be a sequence, got {type(x).__name__}") from None
+
