@@ -1,4 +1,4 @@
-"""Command line: ``fastinit info``, ``fastinit bench`` and ``fastinit simulate``."""
+"""Command line: ``fastinit info``, ``fastinit bench``, ``fastinit simulate`` and ``fastinit plan``."""
 
 from __future__ import annotations
 
@@ -55,6 +55,9 @@ def make_parser() -> argparse.ArgumentParser:
         pass
     else:
         add_simulate_parser(sub)
+    from .torch._cli import add_plan_parser  # `plan` lives with the torch integration (torch-free import)
+
+    add_plan_parser(sub)
     return p
 
 
@@ -97,6 +100,10 @@ def main(argv=None) -> int:
         return _info(args)
     if args.command == "bench":
         return _bench(args)
+    if args.command == "plan":
+        from .torch._cli import run_plan
+
+        return run_plan(args)
     from ._simulate_cli import run_simulate
 
     return run_simulate(args)

@@ -23,12 +23,17 @@ MODULES = [
     "fastinit._orthogonal", "fastinit._block", "fastinit._orthogonal_block",
     "fastinit._reference.orthogonal",
     "fastinit.torch",
+    "fastinit.torch._accelerate",
+    "fastinit.torch._model",
+    "fastinit.torch._plan",
+    "fastinit.torch._recipes",
+    "fastinit._names",
 ]
 
 
 @pytest.mark.parametrize("name", MODULES)
 def test_docstring_examples(name):
-    if name == "fastinit.torch":
+    if name.startswith("fastinit.torch"):
         pytest.importorskip("torch")
     mod = importlib.import_module(name)
     res = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS)

@@ -13,8 +13,8 @@ import sys
 import threading
 import warnings
 
-from . import init as _fi
-from ._generator import Generator
+from .. import init as _fi
+from .._generator import Generator
 
 __all__ = ["accelerate", "ROUTED"]
 
