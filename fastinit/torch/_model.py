@@ -12,27 +12,56 @@ import hashlib
 from .. import init as fi
 from .._checks import InitArgumentError
 from .._names import generator_at
+from ._distributed import check_dtensor, empty_like_dtensor, is_dtensor, local_region, piece_region
 from ._plan import Plan, check_module, collect, plan
 
 __all__ = ["init_model", "materialize", "fingerprint", "fill_row"]
 
 
 def fill_row(tensor, row, seed: int) -> None:
-    """Write ``row``'s pieces into ``tensor`` (a CPU tensor), each at ``(seed, piece.stream)``."""
+    """Write ``row``'s pieces into ``tensor`` (a CPU tensor), each at ``(seed, piece.stream)``.
+
+    A DTensor gets only its local shard, each piece as a block of the piece's logical tensor.
+    """
+    if is_dtensor(tensor):
+        _fill_local(tensor, row, seed)
+        return
     base = tensor.detach()
     for p in row.pieces:
         view = base if p.rows is None else base[p.rows[0]:p.rows[1]]
-        kw = dict(p.kwargs)
-        if not base.is_floating_point():  # integer buffers (num_batches_tracked): constants only
-            view.fill_({"ones_": 1, "zeros_": 0}.get(p.fn, kw.get("val")))
-        elif p.stream is None:
-            getattr(fi, p.fn)(view, **kw)
-        else:
-            getattr(fi, p.fn)(view, **kw, generator=generator_at(seed, p.stream))
+        _fill_piece(view, p, seed, base.is_floating_point(), None)
+
+
+def _fill_piece(view, p, seed: int, floating: bool, block) -> None:
+    kw = dict(p.kwargs)
+    if block is not None:
+        kw["block"] = block
+    if not floating:  # integer buffers (num_batches_tracked): constants only
+        view.fill_({"ones_": 1, "zeros_": 0}.get(p.fn, kw.get("val")))
+    elif p.stream is None:
+        getattr(fi, p.fn)(view, **kw)
+    else:
+        getattr(fi, p.fn)(view, **kw, generator=generator_at(seed, p.stream))
+
+
+def _fill_local(tensor, row, seed: int) -> None:
+    import torch  # lazy: only DTensor models get here
+
+    with torch.no_grad():
+        local, offset, shape = local_region(tensor)
+        lshape = tuple(local.shape)
+        if 0 in lshape:
+            return
+        for p in row.pieces:
+            part = piece_region(shape, offset, lshape, p.rows)
+            if part is not None:
+                _fill_piece(local[part[0]], p, seed, local.is_floating_point(), part[1])
 
 
 def _check_cpu(entries, what: str) -> None:
     for t, _kind, name, *_ in entries:
+        if is_dtensor(t):
+            check_dtensor(t, name)
         if t.device.type == "meta":
             raise InitArgumentError(f"model: {name} is a meta tensor; {what} fills allocated CPU tensors "
                                     "(use fastinit.torch.materialize(model, ...) for a model built on meta)")
@@ -147,6 +176,8 @@ def materialize(model, recipe="torch", seed=0, *, device="cpu", unmatched="error
     rows = {r.name: r for r in p.rows}
     reset_params = {}
     for t, kind, name, m, *_ in entries:
+        if is_dtensor(t):
+            check_dtensor(t, name)
         if t.device.type not in ("meta", "cpu"):
             raise InitArgumentError(f"model: {name} is on {t.device}; materialize takes a model built on meta "
                                     "(or the CPU): build it there, materialize, then model.to(device)")
@@ -174,7 +205,7 @@ def _allocate(model, torch, dev) -> None:
                 if t is None or not t.is_meta:
                     continue
                 if id(t) not in memo:
-                    e = torch.empty_like(t, device=dev)
+                    e = empty_like_dtensor(t, torch, dev) if is_dtensor(t) else torch.empty_like(t, device=dev)
                     memo[id(t)] = (t, torch.nn.Parameter(e, requires_grad=t.requires_grad) if is_param else e)
                 store[k] = memo[id(t)][1]
 
@@ -197,6 +228,8 @@ def fingerprint(model) -> str:
         if t.device.type == "meta":
             raise InitArgumentError(f"model: {name} is a meta tensor (no values to fingerprint)")
         h.update(f"{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+        if is_dtensor(t):  # the logical tensor: a collective, every rank calls fingerprint
+            t = t.full_tensor()
         flat = t.detach().cpu().contiguous().reshape(-1)
         h.update(flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b"")
     return h.hexdigest()

@@ -1,0 +1,124 @@
+"""One rank of the DTensor tests (tests/test_torch_distributed.py starts WORLD_SIZE of these).
+
+Each scenario builds a small model on meta, lays its parameters out as DTensors on a CPU mesh
+(gloo), initialises it with fastinit and saves, from rank 0, the gathered full tensors; every rank
+saves its replicated tensors and buffers (to check they are equal on every rank) and, for the
+no-communication claim, the number of DTensor collectives issued during the fill (CommDebugMode).
+
+Usage: python tests/_dist_worker.py OUT_DIR SCENARIO[,SCENARIO...]   (env: RANK, WORLD_SIZE,
+MASTER_ADDR, MASTER_PORT)
+"""
+
+import os
+import sys
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.distributed.tensor import DTensor, Replicate, Shard, distribute_tensor, init_device_mesh
+from torch.distributed.tensor.debug import CommDebugMode
+
+import fastinit.torch as ft
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _torch_models import GPT  # noqa: E402
+
+
+class MLP(nn.Module):
+    def __init__(self, d=12, h=22):
+        super().__init__()
+        self.up = nn.Linear(d, h)
+        self.down = nn.Linear(h, d)
+        self.norm = nn.LayerNorm(d)
+
+
+class Mixed(nn.Module):
+    """Uneven dims everywhere (10, 7, 5, 3 rows over 2/3/4 ranks), a conv, an embedding with a
+    padding row, BatchNorm buffers, an LSTM (gate blocks cut across shard boundaries)."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(10, 6, padding_idx=1)
+        self.fc = nn.Linear(6, 7)
+        self.conv = nn.Conv2d(3, 5, 3)
+        self.bn = nn.BatchNorm1d(7)
+        self.head = nn.Linear(7, 3)
+        self.rnn = nn.LSTM(6, 5)
+
+
+ORTHO = [ft.Rule("orthogonal_", {"gain": 0.5}, module="Linear", param="weight"), *ft.recipe("torch").rules]
+
+
+def scenario(name):
+    """(model factory, recipe, layout, how) of a scenario; layout maps a parameter to placements."""
+    def shard(d):
+        return lambda p: [Shard(d)] if p.dim() > d else [Replicate()]
+    return {
+        "shard0": (Mixed, "recurrent", shard(0), "materialize"),
+        "shard1": (Mixed, "torch", shard(1), "to_empty"),
+        "replicate": (Mixed, "kaiming", lambda p: [Replicate()], "materialize"),
+        "ortho_rows": (MLP, ORTHO, shard(0), "materialize"),
+        "ortho_cols": (MLP, ORTHO, shard(1), "to_empty"),
+        "gpt": (lambda: GPT(vocab=37, d=8, n_layer=2, block=11), "gpt2", shard(0), "materialize"),
+        "fsdp": (lambda: GPT(vocab=37, d=8, n_layer=2, block=11), "gpt2", "fsdp", "to_empty"),
+        "tp": (MLP, "torch", "tp", "to_empty"),
+    }[name]
+
+
+def build(name, mesh):
+    make, recipe, layout, how = scenario(name)
+    with torch.device("meta"):
+        model = make()
+    if layout == "fsdp":
+        from torch.distributed.fsdp import fully_shard
+        for blk in model.transformer.h:
+            fully_shard(blk, mesh=mesh)
+        fully_shard(model, mesh=mesh)
+    elif layout == "tp":
+        from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
+        parallelize_module(model, mesh, {"up": ColwiseParallel(), "down": RowwiseParallel()})
+    else:
+        seen = {}
+        for m in model.modules():
+            for k, p in list(m._parameters.items()):
+                if p is None:
+                    continue
+                if id(p) not in seen:
+                    seen[id(p)] = nn.Parameter(distribute_tensor(p, mesh, layout(p)), requires_grad=p.requires_grad)
+                m._parameters[k] = seen[id(p)]
+    return model, recipe, how
+
+
+def main():
+    out, names = sys.argv[1], sys.argv[2].split(",")
+    dist.init_process_group("gloo")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    mesh = init_device_mesh("cpu", (world,))
+    for name in names:
+        model, recipe, how = build(name, mesh)
+        dist.barrier()
+        if how != "materialize":
+            model.to_empty(device="cpu")
+        with CommDebugMode() as comm:  # counts every DTensor collective issued inside
+            if how == "materialize":
+                ft.materialize(model, recipe=recipe, seed=11)
+            else:
+                ft.init_model(model, recipe=recipe, seed=11)
+        full, local = {}, {}
+        for k, t in list(model.named_parameters()) + list(model.named_buffers()):
+            if isinstance(t, DTensor):
+                full[k] = t.full_tensor().detach().clone()
+                if all(isinstance(p, Replicate) for p in t.placements):
+                    local[k] = t.to_local().detach().clone()
+                local[k + "#placements"] = repr(t.placements)
+            else:
+                full[k] = local[k] = t.detach().clone()
+        torch.save({"full": full if rank == 0 else None, "local": local,
+                    "fingerprint": ft.fingerprint(model),
+                    "collectives": comm.get_total_counts()}, os.path.join(out, f"{name}.{rank}.pt"))
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
