@@ -27,6 +27,7 @@ MODULES = [
     "fastinit.torch._model",
     "fastinit.torch._plan",
     "fastinit.torch._recipes",
+    "fastinit.torch._checkpoint",
     "fastinit._names",
 ]
 

@@ -15,7 +15,7 @@ from .._names import generator_at
 from ._distributed import check_dtensor, empty_like_dtensor, is_dtensor, local_region, piece_region
 from ._plan import Plan, check_module, collect, plan
 
-__all__ = ["init_model", "materialize", "fingerprint", "fill_row"]
+__all__ = ["init_model", "materialize", "fingerprint", "fill_row", "fill_region"]
 
 
 def fill_row(tensor, row, seed: int) -> None:
@@ -49,13 +49,19 @@ def _fill_local(tensor, row, seed: int) -> None:
 
     with torch.no_grad():
         local, offset, shape = local_region(tensor)
-        lshape = tuple(local.shape)
-        if 0 in lshape:
-            return
-        for p in row.pieces:
-            part = piece_region(shape, offset, lshape, p.rows)
-            if part is not None:
-                _fill_piece(local[part[0]], p, seed, local.is_floating_point(), part[1])
+        fill_region(local, offset, shape, row, seed)
+
+
+def fill_region(local, offset: tuple, shape: tuple, row, seed: int) -> None:
+    """Write into ``local`` the block at ``offset`` (of its shape) of ``row``'s logical tensor of
+    ``shape``: exactly those elements of what :func:`fill_row` writes into the whole tensor."""
+    lshape = tuple(local.shape)
+    if 0 in lshape:
+        return
+    for p in row.pieces:
+        part = piece_region(shape, offset, lshape, p.rows)
+        if part is not None:
+            _fill_piece(local[part[0]], p, seed, local.is_floating_point(), part[1])
 
 
 def _check_cpu(entries, what: str) -> None:
