@@ -6,7 +6,7 @@ saves its replicated tensors and buffers (to check they are equal on every rank)
 no-communication claim, the number of DTensor collectives issued during the fill (CommDebugMode).
 
 Usage: python tests/_dist_worker.py OUT_DIR SCENARIO[,SCENARIO...]   (env: RANK, WORLD_SIZE,
-MASTER_ADDR, MASTER_PORT)
+MASTER_ADDR, MASTER_PORT; FASTINIT_TEST_DCP: the checkpoint dcp_load reads)
 """
 
 import os
@@ -62,6 +62,9 @@ def scenario(name):
         "gpt": (lambda: GPT(vocab=37, d=8, n_layer=2, block=11), "gpt2", shard(0), "materialize"),
         "fsdp": (lambda: GPT(vocab=37, d=8, n_layer=2, block=11), "gpt2", "fsdp", "to_empty"),
         "tp": (MLP, "torch", "tp", "to_empty"),
+        # a DCP seed checkpoint written by these ranks, then read by a run with another rank count
+        "dcp_save": (lambda: GPT(vocab=37, d=8, n_layer=2, block=11), "gpt2", shard(0), "dcp_save"),
+        "dcp_load": (lambda: GPT(vocab=37, d=8, n_layer=2, block=11), "gpt2", shard(1), "dcp_load"),
     }[name]
 
 
@@ -97,13 +100,19 @@ def main():
     for name in names:
         model, recipe, how = build(name, mesh)
         dist.barrier()
-        if how != "materialize":
+        if how in ("to_empty", "dcp_load"):
             model.to_empty(device="cpu")
         with CommDebugMode() as comm:  # counts every DTensor collective issued inside
             if how == "materialize":
                 ft.materialize(model, recipe=recipe, seed=11)
-            else:
+            elif how == "to_empty":
                 ft.init_model(model, recipe=recipe, seed=11)
+        if how == "dcp_save":
+            ft.save_initialized(model, os.path.join(out, "dcp"), recipe=recipe, seed=11, format="dcp")
+        elif how == "dcp_load":
+            import torch.distributed.checkpoint as dcp
+            sd = model.state_dict()
+            dcp.load(sd, checkpoint_id=os.environ["FASTINIT_TEST_DCP"])
         full, local = {}, {}
         for k, t in list(model.named_parameters()) + list(model.named_buffers()):
             if isinstance(t, DTensor):

@@ -29,7 +29,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import _dist_worker as worker  # noqa: E402
 
-SCENARIOS = ["shard0", "shard1", "replicate", "ortho_rows", "ortho_cols", "gpt", "fsdp", "tp"]
+SCENARIOS = ["shard0", "shard1", "replicate", "ortho_rows", "ortho_cols", "gpt", "fsdp", "tp", "dcp_save"]
 ORTHOGONAL = {"ortho_rows": ("up.weight", "down.weight"), "ortho_cols": ("up.weight", "down.weight"),
               "shard0": ("rnn.weight_hh_l0",)}  # recurrent recipe: orthogonal gate blocks
 
@@ -40,11 +40,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch(world: int, out, scenarios, timeout=300) -> None:
+def launch(world: int, out, scenarios, timeout=300, **extra_env) -> None:
     """Run the worker on ``world`` ranks; fail with every rank's stderr if one fails or hangs."""
     port = _free_port()
     env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": str(world),
-           "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
+           "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1", **extra_env}
     procs = [subprocess.Popen([sys.executable, os.path.join(HERE, "_dist_worker.py"), str(out), ",".join(scenarios)],
                               env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for r in range(world)]
@@ -96,7 +96,7 @@ def check(out, world, name):
             if isinstance(v, torch.Tensor):
                 assert torch.equal(res[r]["local"][k], v), (k, r)
     # the fill issued no DTensor collective; the fingerprint (gathered) is the same on every rank
-    assert all(x["collectives"] == 0 for x in res)
+    assert all(x["collectives"] == 0 for x in res) or name == "dcp_load"
     assert len({x["fingerprint"] for x in res}) == 1
     if name not in ORTHOGONAL:
         assert res[0]["fingerprint"] == ft.fingerprint(ref)
@@ -130,6 +130,14 @@ def test_shard_layout_differs_across_scenarios(two_ranks):
     assert placements["fsdp"]["transformer.h.0.mlp.c_fc.weight#placements"] == "(Shard(dim=0),)"
     assert placements["tp"]["up.weight#placements"] == "(Shard(dim=0),)"
     assert placements["tp"]["down.weight#placements"] == "(Shard(dim=1),)"
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_dcp_seed_checkpoint_loads_on_another_rank_count(two_ranks):
+    """save_initialized(format="dcp") on 2 ranks (Shard(0)); loaded by 3 ranks into Shard(1)."""
+    assert (two_ranks / "dcp" / ".metadata").exists()
+    launch(3, two_ranks, ["dcp_load"], FASTINIT_TEST_DCP=str(two_ranks / "dcp"))
+    check(two_ranks, 3, "dcp_load")
 
 
 # ---- pieces and checks, in process -------------------------------------------------------------
