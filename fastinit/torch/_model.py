@@ -104,6 +104,10 @@ def init_model(model, recipe="torch", seed=0, *, unmatched="error", n_layers=Non
     model : torch.nn.Module
         Every tensor on the CPU, float16/bfloat16/float32/float64 (integer buffers take constant
         rules only). A CUDA model: initialise on the CPU first, then ``model.to("cuda")``.
+        DTensor parameters on a CPU device mesh (``Shard(d)``, ``Replicate()``; FSDP2's
+        ``fully_shard``, tensor-parallel Colwise/Rowwise): each rank fills only its local shard, as
+        a ``fastinit.Block`` of the logical tensor, with no communication; the gathered tensors
+        equal the single-process result (see docs/distributed.md).
     recipe, seed, unmatched, n_layers
         As :func:`plan`. Kept tensors are not touched; buffers of a module with
         ``reset_buffers()`` and no rule are recomputed by it.
@@ -148,7 +152,9 @@ def materialize(model, recipe="torch", seed=0, *, device="cpu", unmatched="error
     Parameters
     ----------
     model : torch.nn.Module
-        Tensors on meta or the CPU.
+        Tensors on meta or the CPU; meta DTensors on a CPU device mesh get their local shard
+        allocated and filled (an FSDP2 model: ``model.to_empty(device="cpu")``, then
+        :func:`init_model`, so FSDP keeps its own parameters).
     device : str or torch.device
         ``"cpu"`` (fastinit fills CPU memory; move the model afterwards with ``model.to(device)``).
     recipe, seed, unmatched, n_layers
@@ -218,7 +224,8 @@ def _allocate(model, torch, dev) -> None:
 
 def fingerprint(model) -> str:
     """SHA-256 (hex) of a model's tensors: for each tensor in canonical-name order, its name, dtype,
-    shape and bytes (tied tensors once, under the canonical name).
+    shape and bytes (tied tensors once, under the canonical name). A DTensor counts as its gathered
+    logical tensor (``full_tensor()``, a collective: every rank calls fingerprint).
 
     Examples
     --------
