@@ -18,7 +18,6 @@ leaves no file under a checkpoint's name.
 from __future__ import annotations
 
 import json
-import math
 import mmap
 import os
 import re
@@ -36,6 +35,7 @@ SAFETENSORS_DTYPES = {"torch.float64": "F64", "torch.float32": "F32", "torch.flo
                       "torch.int8": "I8", "torch.uint8": "U8", "torch.bool": "BOOL"}
 SINGLE, INDEX = "model.safetensors", "model.safetensors.index.json"
 _SHARD = re.compile(r"^model-\d{5}-of-\d{5}\.safetensors$")
+_DONTNEED = getattr(mmap, "MADV_DONTNEED", None)
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
           "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
 
@@ -108,8 +108,10 @@ def _write_file(path: str, group, metadata: dict, seed: int, block_bytes: int, t
     total = start + data
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
     try:
-        if total:
+        if total and hasattr(os, "posix_fallocate"):
             os.posix_fallocate(fd, 0, total)  # ENOSPC here, not a SIGBUS in the middle of a fill
+        elif total:  # no posix_fallocate (macOS): a sparse file of the right size
+            os.ftruncate(fd, total)
         os.pwrite(fd, len(raw).to_bytes(8, "little") + raw, 0)
         if data:
             with mmap.mmap(fd, total, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE) as mm:
@@ -149,8 +151,8 @@ def _fill_mapped(mm, pos: int, row, t, seed: int, block_bytes: int, torch) -> No
         a = pos + r0 * per_row * item
         b = pos + r1 * per_row * item
         a, b = -(-a // page) * page, b // page * page  # whole pages inside this block
-        if b > a:
-            mm.madvise(mmap.MADV_DONTNEED, a, b - a)  # the data stays in the page cache
+        if b > a and _DONTNEED is not None:
+            mm.madvise(_DONTNEED, a, b - a)  # the data stays in the page cache
 
 
 def _targets(path: str, overwrite: bool) -> list:
