@@ -9,6 +9,7 @@ Usage: python tests/_dist_worker.py OUT_DIR SCENARIO[,SCENARIO...]   (env: RANK,
 MASTER_ADDR, MASTER_PORT; FASTINIT_TEST_DCP: the checkpoint dcp_load reads)
 """
 
+import json
 import os
 import sys
 
@@ -65,6 +66,8 @@ def scenario(name):
         # a DCP seed checkpoint written by these ranks, then read by a run with another rank count
         "dcp_save": (lambda: GPT(vocab=37, d=8, n_layer=2, block=11), "gpt2", shard(0), "dcp_save"),
         "dcp_load": (lambda: GPT(vocab=37, d=8, n_layer=2, block=11), "gpt2", shard(1), "dcp_load"),
+        # safetensors files of a plain meta model, written round-robin by the ranks
+        "st_save": (lambda: GPT(vocab=37, d=8, n_layer=2, block=11), "gpt2", "plain", "st_save"),
     }[name]
 
 
@@ -77,6 +80,8 @@ def build(name, mesh):
         for blk in model.transformer.h:
             fully_shard(blk, mesh=mesh)
         fully_shard(model, mesh=mesh)
+    elif layout == "plain":
+        pass
     elif layout == "tp":
         from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
         parallelize_module(model, mesh, {"up": ColwiseParallel(), "down": RowwiseParallel()})
@@ -109,6 +114,16 @@ def main():
                 ft.init_model(model, recipe=recipe, seed=11)
         if how == "dcp_save":
             ft.save_initialized(model, os.path.join(out, "dcp"), recipe=recipe, seed=11, format="dcp")
+        elif how == "st_save":
+            ck = os.path.join(out, "st")
+            ft.save_initialized(model, ck, recipe=recipe, seed=11, max_shard_size=700)
+            from safetensors.torch import load_file
+            index = json.load(open(os.path.join(ck, "model.safetensors.index.json")))
+            sd = {}
+            for f in sorted(set(index["weight_map"].values())):
+                sd.update(load_file(os.path.join(ck, f)))
+            model = scenario(name)[0]()
+            model.load_state_dict(sd, strict=False)  # the tied embedding comes with lm_head.weight
         elif how == "dcp_load":
             import torch.distributed.checkpoint as dcp
             sd = model.state_dict()

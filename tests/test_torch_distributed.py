@@ -29,7 +29,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import _dist_worker as worker  # noqa: E402
 
-SCENARIOS = ["shard0", "shard1", "replicate", "ortho_rows", "ortho_cols", "gpt", "fsdp", "tp", "dcp_save"]
+SCENARIOS = ["shard0", "shard1", "replicate", "ortho_rows", "ortho_cols", "gpt", "fsdp", "tp", "dcp_save", "st_save"]
 ORTHOGONAL = {"ortho_rows": ("up.weight", "down.weight"), "ortho_cols": ("up.weight", "down.weight"),
               "shard0": ("rnn.weight_hh_l0",)}  # recurrent recipe: orthogonal gate blocks
 
@@ -130,6 +130,14 @@ def test_shard_layout_differs_across_scenarios(two_ranks):
     assert placements["fsdp"]["transformer.h.0.mlp.c_fc.weight#placements"] == "(Shard(dim=0),)"
     assert placements["tp"]["up.weight#placements"] == "(Shard(dim=0),)"
     assert placements["tp"]["down.weight#placements"] == "(Shard(dim=1),)"
+
+
+def test_safetensors_written_by_two_ranks_is_one_checkpoint(two_ranks):
+    """st_save (checked against init_model above): files round-robin over the ranks, one index, no temporaries."""
+    files = sorted(os.listdir(two_ranks / "st"))
+    shards = [f for f in files if f.endswith(".safetensors")]
+    assert len(shards) > 2 and "model.safetensors.index.json" in files
+    assert len(files) == len(shards) + 1 and all(f.startswith("model") for f in files)
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")

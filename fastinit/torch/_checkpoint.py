@@ -188,7 +188,9 @@ def save_initialized(model, path, recipe="torch", seed=0, *, format="safetensors
         ``"dcp"`` materialises the model (each rank its own shards, if its parameters are DTensors)
         and saves it with ``torch.distributed.checkpoint.save``: the memory is the (local) model.
     max_shard_size : int or str
-        Largest safetensors file, in bytes or as ``"5GB"``/``"512MiB"``; a larger tensor gets a file
+        Largest safetensors file (with a process group, e.g. under torchrun, the files go round-robin
+        to the ranks and each rank writes its own; every rank calls this function), in bytes or as
+        ``"5GB"``/``"512MiB"``; a larger tensor gets a file
         of its own.
     overwrite : bool
         Replace a checkpoint already at ``path`` (else an error, before anything is written).
@@ -241,39 +243,75 @@ def save_initialized(model, path, recipe="torch", seed=0, *, format="safetensors
     if format == "dcp":
         return _save_dcp(model, path, p, recipe, seed, overwrite, unmatched, n_layers)
     entries = _entries(model, p)
-    os.makedirs(path, exist_ok=True)
-    old = _targets(path, overwrite)
+    rank, world = _group(torch)
     groups = _shards(entries, max_bytes)
     k = len(groups)
     names = [SINGLE] if k == 1 else [f"model-{i + 1:05d}-of-{k:05d}.safetensors" for i in range(k)]
+    mine = [i for i in range(k) if i % world == rank]  # with a process group, files round-robin over ranks
     meta = {"format": "pt", "fastinit.recipe": p.recipe, "fastinit.seed": str(p.seed),
             "fastinit.plan_fingerprint": p.fingerprint()}
-    tmp = [os.path.join(path, f".{n}.tmp-{os.getpid()}") for n in names]
+    tmp = {i: os.path.join(path, f".{names[i]}.tmp-{os.getpid()}") for i in mine}
     index_tmp = os.path.join(path, f".{INDEX}.tmp-{os.getpid()}")
+    error, old = None, []
     try:
-        total = 0
-        for t, g in zip(tmp, groups, strict=True):
-            total += _write_file(t, g, meta, p.seed, block_bytes, torch)
-        if k > 1:
+        os.makedirs(path, exist_ok=True)
+        old = _targets(path, overwrite)
+        for i in mine:
+            _write_file(tmp[i], groups[i], meta, p.seed, block_bytes, torch)
+        if k > 1 and rank == 0:
+            total = sum(t.numel() * t.element_size() for _, t in entries)
             index = {"metadata": {"total_size": total, **meta},
                      "weight_map": {row.name: n for n, g in zip(names, groups, strict=True) for row, _ in g}}
             with open(index_tmp, "x") as f:
                 json.dump(index, f, indent=2)
                 f.flush()
                 os.fsync(f.fileno())
-        for stale in old:  # the previous checkpoint goes before the new one takes its names
-            os.unlink(os.path.join(path, stale))
-        for t, n in zip(tmp, names, strict=True):
-            os.replace(t, os.path.join(path, n))
-        if k > 1:
+    except BaseException as e:
+        error = e
+    failed = _any_failed(torch, world, error is not None)
+    try:
+        if failed:
+            if error is not None:
+                raise error
+            raise RuntimeError(f"save_initialized: another rank failed; rank {rank} removed its temporary files")
+        if rank == 0:
+            for stale in old:  # the previous checkpoint goes before the new one takes its names
+                os.unlink(os.path.join(path, stale))
+        _barrier(torch, world)
+        for i in mine:
+            os.replace(tmp[i], os.path.join(path, names[i]))
+        _barrier(torch, world)
+        if k > 1 and rank == 0:  # the index last: the checkpoint looks complete only when it is
             os.replace(index_tmp, os.path.join(path, INDEX))
         _fsync_dir(path)
+        _barrier(torch, world)
     except BaseException:
-        for t in (*tmp, index_tmp):
+        for t in (*tmp.values(), index_tmp):
             if os.path.exists(t):
                 os.unlink(t)
         raise
     return p
+
+
+def _group(torch) -> tuple:
+    """``(rank, world size)`` of the default process group, or ``(0, 1)`` without one."""
+    d = torch.distributed
+    if d.is_available() and d.is_initialized():
+        return d.get_rank(), d.get_world_size()
+    return 0, 1
+
+
+def _any_failed(torch, world: int, failed: bool) -> bool:
+    if world == 1:
+        return failed
+    flag = torch.tensor([int(failed)])
+    torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+    return bool(flag.item())
+
+
+def _barrier(torch, world: int) -> None:
+    if world > 1:
+        torch.distributed.barrier()
 
 
 def _fsync_dir(path: str) -> None:
