@@ -62,6 +62,7 @@ def scenario(name):
         "ortho_cols": (MLP, ORTHO, shard(1), "to_empty"),
         "gpt": (lambda: GPT(vocab=37, d=8, n_layer=2, block=11), "gpt2", shard(0), "materialize"),
         "fsdp": (lambda: GPT(vocab=37, d=8, n_layer=2, block=11), "gpt2", "fsdp", "to_empty"),
+        "fsdp_materialize": (lambda: GPT(vocab=37, d=8, n_layer=2, block=11), "gpt2", "fsdp", "expect_error"),
         "tp": (MLP, "torch", "tp", "to_empty"),
         # a DCP seed checkpoint written by these ranks, then read by a run with another rank count
         "dcp_save": (lambda: GPT(vocab=37, d=8, n_layer=2, block=11), "gpt2", shard(0), "dcp_save"),
@@ -105,6 +106,14 @@ def main():
     for name in names:
         model, recipe, how = build(name, mesh)
         dist.barrier()
+        if how == "expect_error":
+            try:
+                ft.materialize(model, recipe=recipe, seed=11)
+                err = None
+            except Exception as e:
+                err = f"{type(e).__name__}: {e}"
+            torch.save({"error": err}, os.path.join(out, f"{name}.{rank}.pt"))
+            continue
         if how in ("to_empty", "dcp_load"):
             model.to_empty(device="cpu")
         with CommDebugMode() as comm:  # counts every DTensor collective issued inside

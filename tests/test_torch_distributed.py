@@ -30,6 +30,7 @@ sys.path.insert(0, HERE)
 import _dist_worker as worker  # noqa: E402
 
 SCENARIOS = ["shard0", "shard1", "replicate", "ortho_rows", "ortho_cols", "gpt", "fsdp", "tp", "dcp_save", "st_save"]
+ERRORS = ["fsdp_materialize"]
 ORTHOGONAL = {"ortho_rows": ("up.weight", "down.weight"), "ortho_cols": ("up.weight", "down.weight"),
               "shard0": ("rnn.weight_hh_l0",)}  # recurrent recipe: orthogonal gate blocks
 
@@ -105,7 +106,7 @@ def check(out, world, name):
 @pytest.fixture(scope="module")
 def two_ranks(tmp_path_factory):
     out = tmp_path_factory.mktemp("dist2")
-    launch(2, out, SCENARIOS)
+    launch(2, out, SCENARIOS + ERRORS)
     return out
 
 
@@ -130,6 +131,13 @@ def test_shard_layout_differs_across_scenarios(two_ranks):
     assert placements["fsdp"]["transformer.h.0.mlp.c_fc.weight#placements"] == "(Shard(dim=0),)"
     assert placements["tp"]["up.weight#placements"] == "(Shard(dim=0),)"
     assert placements["tp"]["down.weight#placements"] == "(Shard(dim=1),)"
+
+
+def test_fsdp2_model_materialize_says_to_use_to_empty(two_ranks):
+    for r in range(2):
+        err = torch.load(two_ranks / f"fsdp_materialize.{r}.pt", weights_only=False)["error"]
+        assert err is not None and err.startswith("InitArgumentError: model: the model is managed by FSDP2")
+        assert "model.to_empty(device='cpu'), then fastinit.torch.init_model" in err
 
 
 def test_safetensors_written_by_two_ranks_is_one_checkpoint(two_ranks):

@@ -153,8 +153,8 @@ def materialize(model, recipe="torch", seed=0, *, device="cpu", unmatched="error
     ----------
     model : torch.nn.Module
         Tensors on meta or the CPU; meta DTensors on a CPU device mesh get their local shard
-        allocated and filled (an FSDP2 model: ``model.to_empty(device="cpu")``, then
-        :func:`init_model`, so FSDP keeps its own parameters).
+        allocated and filled. An FSDP2 model (``fully_shard``) is refused: call
+        ``model.to_empty(device="cpu")`` (FSDP2 resets its handles), then :func:`init_model`.
     device : str or torch.device
         ``"cpu"`` (fastinit fills CPU memory; move the model afterwards with ``model.to(device)``).
     recipe, seed, unmatched, n_layers
@@ -185,6 +185,7 @@ def materialize(model, recipe="torch", seed=0, *, device="cpu", unmatched="error
                                 "then model.to(device)")
     p = plan(model, recipe, seed, unmatched=unmatched, n_layers=n_layers)
     entries = collect(model)
+    _check_not_fsdp(model, entries)
     rows = {r.name: r for r in p.rows}
     reset_params = {}
     for t, kind, name, m, *_ in entries:
@@ -207,6 +208,18 @@ def materialize(model, recipe="torch", seed=0, *, device="cpu", unmatched="error
         m.reset_parameters()
     _apply(model, p, entries)
     return p
+
+
+def _check_not_fsdp(model, entries) -> None:
+    """FSDP2 keeps its own handles on the parameters: allocating new ones here would leave it the
+    meta ones. Its own ``to_empty`` resets them."""
+    if not any(t.is_meta for t, *_ in entries):
+        return
+    for name, m in model.named_modules():
+        if any(c.__name__ == "FSDPModule" for c in type(m).__mro__):
+            raise InitArgumentError(f"model: {name or 'the model'} is managed by FSDP2 (fully_shard), which keeps "
+                                    "its own handles on the parameters; call model.to_empty(device='cpu'), then "
+                                    "fastinit.torch.init_model(model, ...)")
 
 
 def _allocate(model, torch, dev) -> None:
