@@ -20,6 +20,7 @@ from torch.distributed.tensor import DTensor, Replicate, Shard, distribute_tenso
 from torch.distributed.tensor.debug import CommDebugMode
 
 import fastinit.torch as ft
+from fastinit.torch import _checkpoint
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _torch_models import GPT  # noqa: E402
@@ -50,6 +51,10 @@ class Mixed(nn.Module):
 ORTHO = [ft.Rule("orthogonal_", {"gain": 0.5}, module="Linear", param="weight"), *ft.recipe("torch").rules]
 
 
+def _disk_full(*a):
+    raise OSError(28, "No space left on device")
+
+
 def scenario(name):
     """(model factory, recipe, layout, how) of a scenario; layout maps a parameter to placements."""
     def shard(d):
@@ -62,6 +67,7 @@ def scenario(name):
         "ortho_cols": (MLP, ORTHO, shard(1), "to_empty"),
         "gpt": (lambda: GPT(vocab=37, d=8, n_layer=2, block=11), "gpt2", shard(0), "materialize"),
         "fsdp": (lambda: GPT(vocab=37, d=8, n_layer=2, block=11), "gpt2", "fsdp", "to_empty"),
+        "st_fail": (lambda: GPT(vocab=37, d=8, n_layer=2, block=11), "gpt2", "plain", "expect_error"),
         "fsdp_materialize": (lambda: GPT(vocab=37, d=8, n_layer=2, block=11), "gpt2", "fsdp", "expect_error"),
         "tp": (MLP, "torch", "tp", "to_empty"),
         # a DCP seed checkpoint written by these ranks, then read by a run with another rank count
@@ -107,12 +113,22 @@ def main():
         model, recipe, how = build(name, mesh)
         dist.barrier()
         if how == "expect_error":
+            real = _checkpoint.os.posix_fallocate
+            if name == "st_fail" and rank == 1:  # this rank's disk is full
+                _checkpoint.os.posix_fallocate = _disk_full
             try:
-                ft.materialize(model, recipe=recipe, seed=11)
+                if name == "st_fail":
+                    ft.save_initialized(model, os.path.join(out, "st_fail"), recipe=recipe, seed=11, max_shard_size=700)
+                else:
+                    ft.materialize(model, recipe=recipe, seed=11)
                 err = None
             except Exception as e:
                 err = f"{type(e).__name__}: {e}"
-            torch.save({"error": err}, os.path.join(out, f"{name}.{rank}.pt"))
+            finally:
+                _checkpoint.os.posix_fallocate = real
+            dist.barrier()
+            left = sorted(os.listdir(os.path.join(out, "st_fail"))) if name == "st_fail" else None
+            torch.save({"error": err, "left": left}, os.path.join(out, f"{name}.{rank}.pt"))
             continue
         if how in ("to_empty", "dcp_load"):
             model.to_empty(device="cpu")

@@ -30,7 +30,7 @@ sys.path.insert(0, HERE)
 import _dist_worker as worker  # noqa: E402
 
 SCENARIOS = ["shard0", "shard1", "replicate", "ortho_rows", "ortho_cols", "gpt", "fsdp", "tp", "dcp_save", "st_save"]
-ERRORS = ["fsdp_materialize"]
+ERRORS = ["fsdp_materialize", "st_fail"]
 ORTHOGONAL = {"ortho_rows": ("up.weight", "down.weight"), "ortho_cols": ("up.weight", "down.weight"),
               "shard0": ("rnn.weight_hh_l0",)}  # recurrent recipe: orthogonal gate blocks
 
@@ -138,6 +138,15 @@ def test_fsdp2_model_materialize_says_to_use_to_empty(two_ranks):
         err = torch.load(two_ranks / f"fsdp_materialize.{r}.pt", weights_only=False)["error"]
         assert err is not None and err.startswith("InitArgumentError: model: the model is managed by FSDP2")
         assert "model.to_empty(device='cpu'), then fastinit.torch.init_model" in err
+
+
+def test_one_rank_failing_leaves_no_checkpoint(two_ranks):
+    """Rank 1's disk is full: it raises the OSError, rank 0 raises that another rank failed, and
+    neither leaves a file (no shard, no index, no temporary)."""
+    res = [torch.load(two_ranks / f"st_fail.{r}.pt", weights_only=False) for r in range(2)]
+    assert res[1]["error"].startswith("OSError: [Errno 28] No space left")
+    assert res[0]["error"].startswith("RuntimeError: save_initialized: another rank failed")
+    assert res[0]["left"] == res[1]["left"] == []
 
 
 def test_safetensors_written_by_two_ranks_is_one_checkpoint(two_ranks):
