@@ -4,7 +4,8 @@
   order, torch's own rules).
 * The model API, name-keyed (a tensor's values depend on the seed and its name only):
   :func:`plan` (dry run), :func:`init_model` (in place), :func:`materialize` (from meta),
-  :func:`fingerprint`, with recipes as tables of :class:`Rule` (:data:`RECIPES`, :func:`recipe`).
+  :func:`fingerprint`, :func:`save_initialized` (a seed checkpoint written block by block from a
+  meta model), with recipes as tables of :class:`Rule` (:data:`RECIPES`, :func:`recipe`).
 
 ``import fastinit.torch`` does not import torch; the functions do, when called.
 
@@ -18,10 +19,12 @@ Examples
 """
 
 from ._accelerate import ROUTED, accelerate
+from ._checkpoint import save_initialized
 from ._model import fingerprint, init_model, materialize
 from ._plan import Plan, PlanRow, plan
 from ._recipes import RECIPES, RESIDUAL, recipe
 from ._rules import MODEL_LEVEL, PUBLIC, Derived, Recipe, Rule
 
 __all__ = ["accelerate", "ROUTED", "plan", "Plan", "PlanRow", "init_model", "materialize", "fingerprint",
+           "save_initialized",
            "Rule", "Recipe", "Derived", "recipe", "RECIPES", "RESIDUAL", "PUBLIC", "MODEL_LEVEL"]

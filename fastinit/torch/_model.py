@@ -12,27 +12,62 @@ import hashlib
 from .. import init as fi
 from .._checks import InitArgumentError
 from .._names import generator_at
+from ._distributed import check_dtensor, empty_like_dtensor, is_dtensor, local_region, piece_region
 from ._plan import Plan, check_module, collect, plan
 
-__all__ = ["init_model", "materialize", "fingerprint", "fill_row"]
+__all__ = ["init_model", "materialize", "fingerprint", "fill_row", "fill_region"]
 
 
 def fill_row(tensor, row, seed: int) -> None:
-    """Write ``row``'s pieces into ``tensor`` (a CPU tensor), each at ``(seed, piece.stream)``."""
+    """Write ``row``'s pieces into ``tensor`` (a CPU tensor), each at ``(seed, piece.stream)``.
+
+    A DTensor gets only its local shard, each piece as a block of the piece's logical tensor.
+    """
+    if is_dtensor(tensor):
+        _fill_local(tensor, row, seed)
+        return
     base = tensor.detach()
     for p in row.pieces:
         view = base if p.rows is None else base[p.rows[0]:p.rows[1]]
-        kw = dict(p.kwargs)
-        if not base.is_floating_point():  # integer buffers (num_batches_tracked): constants only
-            view.fill_({"ones_": 1, "zeros_": 0}.get(p.fn, kw.get("val")))
-        elif p.stream is None:
-            getattr(fi, p.fn)(view, **kw)
-        else:
-            getattr(fi, p.fn)(view, **kw, generator=generator_at(seed, p.stream))
+        _fill_piece(view, p, seed, base.is_floating_point(), None)
+
+
+def _fill_piece(view, p, seed: int, floating: bool, block) -> None:
+    kw = dict(p.kwargs)
+    if block is not None:
+        kw["block"] = block
+    if not floating:  # integer buffers (num_batches_tracked): constants only
+        view.fill_({"ones_": 1, "zeros_": 0}.get(p.fn, kw.get("val")))
+    elif p.stream is None:
+        getattr(fi, p.fn)(view, **kw)
+    else:
+        getattr(fi, p.fn)(view, **kw, generator=generator_at(seed, p.stream))
+
+
+def _fill_local(tensor, row, seed: int) -> None:
+    import torch  # lazy: only DTensor models get here
+
+    with torch.no_grad():
+        local, offset, shape = local_region(tensor)
+        fill_region(local, offset, shape, row, seed)
+
+
+def fill_region(local, offset: tuple, shape: tuple, row, seed: int) -> None:
+    """Write into ``local`` the block at ``offset`` (of its shape) of ``row``'s logical tensor of
+    ``shape``: exactly those elements of what :func:`fill_row` writes into the whole tensor."""
+    lshape = tuple(local.shape)
+    if 0 in lshape:
+        return
+    for p in row.pieces:
+        part = piece_region(shape, offset, lshape, p.rows)
+        if part is not None:
+            _fill_piece(local[part[0]], p, seed, local.is_floating_point(), part[1])
 
 
 def _check_cpu(entries, what: str) -> None:
     for t, _kind, name, *_ in entries:
+        if is_dtensor(t):
+            check_dtensor(t, name)
         if t.device.type == "meta":
             raise InitArgumentError(f"model: {name} is a meta tensor; {what} fills allocated CPU tensors "
                                     "(use fastinit.torch.materialize(model, ...) for a model built on meta)")
@@ -69,6 +104,10 @@ def init_model(model, recipe="torch", seed=0, *, unmatched="error", n_layers=Non
     model : torch.nn.Module
         Every tensor on the CPU, float16/bfloat16/float32/float64 (integer buffers take constant
         rules only). A CUDA model: initialise on the CPU first, then ``model.to("cuda")``.
+        DTensor parameters on a CPU device mesh (``Shard(d)``, ``Replicate()``; FSDP2's
+        ``fully_shard``, tensor-parallel Colwise/Rowwise): each rank fills only its local shard, as
+        a ``fastinit.Block`` of the logical tensor, with no communication; the gathered tensors
+        equal the single-process result (see docs/distributed.md).
     recipe, seed, unmatched, n_layers
         As :func:`plan`. Kept tensors are not touched; buffers of a module with
         ``reset_buffers()`` and no rule are recomputed by it.
@@ -113,7 +152,9 @@ def materialize(model, recipe="torch", seed=0, *, device="cpu", unmatched="error
     Parameters
     ----------
     model : torch.nn.Module
-        Tensors on meta or the CPU.
+        Tensors on meta or the CPU; meta DTensors on a CPU device mesh get their local shard
+        allocated and filled. An FSDP2 model (``fully_shard``) is refused: call
+        ``model.to_empty(device="cpu")`` (FSDP2 resets its handles), then :func:`init_model`.
     device : str or torch.device
         ``"cpu"`` (fastinit fills CPU memory; move the model afterwards with ``model.to(device)``).
     recipe, seed, unmatched, n_layers
@@ -144,9 +185,12 @@ def materialize(model, recipe="torch", seed=0, *, device="cpu", unmatched="error
                                 "then model.to(device)")
     p = plan(model, recipe, seed, unmatched=unmatched, n_layers=n_layers)
     entries = collect(model)
+    _check_not_fsdp(model, entries)
     rows = {r.name: r for r in p.rows}
     reset_params = {}
     for t, kind, name, m, *_ in entries:
+        if is_dtensor(t):
+            check_dtensor(t, name)
         if t.device.type not in ("meta", "cpu"):
             raise InitArgumentError(f"model: {name} is on {t.device}; materialize takes a model built on meta "
                                     "(or the CPU): build it there, materialize, then model.to(device)")
@@ -166,6 +210,18 @@ def materialize(model, recipe="torch", seed=0, *, device="cpu", unmatched="error
     return p
 
 
+def _check_not_fsdp(model, entries) -> None:
+    """FSDP2 keeps its own handles on the parameters: allocating new ones here would leave it the
+    meta ones. Its own ``to_empty`` resets them."""
+    if not any(t.is_meta for t, *_ in entries):
+        return
+    for name, m in model.named_modules():
+        if any(c.__name__ == "FSDPModule" for c in type(m).__mro__):
+            raise InitArgumentError(f"model: {name or 'the model'} is managed by FSDP2 (fully_shard), which keeps "
+                                    "its own handles on the parameters; call model.to_empty(device='cpu'), then "
+                                    "fastinit.torch.init_model(model, ...)")
+
+
 def _allocate(model, torch, dev) -> None:
     memo = {}  # id(meta tensor) -> (meta tensor, its CPU replacement); keeps ids unique while in use
     for m in model.modules():
@@ -174,14 +230,15 @@ def _allocate(model, torch, dev) -> None:
                 if t is None or not t.is_meta:
                     continue
                 if id(t) not in memo:
-                    e = torch.empty_like(t, device=dev)
+                    e = empty_like_dtensor(t, torch, dev) if is_dtensor(t) else torch.empty_like(t, device=dev)
                     memo[id(t)] = (t, torch.nn.Parameter(e, requires_grad=t.requires_grad) if is_param else e)
                 store[k] = memo[id(t)][1]
 
 
 def fingerprint(model) -> str:
     """SHA-256 (hex) of a model's tensors: for each tensor in canonical-name order, its name, dtype,
-    shape and bytes (tied tensors once, under the canonical name).
+    shape and bytes (tied tensors once, under the canonical name). A DTensor counts as its gathered
+    logical tensor (``full_tensor()``, a collective: every rank calls fingerprint).
 
     Examples
     --------
@@ -197,6 +254,8 @@ def fingerprint(model) -> str:
         if t.device.type == "meta":
             raise InitArgumentError(f"model: {name} is a meta tensor (no values to fingerprint)")
         h.update(f"{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+        if is_dtensor(t):  # the logical tensor: a collective, every rank calls fingerprint
+            t = t.full_tensor()
         flat = t.detach().cpu().contiguous().reshape(-1)
         h.update(flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b"")
     return h.hexdigest()

@@ -1,0 +1,173 @@
+"""One rank of the DTensor tests (tests/test_torch_distributed.py starts WORLD_SIZE of these).
+
+Each scenario builds a small model on meta, lays its parameters out as DTensors on a CPU mesh
+(gloo), initialises it with fastinit and saves, from rank 0, the gathered full tensors; every rank
+saves its replicated tensors and buffers (to check they are equal on every rank) and, for the
+no-communication claim, the number of DTensor collectives issued during the fill (CommDebugMode).
+
+Usage: python tests/_dist_worker.py OUT_DIR SCENARIO[,SCENARIO...]   (env: RANK, WORLD_SIZE,
+MASTER_ADDR, MASTER_PORT; FASTINIT_TEST_DCP: the checkpoint dcp_load reads)
+"""
+
+import json
+import os
+import sys
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.distributed.tensor import DTensor, Replicate, Shard, distribute_tensor, init_device_mesh
+from torch.distributed.tensor.debug import CommDebugMode
+
+import fastinit.torch as ft
+from fastinit.torch import _checkpoint
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _torch_models import GPT  # noqa: E402
+
+
+class MLP(nn.Module):
+    def __init__(self, d=12, h=22):
+        super().__init__()
+        self.up = nn.Linear(d, h)
+        self.down = nn.Linear(h, d)
+        self.norm = nn.LayerNorm(d)
+
+
+class Mixed(nn.Module):
+    """Uneven dims everywhere (10, 7, 5, 3 rows over 2/3/4 ranks), a conv, an embedding with a
+    padding row, BatchNorm buffers, an LSTM (gate blocks cut across shard boundaries)."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(10, 6, padding_idx=1)
+        self.fc = nn.Linear(6, 7)
+        self.conv = nn.Conv2d(3, 5, 3)
+        self.bn = nn.BatchNorm1d(7)
+        self.head = nn.Linear(7, 3)
+        self.rnn = nn.LSTM(6, 5)
+
+
+ORTHO = [ft.Rule("orthogonal_", {"gain": 0.5}, module="Linear", param="weight"), *ft.recipe("torch").rules]
+
+
+def _disk_full(*a):
+    raise OSError(28, "No space left on device")
+
+
+def scenario(name):
+    """(model factory, recipe, layout, how) of a scenario; layout maps a parameter to placements."""
+    def shard(d):
+        return lambda p: [Shard(d)] if p.dim() > d else [Replicate()]
+    return {
+        "shard0": (Mixed, "recurrent", shard(0), "materialize"),
+        "shard1": (Mixed, "torch", shard(1), "to_empty"),
+        "replicate": (Mixed, "kaiming", lambda p: [Replicate()], "materialize"),
+        "ortho_rows": (MLP, ORTHO, shard(0), "materialize"),
+        "ortho_cols": (MLP, ORTHO, shard(1), "to_empty"),
+        "gpt": (lambda: GPT(vocab=37, d=8, n_layer=2, block=11), "gpt2", shard(0), "materialize"),
+        "fsdp": (lambda: GPT(vocab=37, d=8, n_layer=2, block=11), "gpt2", "fsdp", "to_empty"),
+        "st_fail": (lambda: GPT(vocab=37, d=8, n_layer=2, block=11), "gpt2", "plain", "expect_error"),
+        "fsdp_materialize": (lambda: GPT(vocab=37, d=8, n_layer=2, block=11), "gpt2", "fsdp", "expect_error"),
+        "tp": (MLP, "torch", "tp", "to_empty"),
+        # a DCP seed checkpoint written by these ranks, then read by a run with another rank count
+        "dcp_save": (lambda: GPT(vocab=37, d=8, n_layer=2, block=11), "gpt2", shard(0), "dcp_save"),
+        "dcp_load": (lambda: GPT(vocab=37, d=8, n_layer=2, block=11), "gpt2", shard(1), "dcp_load"),
+        # safetensors files of a plain meta model, written round-robin by the ranks
+        "st_save": (lambda: GPT(vocab=37, d=8, n_layer=2, block=11), "gpt2", "plain", "st_save"),
+    }[name]
+
+
+def build(name, mesh):
+    make, recipe, layout, how = scenario(name)
+    with torch.device("meta"):
+        model = make()
+    if layout == "fsdp":
+        from torch.distributed.fsdp import fully_shard
+        for blk in model.transformer.h:
+            fully_shard(blk, mesh=mesh)
+        fully_shard(model, mesh=mesh)
+    elif layout == "plain":
+        pass
+    elif layout == "tp":
+        from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
+        parallelize_module(model, mesh, {"up": ColwiseParallel(), "down": RowwiseParallel()})
+    else:
+        seen = {}
+        for m in model.modules():
+            for k, p in list(m._parameters.items()):
+                if p is None:
+                    continue
+                if id(p) not in seen:
+                    seen[id(p)] = nn.Parameter(distribute_tensor(p, mesh, layout(p)), requires_grad=p.requires_grad)
+                m._parameters[k] = seen[id(p)]
+    return model, recipe, how
+
+
+def main():
+    out, names = sys.argv[1], sys.argv[2].split(",")
+    dist.init_process_group("gloo")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    mesh = init_device_mesh("cpu", (world,))
+    for name in names:
+        model, recipe, how = build(name, mesh)
+        dist.barrier()
+        if how == "expect_error":
+            real = _checkpoint.os.posix_fallocate
+            if name == "st_fail" and rank == 1:  # this rank's disk is full
+                _checkpoint.os.posix_fallocate = _disk_full
+            try:
+                if name == "st_fail":
+                    ft.save_initialized(model, os.path.join(out, "st_fail"), recipe=recipe, seed=11, max_shard_size=700)
+                else:
+                    ft.materialize(model, recipe=recipe, seed=11)
+                err = None
+            except Exception as e:
+                err = f"{type(e).__name__}: {e}"
+            finally:
+                _checkpoint.os.posix_fallocate = real
+            dist.barrier()
+            left = sorted(os.listdir(os.path.join(out, "st_fail"))) if name == "st_fail" else None
+            torch.save({"error": err, "left": left}, os.path.join(out, f"{name}.{rank}.pt"))
+            continue
+        if how in ("to_empty", "dcp_load"):
+            model.to_empty(device="cpu")
+        with CommDebugMode() as comm:  # counts every DTensor collective issued inside
+            if how == "materialize":
+                ft.materialize(model, recipe=recipe, seed=11)
+            elif how == "to_empty":
+                ft.init_model(model, recipe=recipe, seed=11)
+        if how == "dcp_save":
+            ft.save_initialized(model, os.path.join(out, "dcp"), recipe=recipe, seed=11, format="dcp")
+        elif how == "st_save":
+            ck = os.path.join(out, "st")
+            ft.save_initialized(model, ck, recipe=recipe, seed=11, max_shard_size=700)
+            from safetensors.torch import load_file
+            index = json.load(open(os.path.join(ck, "model.safetensors.index.json")))
+            sd = {}
+            for f in sorted(set(index["weight_map"].values())):
+                sd.update(load_file(os.path.join(ck, f)))
+            model = scenario(name)[0]()
+            model.load_state_dict(sd, strict=False)  # the tied embedding comes with lm_head.weight
+        elif how == "dcp_load":
+            import torch.distributed.checkpoint as dcp
+            sd = model.state_dict()
+            dcp.load(sd, checkpoint_id=os.environ["FASTINIT_TEST_DCP"])
+        full, local = {}, {}
+        for k, t in list(model.named_parameters()) + list(model.named_buffers()):
+            if isinstance(t, DTensor):
+                full[k] = t.full_tensor().detach().clone()
+                if all(isinstance(p, Replicate) for p in t.placements):
+                    local[k] = t.to_local().detach().clone()
+                local[k + "#placements"] = repr(t.placements)
+            else:
+                full[k] = local[k] = t.detach().clone()
+        torch.save({"full": full if rank == 0 else None, "local": local,
+                    "fingerprint": ft.fingerprint(model),
+                    "collectives": comm.get_total_counts()}, os.path.join(out, f"{name}.{rank}.pt"))
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
