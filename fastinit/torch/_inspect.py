@@ -26,7 +26,7 @@ __all__ = ["inspect", "InspectReport", "STATISTICS", "run_forward"]
 #: ``frac_saturated`` have fastinit.sim's meaning; ``out_*`` of a Linear are sim's ``preact_*``, of an
 #: activation sim's ``post_*``; ``grad_out_m2`` of a Linear is sim's ``grad_preact_m2``.
 STATISTICS = ("out_mean", "out_var", "out_m2", "frac_zero", "frac_inactive", "frac_dead_units", "frac_saturated",
-              "n_nan", "n_inf", "grad_out_m2", "grad_weight_m2", "grad_bias_m2")
+              "n_nan", "n_inf", "grad_out_m2", "grad_weight_m2", "grad_bias_m2", "in_var", "in_m2")
 
 # |x| thresholds of fastinit.sim's frac_saturated (on the activation's input): |tanh x| > 0.99, sigmoid
 # outside (0.01, 0.99).
@@ -54,6 +54,9 @@ class _Acc:
         self.alive = None  # per unit: positive for at least one sample
         self.g_n = 0
         self.g_s2 = 0.0
+        self.in_n = 0
+        self.in_s1 = self.in_s2 = 0.0
+        self.input_from = None
 
     def add(self, x, inp):
         import torch
@@ -81,6 +84,12 @@ class _Acc:
             dim = 1 if self.kind.startswith(_CHANNELS_FIRST) else xd.ndim - 1
             pos = (xd > 0).movedim(dim, -1).reshape(-1, xd.shape[dim]).any(0)
             self.alive = pos if self.alive is None or self.alive.shape != pos.shape else self.alive | pos
+        if isinstance(inp, torch.Tensor) and inp.is_floating_point():
+            ind = inp.detach().double()
+            ind = ind[torch.isfinite(ind)]
+            self.in_n += ind.numel()
+            self.in_s1 += float(ind.sum())
+            self.in_s2 += float((ind * ind).sum())
         thr = _SATURATING.get(self.kind)
         if thr is not None and isinstance(inp, torch.Tensor) and inp.is_floating_point():
             self.sat += int((inp.detach().abs() > thr).sum())
@@ -103,7 +112,10 @@ class _Acc:
                "frac_dead_units": float((~self.alive).double().mean()) if self.alive is not None else math.nan,
                "frac_saturated": self.sat / self.sat_n if self.sat_n else math.nan,
                "n_nan": self.nan, "n_inf": self.inf,
-               "grad_out_m2": self.g_s2 / self.g_n if self.g_n else math.nan}
+               "grad_out_m2": self.g_s2 / self.g_n if self.g_n else math.nan,
+               "in_m2": self.in_s2 / self.in_n if self.in_n else math.nan,
+               "in_var": max(self.in_s2 / self.in_n - (self.in_s1 / self.in_n) ** 2, 0.0) if self.in_n else math.nan,
+               "input_from": self.input_from}
         return rec
 
 
@@ -245,6 +257,8 @@ def inspect(model, inputs, loss=None, *, seed=0):
     :math:`L = \sum G \odot y_{\rm out}`, :math:`G` i.i.d. :math:`\mathcal N(0, 1)`):
     ``grad_out_m2`` :math:`=\overline{(\partial L/\partial y)^2}` and the mean squared entry of
     :math:`\partial L/\partial W` and :math:`\partial L/\partial b` (``grad_weight_m2``, ``grad_bias_m2``).
+    Of the module's first input: ``in_var``, ``in_m2``, and ``input_from``, the leaf that produced it (None
+    for a model input or a tensor computed outside leaf modules).
 
     Theory: for a chain of Linear layers and one element-wise activation type, ``theory_<stat>`` holds
     :func:`fastinit.theory.mlp_theory` with :math:`s_l^2 = \overline{W_l^2}`, the bias's measured mean and
@@ -287,6 +301,7 @@ def inspect(model, inputs, loss=None, *, seed=0):
     accs = {name: _Acc(name, mod) for name, mod in _leaves(model)} if isinstance(model, torch.nn.Module) else {}
     order = []
     chain = {"prev": None, "ok": True}
+    made = {}  # id(output) -> (weakref, leaf name): which leaf produced a leaf's input
 
     def post(name, mod, args, out):
         acc = accs[name]
@@ -298,6 +313,10 @@ def inspect(model, inputs, loss=None, *, seed=0):
             order.append(name)
         elif chain["ok"]:
             chain["ok"] = False  # a module called twice: not a plain chain
+        if inp is not None and acc.input_from is None:
+            src = made.get(id(inp))
+            acc.input_from = src[1] if src is not None and src[0]() is inp else None
+        made[id(out)] = (weakref.ref(out), name)
         prev = chain["prev"]() if chain["prev"] is not None else None
         if chain["ok"] and chain["prev"] is not None and inp is not prev:  # (a dead weakref: not fed by it)
             chain["ok"] = False
