@@ -19,6 +19,7 @@ Examples
 
 from ._accelerate import ROUTED, accelerate
 from ._inspect import InspectReport, inspect
+from ._lint import CHECKS, Finding, lint
 from ._model import fingerprint, init_model, materialize
 from ._plan import Plan, PlanRow, plan
 from ._recipes import RECIPES, RESIDUAL, recipe
@@ -26,4 +27,4 @@ from ._rules import MODEL_LEVEL, PUBLIC, Derived, Recipe, Rule
 
 __all__ = ["accelerate", "ROUTED", "plan", "Plan", "PlanRow", "init_model", "materialize", "fingerprint",
            "Rule", "Recipe", "Derived", "recipe", "RECIPES", "RESIDUAL", "PUBLIC", "MODEL_LEVEL",
-           "inspect", "InspectReport"]
+           "inspect", "InspectReport", "lint", "Finding", "CHECKS"]

@@ -292,7 +292,7 @@ def inspect(model, inputs, loss=None, *, seed=0):
     >>> x = torch.randn(512, 256, generator=torch.Generator().manual_seed(0))
     >>> r = ft.inspect(m, x)
     >>> [round(r[n]["out_var"], 2) for n in ("0", "2")], [round(r[n]["theory_out_var"], 2) for n in ("0", "2")]
-    ([2.0, 1.97], [1.99, 1.99])
+    ([2.02, 2.17], [2.02, 2.03])
     """
     import torch
 
@@ -394,6 +394,8 @@ def _add_theory(records, accs, inputs, batch):
     wv = [float(m.weight.detach().double().pow(2).mean()) for m in mods]
     bm = [float(m.bias.detach().double().mean()) if m.bias is not None else 0.0 for m in mods]
     bv = [float(m.bias.detach().double().var(unbiased=False)) if m.bias is not None else 0.0 for m in mods]
+    if not all(math.isfinite(v) for v in wv + bm + bv):
+        return "not computed: non-finite weights or biases"
     x = inputs.detach().double()
     th = theory.mlp_theory(widths, _THEORY_ACT[act_kind], param, weight_var=wv, bias_mean=bm, bias_var=bv,
                            input_mean=float(x.mean()), input_std=float(x.std(unbiased=False)), batch=batch)
