@@ -182,3 +182,43 @@ def test_bad_input_names_the_layer():
     assert rep["fc"]["grad_out_m2"] == 1.0
     with pytest.raises(TypeError, match="torch.nn.Module"):
         ft.inspect(lambda x: x, torch.randn(2))
+
+
+FACTORY = '''
+from torch import nn
+
+
+class TinyLM(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.wte = nn.Embedding(50, 16)
+        self.fc = nn.Linear(16, 16)
+        self.act = nn.Tanh()
+
+    def forward(self, idx):
+        return self.act(self.fc(self.wte(idx)))
+'''
+
+
+def test_cli_inspect_writes_table_json_and_plots(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("matplotlib")
+    (tmp_path / "inspmodels.py").write_text(FACTORY)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env.get("PYTHONPATH", "")])
+    r = subprocess.run([sys.executable, "-m", "fastinit", "inspect", "inspmodels:TinyLM", "--input-shape", "4,8",
+                        "--recipe", "gpt2", "--json", "out.json", "--plots", "plots"],
+                       capture_output=True, text=True, timeout=300, cwd=str(tmp_path), env=env)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].split()[:2] == ["layer", "kind"]
+    assert [ln.split()[0] for ln in lines[2:5]] == ["wte", "fc", "act"]
+    data = json.loads((tmp_path / "out.json").read_text())
+    assert [d["name"] for d in data["layers"]] == ["wte", "fc", "act"]
+    # integer tokens went in: the embedding output is N(0, 0.02^2) rows (gpt2 recipe); 32 rows of 16
+    assert data["layers"][0]["out_var"] == pytest.approx(0.02 ** 2, rel=0.5)
+    for name in ("variance.png", "gradient.png"):
+        assert (tmp_path / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -152,3 +152,36 @@ def test_nonfinite():
     bad = [f for f in ft.lint(m, _x()) if f.code == "nonfinite"]
     assert [f.where for f in bad] == ["2.weight", "2"]
     assert "1 of 16384" in bad[0].evidence
+
+
+FACTORY = '''
+from torch import nn
+
+
+def relu_mlp(width=64):
+    return nn.Sequential(*[x for _ in range(3) for x in (nn.Linear(width, width), nn.ReLU())])
+'''
+
+
+def test_cli_lint_exit_status(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "lintmodels.py").write_text(FACTORY)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env.get("PYTHONPATH", "")])
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "fastinit", "lint", "lintmodels:relu_mlp", *args],
+                              capture_output=True, text=True, timeout=300, cwd=str(tmp_path), env=env)
+
+    bad = run("--input-shape", "128,64", "--recipe", "xavier")
+    assert bad.returncode == 1, bad.stderr
+    lines = bad.stdout.splitlines()
+    assert lines[-1] == "3 findings"
+    assert lines[0].startswith("0.weight: relu-variance: fan_in*Var(W) = 1.00")
+    good = run("--input-shape", "128,64", "--recipe", "kaiming", "--seed", "1")
+    assert (good.returncode, good.stdout) == (0, "0 findings\n"), good.stderr
+    err = run("--input-shape", "128,65", "--recipe", "kaiming")
+    assert err.returncode == 2 and "layer '0' (Linear)" in err.stderr

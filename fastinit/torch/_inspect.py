@@ -20,7 +20,7 @@ import numpy as np
 
 from .._checks import InitArgumentError
 
-__all__ = ["inspect", "InspectReport", "STATISTICS", "run_forward"]
+__all__ = ["inspect", "InspectReport", "STATISTICS", "run_forward", "add_inspect_parser", "run_inspect", "plot"]
 
 #: Per-layer statistics of :func:`inspect` (record keys). ``frac_inactive``, ``frac_dead_units`` and
 #: ``frac_saturated`` have fastinit.sim's meaning; ``out_*`` of a Linear are sim's ``preact_*``, of an
@@ -421,3 +421,126 @@ def _add_theory(records, accs, inputs, batch):
             # gradient into a_l: n_{l+1} s_{l+1}^2 E[delta_{l+1}^2]; the last activation is the anchor itself
             a["theory_grad_out_m2"] = float(widths[l + 2] * wv[l + 1] * pred_d[l + 1]) if l + 1 < L else anchor
     return f"fastinit.theory.mlp_theory({act_kind}, widths {widths}), backward anchored at the last layer"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Command line: ``fastinit inspect package.module:factory --input-shape 8,512 [--recipe R --seed S]``
+# (``fastinit lint`` shares the model and input construction).
+# ---------------------------------------------------------------------------------------------------
+
+def input_shape(text: str) -> tuple:
+    """Parse ``"8,512"`` into ``(8, 512)`` (argparse type)."""
+    import argparse
+
+    try:
+        shape = tuple(int(t) for t in text.split(","))
+    except ValueError:
+        shape = ()
+    if not shape or min(shape) < 1:
+        raise argparse.ArgumentTypeError(f"input shape must look like 8,512 (positive integers), got {text!r}")
+    return shape
+
+
+def add_model_arguments(p) -> None:
+    """The arguments that say how to build the model and its inputs (``inspect`` and ``lint``)."""
+    p.add_argument("factory", help="package.module:callable returning a torch.nn.Module")
+    p.add_argument("--input-shape", type=input_shape, required=True, help="input shape, e.g. 8,512")
+    p.add_argument("--recipe", default=None, help="initialise with this recipe (default: the model's own init)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the recipe and of the inputs (default 0)")
+
+
+def add_inspect_parser(sub) -> None:
+    """Add the ``inspect`` sub-command to the ``fastinit`` parser's sub-parsers ``sub``."""
+    p = sub.add_parser("inspect", help="per-layer activation and gradient statistics of a model at init")
+    add_model_arguments(p)
+    p.add_argument("--json", metavar="PATH", help="also write the report as JSON")
+    p.add_argument("--plots", metavar="DIR", help="also write PNG plots (needs matplotlib)")
+
+
+def load_factory(spec: str):
+    """``package.module:callable`` -> the callable."""
+    import importlib
+
+    mod_name, sep, attr = spec.partition(":")
+    if not sep or not mod_name or not attr:
+        raise InitArgumentError(f"factory must look like package.module:callable, got {spec!r}")
+    obj = importlib.import_module(mod_name)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise InitArgumentError(f"factory {spec!r} is not callable")
+    return obj
+
+
+def build(args):
+    """The model (built on the CPU, initialised by ``--recipe`` if given) and its inputs: integer tokens
+    below the vocabulary size when the first leaf module is an ``Embedding``, else N(0, 1) floats."""
+    import torch
+
+    from ._model import init_model
+
+    torch.manual_seed(args.seed)  # the factory's own init, when no recipe is given
+    model = load_factory(args.factory)()
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"factory {args.factory!r} returned {type(model).__name__}, not a torch.nn.Module")
+    if args.recipe is not None:
+        init_model(model, args.recipe, args.seed)
+    gen = torch.Generator().manual_seed(args.seed)
+    first = next((m for _, m in _leaves(model)), None)
+    if isinstance(first, torch.nn.Embedding):
+        x = torch.randint(0, first.num_embeddings, args.input_shape, generator=gen)
+    else:
+        x = torch.randn(args.input_shape, generator=gen)
+    return model, x
+
+
+def plot(report, directory) -> list:
+    """Write ``variance.png`` (output variance, and theory, against depth) and ``gradient.png`` (gradient
+    second moment against depth) into ``directory``; return the paths."""
+    import os
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    os.makedirs(directory, exist_ok=True)
+    paths = []
+    recs = report.records
+    for key, fname, label in (("out_var", "variance.png", "output variance"),
+                              ("grad_out_m2", "gradient.png", "gradient second moment (w.r.t. output)")):
+        fig, ax = plt.subplots(figsize=(max(6, 0.25 * len(recs)), 4))
+        xs = range(len(recs))
+        ax.semilogy(xs, [r[key] for r in recs], "o-", label="measured")
+        if any(f"theory_{key}" in r for r in recs):
+            ax.semilogy(xs, [r.get(f"theory_{key}", math.nan) for r in recs], "x--", label="mean-field theory")
+        ax.set_xticks(list(xs))
+        ax.set_xticklabels([f"{r['name']} {r['kind']}" for r in recs], rotation=90, fontsize=7)
+        ax.set_ylabel(label)
+        ax.legend()
+        fig.tight_layout()
+        path = os.path.join(directory, fname)
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def run_inspect(args) -> int:
+    """Build, inspect, print the table; write the JSON and plots if asked. Exit status 2 on bad input."""
+    import sys
+
+    try:
+        model, x = build(args)
+        rep = inspect(model, x)
+    except (ImportError, AttributeError, TypeError, ValueError) as e:
+        print(f"fastinit inspect: error: {e}", file=sys.stderr)
+        return 2
+    print(rep)
+    if args.json:
+        with open(args.json, "w") as f:
+            f.write(rep.to_json(indent=1))
+    if args.plots:
+        for path in plot(rep, args.plots):
+            print(f"wrote {path}")
+    return 0

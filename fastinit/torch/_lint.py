@@ -12,10 +12,10 @@ import re
 from dataclasses import dataclass
 
 from .._checks import InitArgumentError, real
-from ._inspect import TANH_SAT, inspect
+from ._inspect import TANH_SAT, add_model_arguments, build, inspect
 from ._recipes import RESIDUAL
 
-__all__ = ["lint", "Finding", "CHECKS"]
+__all__ = ["lint", "Finding", "CHECKS", "add_lint_parser", "run_lint"]
 
 #: code -> what it detects.
 CHECKS = {
@@ -272,3 +272,27 @@ def _embedding(model, consumer, recs):
                                    f"{med:.3g}: the embedding dominates the residual stream",
                                    'recipe="gpt2" or "bert" (embeddings N(0, 0.02^2))'))
     return out
+
+
+def add_lint_parser(sub) -> None:
+    """Add the ``lint`` sub-command to the ``fastinit`` parser's sub-parsers ``sub``."""
+    p = sub.add_parser("lint", help="find common init mistakes in a model (exit status 1 when any is found)")
+    add_model_arguments(p)
+    p.add_argument("--factor", type=float, default=4.0, help="variance-jump threshold (default 4)")
+    p.add_argument("--min-depth", type=int, default=6, help="residual blocks for residual-scale (default 6)")
+
+
+def run_lint(args) -> int:
+    """Print the findings, one a line; exit status 1 when there are any, 0 when none, 2 on bad input."""
+    import sys
+
+    try:
+        model, x = build(args)
+        findings = lint(model, x, factor=args.factor, min_depth=args.min_depth)
+    except (ImportError, AttributeError, TypeError, ValueError) as e:
+        print(f"fastinit lint: error: {e}", file=sys.stderr)
+        return 2
+    for f in findings:
+        print(f)
+    print(f"{len(findings)} finding{'s' if len(findings) != 1 else ''}")
+    return 1 if findings else 0
