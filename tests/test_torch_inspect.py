@@ -222,3 +222,30 @@ def test_cli_inspect_writes_table_json_and_plots(tmp_path):
     assert data["layers"][0]["out_var"] == pytest.approx(0.02 ** 2, rel=0.5)
     for name in ("variance.png", "gradient.png"):
         assert (tmp_path / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_tuple_outputs_and_gradient_into_the_input():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = nn.LSTM(6, 8, batch_first=True)
+            self.head = nn.Linear(8, 3)
+
+        def forward(self, x):
+            return self.head(self.lstm(x)[0])
+
+    m = Net()
+    x = torch.randn(4, 5, 6, generator=torch.Generator().manual_seed(0))
+    loss = lambda y: (y ** 2).sum()  # noqa: E731
+    rep = ft.inspect(m, x, loss=loss)
+    xr = x.clone().requires_grad_(True)
+    y_lstm = m.lstm(xr)[0]
+    y_lstm.retain_grad()
+    loss(m.head(y_lstm)).backward()
+    r = rep["lstm"]
+    assert r["out_m2"] == pytest.approx(float((y_lstm.detach().double() ** 2).mean()), rel=1e-9)
+    assert r["grad_out_m2"] == pytest.approx(float((y_lstm.grad.double() ** 2).mean()), rel=1e-6)
+    w = [p.grad.double() for n, p in m.lstm.named_parameters() if n.startswith("weight")]
+    assert r["grad_weight_m2"] == pytest.approx(float(sum((g ** 2).sum() for g in w) / sum(g.numel() for g in w)),
+                                                rel=1e-6)
+    assert rep.grad_input_m2 == pytest.approx(float((xr.grad.double() ** 2).mean()), rel=1e-6)

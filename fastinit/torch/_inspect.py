@@ -195,6 +195,7 @@ class InspectReport:
     theory: str | None = None  # why the theory column is (not) there
     loss: str = ""
     batch: int = 0
+    grad_input_m2: float = math.nan  # fastinit.sim's name: mean squared gradient w.r.t. a floating input
 
     def __getitem__(self, name):
         for r in self.records:
@@ -215,7 +216,8 @@ class InspectReport:
         def clean(v):
             return None if isinstance(v, float) and not math.isfinite(v) else v
         rows = [{k: clean(v) for k, v in r.items()} for r in self.records]
-        return json.dumps({"loss": self.loss, "batch": self.batch, "theory": self.theory, "layers": rows}, **kw)
+        return json.dumps({"loss": self.loss, "batch": self.batch, "theory": self.theory,
+                           "grad_input_m2": clean(self.grad_input_m2), "layers": rows}, **kw)
 
     def __str__(self):
         cols = [("layer", "name"), ("kind", "kind"), ("mean", "out_mean"), ("var", "out_var"),
@@ -248,7 +250,7 @@ def inspect(model, inputs, loss=None, *, seed=0):
     r"""Per-layer statistics of ``model`` on ``inputs``: forward, backward, and mean-field theory beside them.
 
     For every leaf module (in call order; a module called several times pools its calls), of its output
-    :math:`y` (all entries pooled, float64, non-finite entries left out of the moments):
+    :math:`y` (the first element of a tuple output) (all entries pooled, float64, non-finite entries left out of the moments):
     ``out_mean``, ``out_var``, ``out_m2`` :math:`=\overline{y^2}`, ``frac_zero`` (:math:`y = 0` exactly),
     ``frac_inactive`` (:math:`y \le 0`), ``frac_dead_units`` (units :math:`\le 0` for every sample; units are
     the last dim, or dim 1 for Conv/BatchNorm/pooling), ``frac_saturated`` (Tanh: input
@@ -256,7 +258,9 @@ def inspect(model, inputs, loss=None, *, seed=0):
     NaN elsewhere), ``n_nan``, ``n_inf``. Backward (the loss given, else fastinit.sim's random projection
     :math:`L = \sum G \odot y_{\rm out}`, :math:`G` i.i.d. :math:`\mathcal N(0, 1)`):
     ``grad_out_m2`` :math:`=\overline{(\partial L/\partial y)^2}` and the mean squared entry of
-    :math:`\partial L/\partial W` and :math:`\partial L/\partial b` (``grad_weight_m2``, ``grad_bias_m2``).
+    :math:`\partial L/\partial W` and :math:`\partial L/\partial b` (``grad_weight_m2``, ``grad_bias_m2``,
+    pooled over the module's ``weight*`` and ``bias*`` parameters, e.g. an LSTM's ``weight_ih_l0`` and
+    ``weight_hh_l0``); ``report.grad_input_m2`` for a floating tensor input.
     Of the module's first input: ``in_var``, ``in_m2``, and ``input_from``, the leaf that produced it (None
     for a model input or a tensor computed outside leaf modules).
 
@@ -305,6 +309,9 @@ def inspect(model, inputs, loss=None, *, seed=0):
 
     def post(name, mod, args, out):
         acc = accs[name]
+        if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
+            out = out[0]  # an LSTM's (output, (h, c)), an attention's (output, weights): the first one
+            chain["ok"] = False
         if not isinstance(out, torch.Tensor):
             chain["ok"] = False
             return
@@ -325,6 +332,9 @@ def inspect(model, inputs, loss=None, *, seed=0):
         if out.requires_grad:
             out.register_hook(lambda g, acc=acc: acc.add_grad(g))
 
+    x_grad = None
+    if isinstance(inputs, torch.Tensor) and inputs.is_floating_point():
+        inputs = x_grad = inputs.detach().requires_grad_(True)  # gradients reach layers without parameters
     with torch.enable_grad():
         out = run_forward(model, inputs, post_hook=post)
         if loss is None:
@@ -345,20 +355,32 @@ def inspect(model, inputs, loss=None, *, seed=0):
                 raise InitArgumentError(f"loss must return a scalar tensor, got {shape}")
         params, owners = [], []
         for name in order:
-            for pname in ("weight", "bias"):
-                p = getattr(accs[name].module, pname, None)
-                if isinstance(p, torch.Tensor) and p.requires_grad:
+            for pname, p in accs[name].module.named_parameters(recurse=False):
+                if p.requires_grad and all(p is not q for q in params):
                     params.append(p)
-                    owners.append((name, pname))
+                    owners.append((name, "weight" if pname.startswith("weight") else
+                                   "bias" if pname.startswith("bias") else None))
+        if x_grad is not None:
+            params.append(x_grad)
+            owners.append((None, "input"))
         grads = torch.autograd.grad(value, params, allow_unused=True) if value.requires_grad else [None] * len(params)
     records = {name: accs[name].record() for name in order}
     for r in records.values():
         r["grad_weight_m2"] = r["grad_bias_m2"] = math.nan
+    sums = {}
+    grad_input_m2 = math.nan
     for (name, pname), g in zip(owners, grads):
-        if g is not None:
-            records[name][f"grad_{pname}_m2"] = float(g.detach().double().pow(2).mean())
+        if g is None or pname is None:
+            continue
+        if pname == "input":
+            grad_input_m2 = float(g.detach().double().pow(2).mean())
+            continue
+        s2, n = sums.get((name, pname), (0.0, 0))
+        sums[(name, pname)] = (s2 + float(g.detach().double().pow(2).sum()), n + g.numel())
+    for (name, pname), (s2, n) in sums.items():
+        records[name][f"grad_{pname}_m2"] = s2 / n  # pooled over weight_ih/weight_hh, bias_ih/bias_hh, ...
     batch = _batch(inputs)
-    rep = InspectReport([records[n] for n in order], loss=loss_text, batch=batch)
+    rep = InspectReport([records[n] for n in order], loss=loss_text, batch=batch, grad_input_m2=grad_input_m2)
     rep.theory = _add_theory(rep.records, accs, inputs, batch) if chain["ok"] else "not a plain Linear/activation chain"
     return rep
 
