@@ -103,7 +103,9 @@ def test_residual_projection_scale_and_embedding_scale():
     codes = _codes(ft.lint(m, _tokens()))
     assert "residual-scale" in codes and "embedding-scale" not in codes
     ft.init_model(m, "gpt2", seed=0)
-    assert "residual-scale" not in _codes(ft.lint(m, _tokens()))
+    fixed = ft.lint(m, _tokens())
+    assert "residual-scale" not in _codes(fixed)
+    assert not [f for f in fixed if f.where.endswith("c_proj")]  # scaled down on purpose: no variance-jump
     # shallow stack: not flagged
     shallow = _GPT(n_layer=2)
     ft.init_model(shallow, "bert", seed=0)

@@ -27,8 +27,8 @@ CHECKS = {
                       "blocks: the residual stream grows with depth",
     "forget-bias": "LSTM forget-gate bias (b_ih + b_hh rows [h:2h]) with mean below 0.5",
     "embedding-scale": "an embedding with std >= 0.5 feeding Linears with median std <= 0.05",
-    "variance-jump": "a Linear/Conv whose output second moment is more than `factor` times its input's, or "
-                     "less than 1/factor",
+    "variance-jump": "a Linear/Conv (not a residual output projection) whose output second moment is more than "
+                     "`factor` times its input's, or less than 1/factor",
     "nonfinite": "NaN or inf in a tensor at init, or produced by a layer in the forward pass",
 }
 
@@ -76,7 +76,8 @@ def lint(model, inputs, *, factor=4.0, min_depth=6, loss=None):
       below 0.5 (Jozefowicz et al. 2015 use 1).
     * ``embedding-scale``: an embedding with std >= 0.5 while the median Linear weight std is <= 0.05.
     * ``variance-jump``: a Linear/Conv with :math:`E[y^2]/E[x^2] >` ``factor`` or :math:`< 1/` ``factor``
-      (measured; second moments, because a layer's output variance follows its input's second moment,
+      (measured; residual output projections, named as in :data:`RESIDUAL`, are left to ``residual-scale``;
+      second moments, because a layer's output variance follows its input's second moment,
       :math:`\mathrm{Var}\,y = \text{fan\_in}\,\overline{W^2}\,E[x^2]`, and a sigmoid's output has mean 1/2).
     * ``nonfinite``: NaN/inf in a parameter or buffer, and the first layer whose output has any.
 
@@ -148,7 +149,8 @@ def lint(model, inputs, *, factor=4.0, min_depth=6, loss=None):
                                    'recipe="xavier" (xavier_normal_/xavier_uniform_, gain 1)'))
         r = recs[name]
         ratio = r["out_m2"] / r["in_m2"] if r["in_m2"] > 0 else math.inf
-        if math.isfinite(r["out_m2"]) and r["in_m2"] > 0 and (ratio > factor or ratio < 1 / factor):
+        deliberate = name.rsplit(".", 1)[-1] in RESIDUAL  # scaled down on purpose: see residual-scale
+        if math.isfinite(r["out_m2"]) and r["in_m2"] > 0 and (ratio > factor or ratio < 1 / factor) and not deliberate:
             out.append(Finding("variance-jump", name,
                                f"E[y^2]/E[x^2] = {r['out_m2']:.3g}/{r['in_m2']:.3g} = {ratio:.3g} measured "
                                f"(outside [1/{factor:g}, {factor:g}]; fan_in*Var(W) = {_gain2(w):.3g})",
