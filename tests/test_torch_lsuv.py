@@ -69,7 +69,7 @@ def test_depends_on_the_seed_only():
     a, b = _convnet(), _convnet()  # different torch default inits
     ft.lsuv_(a, _x(), seed=7)
     ft.lsuv_(b, _x(), seed=7)
-    for (n, p), q in zip(a.named_parameters(), b.parameters()):
+    for (n, p), q in zip(a.named_parameters(), b.parameters(), strict=True):
         assert torch.equal(p, q), n
     c = _convnet()
     ft.lsuv_(c, _x(), seed=8)

@@ -239,7 +239,7 @@ class InspectReport:
 
         table = [[h for h, _ in cols]] + [[fmt(r, k, h) for h, k in cols] for r in self.records]
         widths = [max(len(row[i]) for row in table) for i in range(len(cols))]
-        lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+        lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
                  for row in table]
         lines.insert(1, "-" * len(lines[0]))
         lines.append(f"loss: {self.loss}; batch {self.batch}; theory: {self.theory}")
@@ -250,7 +250,8 @@ def inspect(model, inputs, loss=None, *, seed=0):
     r"""Per-layer statistics of ``model`` on ``inputs``: forward, backward, and mean-field theory beside them.
 
     For every leaf module (in call order; a module called several times pools its calls), of its output
-    :math:`y` (the first element of a tuple output) (all entries pooled, float64, non-finite entries left out of the moments):
+    :math:`y` (the first element of a tuple output; all entries pooled, float64, non-finite entries left out
+    of the moments):
     ``out_mean``, ``out_var``, ``out_m2`` :math:`=\overline{y^2}`, ``frac_zero`` (:math:`y = 0` exactly),
     ``frac_inactive`` (:math:`y \le 0`), ``frac_dead_units`` (units :math:`\le 0` for every sample; units are
     the last dim, or dim 1 for Conv/BatchNorm/pooling), ``frac_saturated`` (Tanh: input
@@ -291,7 +292,8 @@ def inspect(model, inputs, loss=None, *, seed=0):
     Examples
     --------
     >>> import torch, fastinit.torch as ft
-    >>> m = torch.nn.Sequential(torch.nn.Linear(256, 256), torch.nn.ReLU(), torch.nn.Linear(256, 256), torch.nn.ReLU())
+    >>> lin, relu = torch.nn.Linear, torch.nn.ReLU
+    >>> m = torch.nn.Sequential(lin(256, 256), relu(), lin(256, 256), relu())
     >>> _ = ft.init_model(m, "kaiming", seed=0)
     >>> x = torch.randn(512, 256, generator=torch.Generator().manual_seed(0))
     >>> r = ft.inspect(m, x)
@@ -369,7 +371,7 @@ def inspect(model, inputs, loss=None, *, seed=0):
         r["grad_weight_m2"] = r["grad_bias_m2"] = math.nan
     sums = {}
     grad_input_m2 = math.nan
-    for (name, pname), g in zip(owners, grads):
+    for (name, pname), g in zip(owners, grads, strict=True):
         if g is None or pname is None:
             continue
         if pname == "input":
@@ -427,21 +429,21 @@ def _add_theory(records, accs, inputs, batch):
     # predicted E[delta_l^2] (gradient into Linear l's output), anchored at the measured last gradient
     d = th["grad_preact_m2"]
     pred_d = anchor * d / d[L - 1] if last["kind"] == "Linear" else anchor * d
-    for l, i in enumerate(lin):
+    for k, i in enumerate(lin):
         r = records[i]
-        a_prev_m2 = float((x * x).mean()) if l == 0 else th["post_m2"][l - 1]
+        a_prev_m2 = float((x * x).mean()) if k == 0 else th["post_m2"][k - 1]
         for ours, sims in (("out_mean", "preact_mean"), ("out_var", "preact_var"), ("out_m2", "preact_m2"),
                            ("frac_inactive", "frac_inactive"), ("frac_dead_units", "frac_dead_units")):
-            r[f"theory_{ours}"] = float(th[sims][l])
-        r["theory_grad_out_m2"] = float(pred_d[l])
-        r["theory_grad_weight_m2"] = float(batch * pred_d[l] * a_prev_m2)
+            r[f"theory_{ours}"] = float(th[sims][k])
+        r["theory_grad_out_m2"] = float(pred_d[k])
+        r["theory_grad_weight_m2"] = float(batch * pred_d[k] * a_prev_m2)
         if i + 1 < len(records):
             a = records[i + 1]
             for ours, sims in (("out_mean", "post_mean"), ("out_var", "post_var"), ("out_m2", "post_m2"),
                                ("frac_saturated", "frac_saturated")):
-                a[f"theory_{ours}"] = float(th[sims][l])
-            # gradient into a_l: n_{l+1} s_{l+1}^2 E[delta_{l+1}^2]; the last activation is the anchor itself
-            a["theory_grad_out_m2"] = float(widths[l + 2] * wv[l + 1] * pred_d[l + 1]) if l + 1 < L else anchor
+                a[f"theory_{ours}"] = float(th[sims][k])
+            # gradient into a_l: n_{k+1} s_{k+1}^2 E[delta_{k+1}^2]; the last activation is the anchor itself
+            a["theory_grad_out_m2"] = float(widths[k + 2] * wv[k + 1] * pred_d[k + 1]) if k + 1 < L else anchor
     return f"fastinit.theory.mlp_theory({act_kind}, widths {widths}), backward anchored at the last layer"
 
 
