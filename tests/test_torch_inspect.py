@@ -56,12 +56,13 @@ def test_statistics_equal_a_naive_recomputation():
         r = rep[name]
         yd = y.detach().double()
         assert r["out_mean"] == pytest.approx(float(yd.mean()), rel=1e-9, abs=1e-12)
-        assert r["out_var"] == pytest.approx(float(yd.var(unbiased=False)), rel=1e-9)
-        assert r["out_m2"] == pytest.approx(float((yd ** 2).mean()), rel=1e-9)
+        # squares are taken in float32 (relative error <= 6e-8 each), summed in float64
+        assert r["out_var"] == pytest.approx(float(yd.var(unbiased=False)), rel=1e-6)
+        assert r["out_m2"] == pytest.approx(float((yd ** 2).mean()), rel=1e-6)
         assert r["frac_zero"] == float((yd == 0).double().mean())
         assert r["frac_inactive"] == float((yd <= 0).double().mean())
         assert r["frac_dead_units"] == float((yd <= 0).all(0).double().mean())
-        assert r["grad_out_m2"] == pytest.approx(float((y.grad.double() ** 2).mean()), rel=1e-9)
+        assert r["grad_out_m2"] == pytest.approx(float((y.grad.double() ** 2).mean()), rel=1e-6)
     assert rep["1"]["frac_saturated"] == float((ins["1"].abs() > math.atanh(0.99)).double().mean())
     assert 0 < rep["1"]["frac_saturated"] < 1
     assert rep["3"]["frac_dead_units"] == 0.25
@@ -243,7 +244,7 @@ def test_tuple_outputs_and_gradient_into_the_input():
     y_lstm.retain_grad()
     loss(m.head(y_lstm)).backward()
     r = rep["lstm"]
-    assert r["out_m2"] == pytest.approx(float((y_lstm.detach().double() ** 2).mean()), rel=1e-9)
+    assert r["out_m2"] == pytest.approx(float((y_lstm.detach().double() ** 2).mean()), rel=1e-6)
     assert r["grad_out_m2"] == pytest.approx(float((y_lstm.grad.double() ** 2).mean()), rel=1e-6)
     w = [p.grad.double() for n, p in m.lstm.named_parameters() if n.startswith("weight")]
     assert r["grad_weight_m2"] == pytest.approx(float(sum((g ** 2).sum() for g in w) / sum(g.numel() for g in w)),
