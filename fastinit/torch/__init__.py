@@ -21,6 +21,7 @@ from ._accelerate import ROUTED, accelerate
 from ._inspect import InspectReport, inspect
 from ._lint import CHECKS, Finding, lint
 from ._lsuv import LSUVReport, lsuv_
+from ._coord import CoordReport, coord_check
 from ._model import fingerprint, init_model, materialize
 from ._plan import Plan, PlanRow, plan
 from ._recipes import RECIPES, RESIDUAL, recipe
@@ -29,4 +30,4 @@ from ._rules import MODEL_LEVEL, PUBLIC, Derived, Recipe, Rule
 __all__ = ["accelerate", "ROUTED", "plan", "Plan", "PlanRow", "init_model", "materialize", "fingerprint",
            "Rule", "Recipe", "Derived", "recipe", "RECIPES", "RESIDUAL", "PUBLIC", "MODEL_LEVEL",
            "inspect", "InspectReport", "lint", "Finding", "CHECKS",
-           "lsuv_", "LSUVReport"]
+           "lsuv_", "LSUVReport", "coord_check", "CoordReport"]
