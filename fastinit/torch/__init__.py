@@ -5,6 +5,8 @@
 * The model API, name-keyed (a tensor's values depend on the seed and its name only):
   :func:`plan` (dry run), :func:`init_model` (in place), :func:`materialize` (from meta),
   :func:`fingerprint`, with recipes as tables of :class:`Rule` (:data:`RECIPES`, :func:`recipe`).
+* Diagnosis at init: :func:`inspect` (per-layer statistics, theory beside them), :func:`lint`,
+  :func:`lsuv_`, :func:`coord_check` (docs/diagnose.md).
 
 ``import fastinit.torch`` does not import torch; the functions do, when called.
 
@@ -18,10 +20,10 @@ Examples
 """
 
 from ._accelerate import ROUTED, accelerate
+from ._coord import CoordReport, coord_check
 from ._inspect import InspectReport, inspect
 from ._lint import CHECKS, Finding, lint
 from ._lsuv import LSUVReport, lsuv_
-from ._coord import CoordReport, coord_check
 from ._model import fingerprint, init_model, materialize
 from ._plan import Plan, PlanRow, plan
 from ._recipes import RECIPES, RESIDUAL, recipe
