@@ -61,6 +61,11 @@ def make_parser() -> argparse.ArgumentParser:
     from .torch._cli import add_plan_parser  # `plan` lives with the torch integration (torch-free import)
 
     add_plan_parser(sub)
+    from .torch._inspect import add_inspect_parser  # `inspect` and `lint`: torch-free imports, as `plan`
+    from .torch._lint import add_lint_parser
+
+    add_inspect_parser(sub)
+    add_lint_parser(sub)
     return p
 
 
@@ -159,6 +164,14 @@ def main(argv=None) -> int:
         from .torch._cli import run_plan
 
         return run_plan(args)
+    if args.command == "inspect":
+        from .torch._inspect import run_inspect
+
+        return run_inspect(args)
+    if args.command == "lint":
+        from .torch._lint import run_lint
+
+        return run_lint(args)
     from ._simulate_cli import run_simulate
 
     return run_simulate(args)

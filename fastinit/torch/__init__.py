@@ -6,6 +6,8 @@
   :func:`plan` (dry run), :func:`init_model` (in place), :func:`materialize` (from meta),
   :func:`fingerprint`, :func:`save_initialized` (a seed checkpoint written block by block from a
   meta model), with recipes as tables of :class:`Rule` (:data:`RECIPES`, :func:`recipe`).
+* Diagnosis at init: :func:`inspect` (per-layer statistics, theory beside them), :func:`lint`,
+  :func:`lsuv_`, :func:`coord_check` (docs/diagnose.md).
 
 ``import fastinit.torch`` does not import torch; the functions do, when called.
 
@@ -20,6 +22,10 @@ Examples
 
 from ._accelerate import ROUTED, accelerate
 from ._checkpoint import save_initialized
+from ._coord import CoordReport, coord_check
+from ._inspect import InspectReport, inspect
+from ._lint import CHECKS, Finding, lint
+from ._lsuv import LSUVReport, lsuv_
 from ._model import fingerprint, init_model, materialize
 from ._plan import Plan, PlanRow, plan
 from ._recipes import RECIPES, RESIDUAL, recipe
@@ -27,4 +33,6 @@ from ._rules import MODEL_LEVEL, PUBLIC, Derived, Recipe, Rule
 
 __all__ = ["accelerate", "ROUTED", "plan", "Plan", "PlanRow", "init_model", "materialize", "fingerprint",
            "save_initialized",
-           "Rule", "Recipe", "Derived", "recipe", "RECIPES", "RESIDUAL", "PUBLIC", "MODEL_LEVEL"]
+           "Rule", "Recipe", "Derived", "recipe", "RECIPES", "RESIDUAL", "PUBLIC", "MODEL_LEVEL",
+           "inspect", "InspectReport", "lint", "Finding", "CHECKS",
+           "lsuv_", "LSUVReport", "coord_check", "CoordReport"]
