@@ -22,16 +22,15 @@ Each benchmark asserts its answer, so a fast wrong result fails.
 """
 
 import math
-import os
 
 import numpy as np
 import pytest
 
 import fastinit
-from fastinit import sim
+from fastinit import _config, sim
 from fastinit._reference.sim import reference_mlp
 
-QUICK = os.environ.get("FASTINIT_BENCH_QUICK", "0") not in ("", "0")
+QUICK = _config.flag("FASTINIT_BENCH_QUICK", default=False)
 # (width, batch, depth) of the single-network benchmark and of each sweep configuration
 BIG = (256, 512, 4) if QUICK else (1024, 4096, 20)
 SWEEP = (64, 128, 5) if QUICK else (128, 512, 20)
