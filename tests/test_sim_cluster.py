@@ -146,7 +146,10 @@ def test_cli_scheduler_equals_local(cluster, tmp_path):
                           cluster.scheduler_address]) == 0
     local_rows = _rows(tmp_path / "local" / "results.csv")
     assert len(local_rows) == 2 * 2 * 3
-    assert _rows(tmp_path / "remote" / "results.csv") == local_rows
+    remote_rows = _rows(tmp_path / "remote" / "results.csv")
+    assert len(remote_rows) == len(local_rows)
+    for a, b in zip(local_rows, remote_rows, strict=True):
+        assert a == b, {k: (a[k], b.get(k)) for k in a if a[k] != b.get(k)}
 
 
 def test_cli_unreachable_scheduler(tmp_path, capsys):
