@@ -115,6 +115,15 @@ def test_worker_killed_without_retries_raises(client, tmp_path):
     assert os.path.exists(marker)
 
 
+def test_process_killed_in_pool_raises(tmp_path):
+    marker = str(tmp_path / "killed")
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"), initializer=_install_killer,
+                             initargs=(marker,)) as ex:
+        with pytest.raises(RuntimeError, match="lost with its worker and not redone.*BrokenProcessPool"):
+            sweep(**GRID, executor=ex)
+    assert os.path.exists(marker)
+
+
 def test_bad_client_and_executor():
     with pytest.raises(TypeError, match="client must be a dask.distributed.Client, got str"):
         sweep(**GRID, client="tcp://127.0.0.1:8786")
