@@ -22,6 +22,7 @@ import csv
 import json
 import math
 import os
+import socket
 import sys
 import time
 
@@ -75,6 +76,9 @@ def add_simulate_parser(subparsers):
     p.add_argument("--dtype", choices=("float32", "float64"), default="float64",
                    help="float64 (default) keeps vanishing/exploding runs finite over 50 layers; "
                         "float32 is faster but under/overflows beyond 1e-38/3e38")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run on a running dask.distributed cluster, e.g. tcp://10.0.0.5:8786 "
+                        "(one task per configuration; needs fastinit[dask])")
     p.add_argument("--report-layers", type=_int_list, default=None,
                    help="layers shown in the table (default: 1, L/5, L/2, L)")
     p.add_argument("--hist-layers", type=_int_list, default=None,
@@ -166,6 +170,29 @@ class _UsageError(Exception):
     """A bad option: reported as one line with exit status 2, before any work."""
 
 
+SCHEDULER_TIMEOUT = 5.0  # seconds to reach --scheduler before giving up
+
+
+def _connect(address):
+    """A dask.distributed Client of the cluster at ``address`` (None for none); _UsageError if unreachable."""
+    if address is None:
+        return None
+    try:
+        # lazy: only --scheduler needs dask (an optional extra)
+        import distributed
+        import distributed.comm
+    except ImportError:
+        raise _UsageError("--scheduler needs dask.distributed: pip install fastinit[dask]") from None
+    try:
+        scheme, location = distributed.comm.parse_address(address)
+        if scheme == "tcp":  # a refused port fails now; Client would retry it until the timeout
+            socket.create_connection(distributed.comm.parse_host_port(location), timeout=SCHEDULER_TIMEOUT).close()
+        return distributed.Client(address, timeout=SCHEDULER_TIMEOUT)
+    except (OSError, TimeoutError, ValueError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise _UsageError(f"--scheduler: cannot reach {address!r} ({first})") from None
+
+
 def _writable(path, option):
     """Fail now, not after the simulation, if ``path`` cannot be written (a new file is removed again)."""
     existed = os.path.exists(path)
@@ -211,10 +238,11 @@ def _check_options(args, sizes):
         except (TypeError, ValueError) as exc:
             raise _UsageError(f"--activations: {exc}") from None
     itemsize = 4 if args.dtype == "float32" else 8
-    try:
-        _memory_check(sizes, itemsize)
-    except MemoryError as exc:
-        raise _UsageError(str(exc)) from None
+    if args.scheduler is None:  # on a cluster, each worker checks its own run
+        try:
+            _memory_check(sizes, itemsize)
+        except MemoryError as exc:
+            raise _UsageError(str(exc)) from None
     L = sizes["depth"]
     report = _layers(args.report_layers, L, [1, max(1, L // 5), max(1, L // 2), L], "--report-layers")
     hist = _layers(args.hist_layers, L, [1, max(1, L // 4), max(1, L // 2), max(1, 3 * L // 4), L],
@@ -232,9 +260,10 @@ def run_simulate(args) -> int:
     for k in ("depth", "width", "batch"):
         if getattr(args, k) is not None:
             sizes[k] = getattr(args, k)
-    L, n, B = sizes["depth"], sizes["width"], sizes["batch"]
+    client = None
     try:
         report, hist = _check_options(args, sizes)
+        client = _connect(args.scheduler)
         json_path = args.json or os.path.join(args.output_dir, "results.json")
         csv_path = args.csv or os.path.join(args.output_dir, "results.csv")
         try:
@@ -244,13 +273,24 @@ def run_simulate(args) -> int:
         _writable(json_path, "--json")
         _writable(csv_path, "--csv")
     except _UsageError as exc:
+        if client is not None:
+            client.close()
         print(f"fastinit simulate: error: {exc}", file=sys.stderr)
         return 2
+    try:
+        return _study(args, sim, sizes, report, hist, json_path, csv_path, client)
+    finally:
+        if client is not None:
+            client.close()
 
+
+def _study(args, sim, sizes, report, hist, json_path, csv_path, client):
+    """The simulation, tables and files of :func:`run_simulate` once its options are checked."""
+    L, n, B = sizes["depth"], sizes["width"], sizes["batch"]
     total = len(args.schemes) * len(args.activations)
     print(f"fastinit simulate: {len(args.schemes)} schemes x {len(args.activations)} activations, "
           f"depth {L}, width {n}, batch {B}, {args.networks} network(s) each, {args.dtype}, "
-          f"seed {args.seed}", flush=True)
+          f"seed {args.seed}" + ("" if client is None else f", on {args.scheduler}"), flush=True)
     update, close = _progress(total, not args.no_progress)
     t0 = time.perf_counter()
     specs = [_scheme_spec(s)[:2] for s in args.schemes]
@@ -258,7 +298,7 @@ def run_simulate(args) -> int:
         sw = sim.sweep(inits=specs, activations=args.activations, depths=[L], widths=[n], seeds=[args.seed],
                        batch=B, n_networks=args.networks, bias=args.bias, dtype=args.dtype,
                        histograms=True, hist_layers=hist, hist_bins=60,
-                       progress=lambda done, total, label: update(label))
+                       progress=lambda done, total, label: update(label), client=client)
     except MemoryError as exc:
         print(f"fastinit simulate: error: {exc}", file=sys.stderr)
         return 2

@@ -35,7 +35,7 @@ from ._schemes import (
     weight_moments,
 )
 
-__all__ = ["simulate_mlp", "nan_theory", "blas_threads"]
+__all__ = ["simulate_mlp", "nan_theory", "blas_threads", "config_theory"]
 
 
 def nan_theory(names, length):
@@ -83,6 +83,30 @@ def _mlp_theory_uncached(widths, act, weight_means, weight_vars, bias_mean, bias
 
 # ------------------------------------------------------------------------------------------
 # MLP
+def config_theory(*, depth, width, batch, activation="relu", activation_param=None, activation_derivative=None,
+                  init="kaiming_normal", init_params=None, bias="zeros", bias_value=0.0, bias_std=0.0,
+                  input_mean=0.0, input_std=1.0, residual_scale=None, input_dim=None, dtype="float32",
+                  **run_only):
+    """(theory, note) of the :func:`simulate_mlp` call with these arguments, without simulating.
+
+    The other :func:`simulate_mlp` arguments (``run_only``: seeds, histograms, ...) do not change it.
+    """
+    ws = resolve_widths(None, depth, width, input_dim)
+    act = resolve_activation(activation, activation_param, activation_derivative)
+    _, scheme, params = resolve_scheme(init, init_params, check_dtype(dtype))
+    bias, bias_value, bias_std = bias_spec(bias, bias_value, bias_std)
+    return _scheme_theory(ws, integer(batch, "batch", minimum=1), act, scheme, params, bias, bias_value, bias_std,
+                          real(input_mean, "input_mean"), real(input_std, "input_std", minimum=0.0),
+                          None if residual_scale is None else real(residual_scale, "residual_scale"))
+
+
+def _scheme_theory(ws, B, act, scheme, params, bias, bias_value, bias_std, input_mean, input_std, residual_scale):
+    wmom = [weight_moments((ws[l + 1], ws[l]), scheme, params) for l in range(len(ws) - 1)]
+    return _mlp_theory(ws, act, [m for m, _ in wmom], [v for _, v in wmom],
+                       bias_value if bias == "constant" else 0.0, bias_std ** 2,
+                       input_mean, input_std, B, residual_scale)
+
+
 # ------------------------------------------------------------------------------------------
 def simulate_mlp(widths=None, *, depth=None, width=None, input_dim=None, batch=1024,
                  activation="relu", activation_param=None, activation_derivative=None,
@@ -271,10 +295,8 @@ def simulate_mlp(widths=None, *, depth=None, width=None, input_dim=None, batch=1
                   residual_scale=residual_scale, n_networks=n_networks, seed=seed,
                   backward=bool(backward), dtype=dt.name, explicit_arrays=explicit is not None)
     if theory:
-        wmom = [weight_moments((ws[l + 1], ws[l]), scheme, params) for l in range(L)]
-        th, note = _mlp_theory(ws, act, [m for m, _ in wmom], [v for _, v in wmom],
-                               bias_value if bias == "constant" else 0.0, bias_std ** 2,
-                               input_mean, input_std, B, residual_scale)
+        th, note = _scheme_theory(ws, B, act, scheme, params, bias, bias_value, bias_std, input_mean, input_std,
+                                  residual_scale)
         config["theory_note"] = note
     else:
         th = nan_theory(MLP_STATISTICS, L)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import BrokenExecutor, Executor, ThreadPoolExecutor, as_completed
 
 import numba
 import numpy as np
@@ -14,7 +14,7 @@ from fastinit.theory._common import MLP_STATISTICS
 from . import _passes
 from ._activation import resolve_activation
 from ._args import check_dtype, check_memory, check_seed
-from ._mlp import simulate_mlp
+from ._mlp import config_theory, simulate_mlp
 from ._results import MLPResult, SweepResult, summarise, t975
 from ._schemes import resolve_scheme
 
@@ -38,7 +38,7 @@ def _label(name, params):
 
 def sweep(inits=("xavier_normal", "kaiming_normal"), activations=("tanh", "relu"),
           depths=(20,), widths=(128,), seeds=(0,), *, batch=512, n_networks=1, progress=None,
-          theory=True, workers=None, **kwargs):
+          theory=True, workers=None, client=None, executor=None, **kwargs):
     r"""Simulate a grid of configurations in one call and return a tidy table.
 
     The grid is ``inits x activations x depths x widths``; each configuration runs once per
@@ -66,6 +66,14 @@ def sweep(inits=("xavier_normal", "kaiming_normal"), activations=("tanh", "relu"
         ``fastinit.sim._passes.SMALL_LAYER_ENTRIES`` entries, GEMMs below ``SMALL_GEMM_FLOPS``), where
         one run cannot use several cores well, and 1 otherwise (each run then uses every core).
         Results do not depend on it: every run's numbers are fixed by its seed.
+    client : dask.distributed.Client, optional
+        Run on this cluster: one task per (configuration, seed), progress reported as runs
+        complete, the theory computed once per configuration here. A task lost with a worker
+        is retried by Dask on another one. ``workers`` and the memory estimate do not apply
+        (each worker checks its own run). The table is identical to the local sweep's.
+    executor : concurrent.futures.Executor, optional
+        The same with any executor, e.g. a ``ProcessPoolExecutor`` (its tasks and results
+        must pickle: give user activations as module-level functions).
     **kwargs
         Any other :func:`simulate_mlp` argument (``bias``, ``input_std``, ``residual_scale``,
         ``dtype``, ``histograms``, ``hist_layers``, ...). Histograms are those of the first
@@ -74,7 +82,11 @@ def sweep(inits=("xavier_normal", "kaiming_normal"), activations=("tanh", "relu"
     Raises
     ------
     TypeError, ValueError
-        For an invalid argument (the message names it), before any run.
+        For an invalid argument (the message names it), before any run; ``client`` and
+        ``executor`` together, or of the wrong type, raise ``TypeError``.
+    RuntimeError
+        When the cluster or executor loses runs it cannot redo (e.g. a worker killed more
+        often than Dask's ``allowed-failures``, a broken process pool): no partial table.
     MemoryError
         When the runs in flight at once (``workers``) need more memory than is available
         (estimated before any run; the message gives the estimate and the sizes).
@@ -90,16 +102,17 @@ def sweep(inits=("xavier_normal", "kaiming_normal"), activations=("tanh", "relu"
     ...            depths=[10], widths=[64], seeds=[0, 1], batch=128)
     >>> len(sw.records)          # 2 configurations x 10 layers
     20
-    >>> print(sw.to_table())
-              init  activation  depth  width  layer                preact_var [ci95] (theory)  grad_preact_m2 [ci95] (theory)
-    --------------  ----------  -----  -----  -----  ----------------------------------------  ------------------------------
-     xavier_normal        relu     10     64     10  0.002457 [0.002292, 0.002623] (0.001953)     0.5051 [0.48, 0.5301] (0.5)
-    kaiming_normal        relu     10     64     10                  2.516 [2.347, 2.686] (2)     0.5051 [0.48, 0.5301] (0.5)
+    >>> for r in sw.records[9::10]:  # layer 10: simulation [95% interval] (theory)
+    ...     print(f"{r['init']:>14} {r['preact_var']:.4g} [{r['preact_var_ci_low']:.4g}, "
+    ...           f"{r['preact_var_ci_high']:.4g}] ({r['preact_var_theory']:.4g})")
+     xavier_normal 0.002457 [0.002292, 0.002623] (0.001953)
+    kaiming_normal 2.516 [2.347, 2.686] (2)
     """
     for name in ("widths", "depth", "width", "init", "activation", "seed", "init_params",
                  "activation_param"):
         if name in kwargs:
             raise InitArgumentError(f"sweep: pass {name!r} through the grid arguments, not as a keyword")
+    remote = _check_remote(client, executor)
     seeds = [check_seed(s) for s in _as_list(seeds, "seeds")]
     if not seeds:
         raise InitArgumentError("seeds must not be empty")
@@ -117,24 +130,26 @@ def sweep(inits=("xavier_normal", "kaiming_normal"), activations=("tanh", "relu"
         resolve_activation(*_spec(spec), kwargs.get("activation_derivative"))
     total = len(grid) * len(seeds)
     jobs = [(gi, si) for gi in range(len(grid)) for si in range(len(seeds))]
-    workers = _sweep_workers(workers, grid, batch, kwargs.get("input_dim"))
-    # the peak memory of the runs that are in flight at once, before any of them starts
-    itemsize = dtype.itemsize
-    input_dim = kwargs.get("input_dim")
-    per_run = [_passes.mlp_bytes([w if input_dim is None else int(input_dim)] + [w] * d, batch, itemsize,
-                                  kwargs.get("residual_scale") is not None) for _, _, d, w in grid]
-    check_memory(sum(sorted(per_run)[-workers:]),
-                 f"sweep(depths={depths}, widths={widths}, batch={batch}, {workers} run(s) at once)")
+    if remote is None:
+        workers = _sweep_workers(workers, grid, batch, kwargs.get("input_dim"))
+        # the peak memory of the runs that are in flight at once, before any of them starts
+        itemsize = dtype.itemsize
+        input_dim = kwargs.get("input_dim")
+        per_run = [_passes.mlp_bytes([w if input_dim is None else int(input_dim)] + [w] * d, batch, itemsize,
+                                      kwargs.get("residual_scale") is not None) for _, _, d, w in grid]
+        check_memory(sum(sorted(per_run)[-workers:]),
+                     f"sweep(depths={depths}, widths={widths}, batch={batch}, {workers} run(s) at once)")
 
-    def run(job):
+    def run_kwargs(job):
         gi, si = job
         init_spec, act_spec, depth, width = grid[gi]
         iname, iparams = _spec(init_spec)
         aname, aparam = _spec(act_spec)
-        return simulate_mlp(depth=depth, width=width, batch=batch, activation=aname,
-                            activation_param=aparam, init=iname, init_params=iparams,
-                            n_networks=n_networks, seed=seeds[si], theory=theory and si == 0,
-                            **kwargs)
+        return dict(depth=depth, width=width, batch=batch, activation=aname, activation_param=aparam,
+                    init=iname, init_params=iparams, n_networks=n_networks, seed=seeds[si], **kwargs)
+
+    def run(job):
+        return simulate_mlp(theory=theory and job[1] == 0, **run_kwargs(job))
 
     def label(job):
         gi, si = job
@@ -143,7 +158,14 @@ def sweep(inits=("xavier_normal", "kaiming_normal"), activations=("tanh", "relu"
                 f"L={depth} n={width} seed={seeds[si]}")
 
     runs = {}
-    if workers > 1:
+    if remote is not None:
+        runs = _run_remote(remote, client if remote == "client" else executor, jobs, run_kwargs, label, progress)
+        if theory:  # once per configuration, here: the tasks ran without it
+            for gi in range(len(grid)):
+                th, note = config_theory(**run_kwargs((gi, 0)))
+                runs[(gi, 0)].theory.update(th)
+                runs[(gi, 0)].config["theory_note"] = note
+    elif workers > 1:
         # compile each activation's kernels once, here, rather than in several threads at once
         for a in dict.fromkeys(_spec(g[1]) for g in grid):
             _warm_up(a, kwargs)
@@ -231,3 +253,64 @@ def _as_list(x, name):
     except TypeError:
         raise TypeError(f"{name} must be a sequence, got {type(x).__name__}") from None
 
+
+
+def run_task(kwargs):
+    """One (configuration, seed) run of a remote sweep, without theory (module level: it pickles)."""
+    if threading_layer() not in _SAFE_LAYERS:
+        numba.set_num_threads(1)  # the workqueue layer cannot take parallel kernels from two worker threads
+    return simulate_mlp(theory=False, **kwargs)
+
+
+def _check_remote(client, executor):
+    """'client', 'executor' or None: which remote runner :func:`sweep` uses (TypeError when misused)."""
+    if client is not None and executor is not None:
+        raise TypeError("sweep: give client or executor, not both")
+    if executor is not None:
+        if not isinstance(executor, Executor):
+            raise TypeError(f"executor must be a concurrent.futures.Executor, got {type(executor).__name__}")
+        return "executor"
+    if client is not None:
+        # lazy: only a sweep on a cluster needs dask (an optional extra)
+        try:
+            from distributed import Client
+        except ImportError:
+            raise TypeError(f"client must be a dask.distributed.Client, got {type(client).__name__} "
+                            "(and dask.distributed is not installed: pip install fastinit[dask])") from None
+        if not isinstance(client, Client):
+            raise TypeError(f"client must be a dask.distributed.Client, got {type(client).__name__}")
+        return "client"
+    return None
+
+
+def _run_remote(remote, runner, jobs, run_kwargs, label, progress):
+    """{job: result} of every job, run on a dask client or an executor ``runner``, as they complete."""
+    if remote == "client":
+        # lazy: only a sweep on a cluster needs dask (an optional extra)
+        from distributed import KilledWorker
+        from distributed import as_completed as completed
+        lost = (KilledWorker,)
+        # pure=False: a repeated seed is a second run, not the first one's key
+        futures = {runner.submit(run_task, run_kwargs(job), pure=False): job for job in jobs}
+    else:
+        completed, lost = as_completed, (BrokenExecutor,)
+        futures = {runner.submit(run_task, run_kwargs(job)): job for job in jobs}
+    runs, total = {}, len(jobs)
+    try:
+        for done, fut in enumerate(completed(futures), 1):
+            job = futures[fut]
+            try:
+                runs[job] = fut.result()
+            except lost as exc:
+                raise RuntimeError(f"sweep: run {label(job)} was lost with its worker and not redone "
+                                   f"({type(exc).__name__}: {exc}); no partial table is returned") from exc
+            if progress is not None:
+                progress(done, total, label(job))
+    except BaseException:
+        for fut in futures:
+            fut.cancel()
+        raise
+    if len(runs) != total:
+        raise RuntimeError(f"sweep: {len(runs)} of {total} runs came back from the {remote}; "
+                           "no partial table is returned")
+    return runs
