@@ -157,8 +157,25 @@ def test_cli_scheduler_equals_local(cluster, tmp_path):
     assert len(local_rows) == 2 * 2 * 3
     remote_rows = _rows(tmp_path / "remote" / "results.csv")
     assert len(remote_rows) == len(local_rows)
+    # The text of the table (configurations, verdicts) is identical; the numbers are compared to
+    # 1e-12 relative: the CLI in this process and the cluster's worker processes may call OpenBLAS
+    # with differently aligned buffers, which changes the last bits of a float64 GEMM (seen once
+    # in this test, never in one process). The sweep tests above compare the arrays exactly.
     for a, b in zip(local_rows, remote_rows, strict=True):
-        assert a == b, {k: (a[k], b.get(k)) for k in a if a[k] != b.get(k)}
+        assert a.keys() == b.keys()
+        for k in a:
+            x, y = _number(a[k]), _number(b[k])
+            if x is None or y is None:
+                assert a[k] == b[k], (k, a[k], b[k])
+            else:
+                assert x == pytest.approx(y, rel=1e-12, abs=0) or (np.isnan(x) and np.isnan(y)), (k, a[k], b[k])
+
+
+def _number(text):
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 def test_cli_unreachable_scheduler(tmp_path, capsys):
