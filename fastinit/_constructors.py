@@ -40,7 +40,7 @@ __all__ = ["uniform", "normal", "trunc_normal", "constant", "ones", "zeros", "ey
            "lecun_uniform", "lecun_normal", "variance_scaling"]
 
 
-def _is_torch_dtype(dtype) -> bool:
+def is_torch_dtype(dtype) -> bool:
     torch = sys.modules.get("torch")  # a torch dtype cannot exist unless torch is loaded
     return torch is not None and isinstance(dtype, torch.dtype)
 
@@ -53,15 +53,20 @@ def _new(shape: Shape, dtype, fn: str):
     shape = shape_of(shape)
     if any(n < 0 for n in shape):
         raise ValueError(f"shape must have non-negative sizes, got {shape}")
-    if _is_torch_dtype(dtype):
+    if is_torch_dtype(dtype):
         return empty_like_torch(shape, dtype)
+    return np.empty(shape, numpy_float_dtype(dtype, "a NumPy or torch dtype"))
+
+
+def numpy_float_dtype(dtype, kinds: str = "a NumPy dtype") -> np.dtype:
+    """``dtype`` as one of the NumPy float dtypes fastinit fills; ``kinds`` names what was accepted."""
     try:
         dt = np.dtype(dtype)
     except TypeError:
-        raise TypeError(f"dtype {dtype!r} is not a NumPy or torch dtype") from None
+        raise TypeError(f"dtype {dtype!r} is not {kinds}") from None
     if dt not in FLOAT_DTYPES:
         raise TypeError(f"dtype {dt} unsupported; use one of {', '.join(str(d) for d in FLOAT_DTYPES)}")
-    return np.empty(shape, dt)
+    return dt
 
 
 @fill_doc

@@ -66,20 +66,11 @@ def _reflectors(z, j, jb, m, dsign, yt, tau):
 
 @njit(cache=CACHE)
 def _t_factor(yt, jb, L, tau, t, g):
-    """``T`` (upper triangular) with ``H_j ... H_{j+jb-1} = I - Y T Y^T`` (LAPACK ``?larft``)."""
+    """``T`` (upper triangular) with ``H_j ... H_{j+jb-1} = I - Y T Y^T`` (LAPACK ``?larft``):
+    the Gram matrix ``Y Y^T`` by one GEMM, then the Householder kernels' own recurrence."""
     y = yt[:jb, :L]
     _hh._gemm(1.0, y, y.T, 0.0, g[:jb, :jb])
-    for i in range(jb):
-        ti = tau[i]
-        for r in range(jb):
-            t[r, i] = 0.0
-        t[i, i] = ti
-        if ti != 0.0:
-            for r in range(i):
-                s = 0.0
-                for c in range(r, i):
-                    s += np.float64(t[r, c]) * np.float64(g[c, i])
-                t[r, i] = -ti * s
+    _hh._form_t(tau, 0, jb, t, g)
 
 
 @njit(cache=CACHE, parallel=True)

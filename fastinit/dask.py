@@ -36,7 +36,6 @@ from __future__ import annotations
 import functools
 import itertools
 import numbers
-import sys
 
 import dask.array as da
 import numpy as np
@@ -48,7 +47,6 @@ from . import _constructors
 from ._block import Block
 from ._checks import InitArgumentError
 from ._fans import shape_of
-from ._fill import FLOAT_DTYPES
 from ._generator import Generator, check_generator, resolve_generator
 
 __all__ = ["uniform", "normal", "trunc_normal", "constant", "ones", "zeros", "eye", "dirac",
@@ -61,16 +59,9 @@ _RANDOM = frozenset({"uniform", "normal", "trunc_normal", "xavier_uniform", "xav
 
 
 def _dtype(dtype) -> np.dtype:
-    torch = sys.modules.get("torch")  # a torch dtype cannot exist unless torch is loaded
-    if torch is not None and isinstance(dtype, torch.dtype):
+    if _constructors.is_torch_dtype(dtype):
         raise TypeError(f"dtype {dtype} is a torch dtype; a dask array holds NumPy chunks: use a NumPy dtype")
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        raise TypeError(f"dtype {dtype!r} is not a NumPy dtype") from None
-    if dt not in FLOAT_DTYPES:
-        raise TypeError(f"dtype {dt} unsupported; use one of {', '.join(str(d) for d in FLOAT_DTYPES)}")
-    return dt
+    return _constructors.numpy_float_dtype(dtype)
 
 
 def _shape(shape) -> tuple[int, ...]:

@@ -26,7 +26,8 @@ def add_plan_parser(sub) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
 
 
-def _load(spec: str):
+def load_factory(spec: str):
+    """``package.module:callable`` -> the callable (for the plan, inspect and lint commands)."""
     mod_name, sep, attr = spec.partition(":")
     if not sep or not mod_name or not attr:
         raise InitArgumentError(f"factory must look like package.module:callable, got {spec!r}")
@@ -45,7 +46,7 @@ def run_plan(args: argparse.Namespace) -> int:
     from ._plan import plan
 
     try:
-        factory = _load(args.factory)
+        factory = load_factory(args.factory)
         with torch.device("meta"):
             model = factory()
         p = plan(model, args.recipe, args.seed, n_layers=args.n_layers,

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._checks import InitArgumentError
+from ._cli import load_factory
 
 __all__ = ["inspect", "InspectReport", "STATISTICS", "run_forward", "add_inspect_parser", "run_inspect", "plot"]
 
@@ -482,21 +483,6 @@ def add_inspect_parser(sub) -> None:
     add_model_arguments(p)
     p.add_argument("--json", metavar="PATH", help="also write the report as JSON")
     p.add_argument("--plots", metavar="DIR", help="also write PNG plots (needs matplotlib)")
-
-
-def load_factory(spec: str):
-    """``package.module:callable`` -> the callable."""
-    import importlib
-
-    mod_name, sep, attr = spec.partition(":")
-    if not sep or not mod_name or not attr:
-        raise InitArgumentError(f"factory must look like package.module:callable, got {spec!r}")
-    obj = importlib.import_module(mod_name)
-    for part in attr.split("."):
-        obj = getattr(obj, part)
-    if not callable(obj):
-        raise InitArgumentError(f"factory {spec!r} is not callable")
-    return obj
 
 
 def build(args):
