@@ -489,7 +489,7 @@ def orgqr(at, tau, k, q, nb):
 
 
 @njit(cache=_CACHE)
-def _stewart_reflectors(z, j, jb, m, dsign, yt, tau):
+def stewart_reflectors(z, j, jb, m, dsign, yt, tau):
     """Reflectors ``j .. j+jb-1`` of Stewart's construction into ``yt[:jb, :m-j]`` and ``tau[:jb]``.
 
     ``z`` holds the block's Gaussians back to back: reflector ``k = j + r`` uses the next
@@ -516,11 +516,11 @@ def _stewart_reflectors(z, j, jb, m, dsign, yt, tau):
 
 def stewart_block(z, j, jb, q, dsign, ws):
     """Apply one block of Stewart reflectors ``j .. j+jb-1`` to ``q`` (backward step):
-    ``q[j:, j:] <- (I - Y T Y^T) q[j:, j:]`` (:func:`_stewart_reflectors` for Y and the signs)."""
+    ``q[j:, j:] <- (I - Y T Y^T) q[j:, j:]`` (:func:`stewart_reflectors` for Y and the signs)."""
     m, nq = q.shape
     L = m - j
     qb, qt = c_base(q)
-    _stewart_reflectors(z, j, jb, m, dsign, ws.yt, ws.tau)
+    stewart_reflectors(z, j, jb, m, dsign, ws.yt, ws.tau)
     _gram(ws.yt, jb, L, ws.g, ws.parts)
     _form_t(ws.tau, 0, jb, ws.t, ws.g)
     _larfb(ws.yt, jb, L, ws.t, False, qb, qt, j, j, nq, ws.w1, ws.w2)

@@ -44,27 +44,6 @@ CHUNK = 256
 
 
 @njit(cache=CACHE)
-def _reflectors(z, j, jb, m, dsign, yt, tau):
-    """Reflectors ``j .. j+jb-1`` from their Gaussians ``z`` (back to back) into ``yt[:jb, :m-j]``
-    (unit diagonal explicit) and ``tau[:jb]``; ``dsign[k] = sign(beta_k)``. Same arithmetic as the
-    full matrix's (:func:`fastinit._householder._larfg` on each vector)."""
-    L = m - j
-    pos = 0
-    for r in range(jb):
-        row = yt[r]
-        for i in range(r):
-            row[i] = 0.0
-        ln = L - r
-        for i in range(ln):
-            row[r + i] = z[pos + i]
-        pos += ln
-        x = row[r:L]
-        tau[r] = _hh._larfg(x)
-        dsign[j + r] = 1.0 if x[0] >= 0 else -1.0
-        x[0] = 1.0
-
-
-@njit(cache=CACHE)
 def _t_factor(yt, jb, L, tau, t, g):
     """``T`` (upper triangular) with ``H_j ... H_{j+jb-1} = I - Y T Y^T`` (LAPACK ``?larft``):
     the Gram matrix ``Y Y^T`` by one GEMM, then the Householder kernels' own recurrence."""
@@ -125,7 +104,7 @@ class _Reflectors:
         offset = j * m - j * (j - 1) // 2  # vector k starts at sum_{i<k} (m - i)
         count = jb * (m - j) - jb * (jb - 1) // 2
         fill_normal(self.z[:count], 0.0, 1.0, self.seed, self.stream, offset)
-        _reflectors(self.z, j, jb, m, self.dsign, self.yt, self.tau)
+        _hh.stewart_reflectors(self.z, j, jb, m, self.dsign, self.yt, self.tau)  # as the full matrix
         _t_factor(self.yt, jb, m - j, self.tau, self.t, self.g)
         return m - j
 
