@@ -7,7 +7,6 @@ import multiprocessing
 import os
 import signal
 import socket
-import subprocess
 import sys
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
@@ -17,6 +16,7 @@ import pytest
 
 distributed = pytest.importorskip("distributed")
 
+from _subproc import run_python  # noqa: E402
 from fastinit._simulate_cli import main as simulate_main  # noqa: E402  (after the importorskip guard)
 from fastinit.sim import sweep  # noqa: E402
 
@@ -136,8 +136,9 @@ def test_bad_client_and_executor():
 def test_sim_does_not_import_dask():
     code = ("import sys, fastinit.sim; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"
+    r = run_python(code)  # outside the checkout, so the installed package is the one imported
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
 
 
 CLI = ["--schemes", "he,xavier", "--activations", "relu,tanh", "--depth", "3", "--width", "16", "--batch", "32",
