@@ -70,25 +70,27 @@ class _Acc:
         self.h_counts = None
         self.h_under = self.h_over = 0
 
-    def add_hist(self, x):
-        """Count the finite entries ``x`` into HIST_BINS equal bins (int64); the range is fixed at the first call."""
+    def add_hist(self, x, mean, m2):
+        """Count the finite entries ``x`` (of mean ``mean`` and second moment ``m2``) into HIST_BINS equal bins
+        (int64); the range is fixed at the first call. Chunks of 2^22 entries keep ``torch.histc``'s float
+        counts exact and need no temporary tensor."""
         import torch
 
         if x.numel() == 0:
             return
-        xf = x if x.element_size() >= 4 else x.float()
+        xf = (x if x.element_size() >= 4 else x.float()).reshape(-1)
         if self.h_lo is None:
-            self.h_lo, self.h_hi = histogram_range(float(xf.min()), float(xf.max()), float(xf.double().mean()),
-                                                   float(xf.double().std(unbiased=False)) if xf.numel() > 1 else 0.0)
+            lo, hi = torch.aminmax(xf)
+            self.h_lo, self.h_hi = histogram_range(float(lo), float(hi), mean, math.sqrt(max(m2 - mean * mean, 0.0)))
             self.h_counts = np.zeros(HIST_BINS, dtype=np.int64)
-        lo, hi = self.h_lo, self.h_hi
-        below, above = xf < lo, xf > hi
-        self.h_under += int(torch.count_nonzero(below))
-        self.h_over += int(torch.count_nonzero(above))
-        inside = xf[~(below | above)]
-        # bin k holds lo + k w <= x < lo + (k + 1) w, the last bin also x == hi (numpy.histogram's rule)
-        idx = ((inside - lo) * (HIST_BINS / (hi - lo))).floor_().to(torch.int64).clamp_(0, HIST_BINS - 1)
-        self.h_counts += torch.bincount(idx, minlength=HIST_BINS).numpy()
+        for chunk in xf.split(1 << 22):
+            h = torch.histc(chunk, HIST_BINS, self.h_lo, self.h_hi).to(torch.int64)
+            self.h_counts += h.numpy()
+            out = chunk.numel() - int(h.sum())
+            if out:
+                under = int(torch.count_nonzero(chunk < self.h_lo))
+                self.h_under += under
+                self.h_over += out - under
 
     def add(self, x, inp):
         import torch
@@ -105,14 +107,18 @@ class _Acc:
         if n_fin != n:
             self.nan += int(torch.count_nonzero(torch.isnan(x)))
             self.inf += n - n_fin - int(torch.count_nonzero(torch.isnan(x)))
-            self.add_hist(x[torch.isfinite(x)])
+            finite = x[torch.isfinite(x)]
             x = torch.where(torch.isfinite(x), x, torch.zeros((), dtype=x.dtype))
         else:
-            self.add_hist(x)
+            finite = x
         self.n_finite += n_fin
-        self.s1 += float(x.sum(dtype=torch.float64))
+        s1 = float(x.sum(dtype=torch.float64))
         # squares in the tensor's precision (at least float32: relative error 6e-8 each), summed in float64
-        self.s2 += float(torch.square(x if x.element_size() >= 4 else x.float()).sum(dtype=torch.float64))
+        s2 = float(torch.square(x if x.element_size() >= 4 else x.float()).sum(dtype=torch.float64))
+        self.s1 += s1
+        self.s2 += s2
+        if n_fin:
+            self.add_hist(finite, s1 / n_fin, s2 / n_fin)
         self.zeros += int(torch.count_nonzero(x == 0))
         self.inactive += int(torch.count_nonzero(x <= 0)) - (n - n_fin)  # non-finite entries were set to 0
         if x.ndim >= 2:
