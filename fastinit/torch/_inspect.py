@@ -265,8 +265,9 @@ class InspectReport:
         return len(self.records)
 
     def to_records(self):
-        """A list of dicts, one per leaf module in call order (keys: name, kind, shape, calls, the
-        :data:`STATISTICS`, and ``theory_<statistic>`` where the mean-field prediction applies)."""
+        """A list of dicts, one per measured module in call order (keys: name, kind, shape, calls, the
+        :data:`STATISTICS`, ``branch``, the histogram ``hist_edges``, ``hist_counts``, ``hist_under``,
+        ``hist_over``, and ``theory_<statistic>`` where the mean-field prediction applies)."""
         return [dict(r) for r in self.records]
 
     def to_json(self, **kw):
