@@ -6,6 +6,7 @@ import json
 import math
 import weakref
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -221,8 +222,18 @@ def test_cli_inspect_writes_table_json_and_plots(tmp_path):
     assert [d["name"] for d in data["layers"]] == ["wte", "fc", "act"]
     # integer tokens went in: the embedding output is N(0, 0.02^2) rows (gpt2 recipe); 32 rows of 16
     assert data["layers"][0]["out_var"] == pytest.approx(0.02 ** 2, rel=0.5)
-    for name in ("variance.png", "gradient.png"):
+    for name in ("variance.png", "gradient.png", "histograms.png"):
         assert (tmp_path / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not any(d["branch"] for d in data["layers"])
+    r = subprocess.run([sys.executable, "-m", "fastinit", "inspect", "inspmodels:TinyLM", "--input-shape", "4,8",
+                        "--branches", "fc,h.*.attn"], capture_output=True, text=True, timeout=300, cwd=str(tmp_path),
+                       env=env)
+    assert r.returncode == 2 and "branches" in r.stderr and "'h.*.attn'" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "fastinit", "inspect", "inspmodels:TinyLM", "--input-shape", "4,8",
+                        "--branches", "f*"], capture_output=True, text=True, timeout=300, cwd=str(tmp_path), env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[0].split()[:3] == ["layer", "kind", "branch"]
+    assert r.stdout.splitlines()[3].split()[:3] == ["fc", "Linear", "branch"]
 
 
 def test_tuple_outputs_and_gradient_into_the_input():
@@ -250,3 +261,139 @@ def test_tuple_outputs_and_gradient_into_the_input():
     assert r["grad_weight_m2"] == pytest.approx(float(sum((g ** 2).sum() for g in w) / sum(g.numel() for g in w)),
                                                 rel=1e-6)
     assert rep.grad_input_m2 == pytest.approx(float((xr.grad.double() ** 2).mean()), rel=1e-6)
+
+
+class _Block(nn.Module):
+    """x + mlp(ln(x)); the mlp's output (0.5 * fc2(gelu(fc1 h))) is no leaf's output."""
+
+    class MLP(nn.Module):
+        def __init__(self, w):
+            super().__init__()
+            self.fc1, self.act, self.fc2 = nn.Linear(w, 4 * w), nn.GELU(), nn.Linear(4 * w, w)
+
+        def forward(self, h):
+            return 0.5 * self.fc2(self.act(self.fc1(h)))
+
+    def __init__(self, w):
+        super().__init__()
+        self.ln, self.mlp = nn.LayerNorm(w), self.MLP(w)
+
+    def forward(self, x):
+        return x + self.mlp(self.ln(x))
+
+
+class _Residual(nn.Module):
+    def __init__(self, w=16, depth=3):
+        super().__init__()
+        self.layers = nn.ModuleList(_Block(w) for _ in range(depth))
+
+    def forward(self, x):
+        for b in self.layers:
+            x = b(x)
+        return x
+
+
+def test_branches_equal_a_hand_written_hook():
+    torch.manual_seed(0)
+    m = _Residual()
+    x = _x(64, 16)
+    loss = lambda y: (y.double() ** 3).sum()  # noqa: E731
+    rep = ft.inspect(m, x, loss=loss, branches="layers.*.mlp")
+    plain = ft.inspect(m, x, loss=loss)
+    outs = {}
+    hs = []
+    for i, b in enumerate(m.layers):
+        def hook(mod, args, out, i=i):
+            out.retain_grad()
+            outs[f"layers.{i}.mlp"] = out
+        hs.append(b.mlp.register_forward_hook(hook))
+    loss(m(x)).backward()
+    for h in hs:
+        h.remove()
+    assert [r["name"] for r in rep.records if r["branch"]] == list(outs)
+    for name, y in outs.items():
+        r, yd = rep[name], y.detach().double()
+        assert r["kind"] == "MLP"
+        assert r["out_mean"] == pytest.approx(float(yd.mean()), rel=1e-9, abs=1e-12)
+        assert r["out_var"] == pytest.approx(float(yd.var(unbiased=False)), rel=1e-6)
+        assert r["out_m2"] == pytest.approx(float((yd ** 2).mean()), rel=1e-6)
+        assert r["grad_out_m2"] == pytest.approx(float((y.grad.double() ** 2).mean()), rel=1e-6)
+        assert r["frac_dead_units"] == float((yd <= 0).all(0).double().mean())
+        assert sum(r["hist_counts"]) + r["hist_under"] + r["hist_over"] == yd.numel()
+        # the branch comes after its children, the leaves' numbers are those of a run without branches
+        assert [q["name"] for q in rep.records].index(name) > [q["name"] for q in rep.records].index(name + ".fc2")
+    leaves = [{k: v for k, v in r.items() if k != "branch"} for r in rep.records if not r["branch"]]
+    assert leaves == [{k: v for k, v in r.items() if k != "branch"} for r in plain.records]
+    assert not any(r["branch"] for r in plain.records)
+    lines = str(rep).splitlines()
+    assert lines[0].split()[:3] == ["layer", "kind", "branch"]
+    assert [ln.split()[:3] for ln in lines if ln.startswith("layers.1.mlp ")] == [["layers.1.mlp", "MLP", "branch"]]
+    assert "branch" not in str(plain).splitlines()[0]
+    assert [d["name"] for d in json.loads(rep.to_json())["layers"] if d["branch"]] == list(outs)
+    # a list of globs; a leaf that matches is marked, not measured twice
+    rep2 = ft.inspect(m, x, loss=loss, branches=["layers.0.mlp", "layers.2.ln"])
+    assert [r["name"] for r in rep2.records if r["branch"]] == ["layers.0.mlp", "layers.2.ln"]
+    assert len(rep2) == len(plain) + 1
+
+
+def test_bad_branch_pattern_names_the_argument():
+    m = _Residual()
+    with pytest.raises(InitArgumentError, match=r"branches: pattern 'h\.\*\.attn' matches no module"):
+        ft.inspect(m, _x(4, 16), branches=["layers.*.mlp", "h.*.attn"])
+    with pytest.raises(TypeError, match="branches must be"):
+        ft.inspect(m, _x(4, 16), branches=3)
+    for b in m.layers:  # no hook is left behind by a failed call
+        assert not b.mlp._forward_hooks
+
+
+def test_histogram_of_a_known_output_equals_numpy():
+    lin = nn.Linear(128, 128)
+    with torch.no_grad():
+        lin.weight.copy_(torch.eye(128))
+        lin.bias.zero_()
+    m = nn.Sequential(lin, nn.ReLU())
+    x = _x(256, 128)
+    rep = ft.inspect(m, x)
+    xs = x.numpy()
+    r = rep["0"]
+    edges = np.asarray(r["hist_edges"])
+    assert len(edges) == 65 and len(r["hist_counts"]) == 64
+    # the range rule: [min, max] cut to mean +- 8 std (float32); Gaussian input: min and max are inside 8 std
+    assert (edges[0], edges[-1]) == (float(np.float32(xs.min())), float(np.float32(xs.max())))
+    ref, _ = np.histogram(xs, bins=edges)
+    assert np.abs(np.asarray(r["hist_counts"]) - ref).sum() <= 4  # float32 rounding at bin edges only
+    assert sum(r["hist_counts"]) == xs.size and r["hist_under"] == r["hist_over"] == 0
+    relu = rep["1"]
+    ref1, _ = np.histogram(np.maximum(xs, 0), bins=np.asarray(relu["hist_edges"]))
+    assert np.abs(np.asarray(relu["hist_counts"]) - ref1).sum() <= 4
+    assert relu["hist_counts"][0] >= int((xs <= 0).sum())  # the zeros in the first bin
+    assert sum(relu["hist_counts"]) == xs.size
+
+
+def test_histogram_counts_every_finite_value_of_every_call():
+    fc = nn.Linear(8, 8)
+
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = fc
+
+        def forward(self, x):
+            return self.fc(10.0 * self.fc(x))  # the second call's outputs fall outside the first call's range
+
+    x = _x(32, 8)
+    rep = ft.inspect(Twice(), x)
+    r = rep["fc"]
+    assert r["calls"] == 2
+    assert sum(r["hist_counts"]) + r["hist_under"] + r["hist_over"] == 2 * x.numel()
+    assert r["hist_under"] + r["hist_over"] > 0
+    assert isinstance(r["hist_counts"][0], int)
+    # an outlier: the range is cut at mean + 8 std, the outlier counted above it
+    y = _x(64, 64)
+    y[0, 0] = 1e6
+    y[1, 1] = float("nan")
+    ident = nn.Sequential(nn.Identity())
+    r = ft.inspect(ident, y, loss=lambda o: o.nansum())["0"]
+    assert r["hist_over"] == 1 and r["n_nan"] == 1
+    assert sum(r["hist_counts"]) + r["hist_over"] == y.numel() - 1
+    assert r["hist_edges"][-1] < 1e6

@@ -11,6 +11,7 @@ prediction sits beside each measurement.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import math
 import weakref
@@ -20,8 +21,10 @@ import numpy as np
 
 from .._checks import InitArgumentError
 from ._cli import load_factory
+from ._plots import plot
 
-__all__ = ["inspect", "InspectReport", "STATISTICS", "run_forward", "add_inspect_parser", "run_inspect", "plot"]
+__all__ = ["inspect", "InspectReport", "STATISTICS", "HIST_BINS", "run_forward", "add_inspect_parser", "run_inspect",
+           "plot"]
 
 #: Per-layer statistics of :func:`inspect` (record keys). ``frac_inactive``, ``frac_dead_units`` and
 #: ``frac_saturated`` have fastinit.sim's meaning; ``out_*`` of a Linear are sim's ``preact_*``, of an
@@ -37,6 +40,10 @@ _SATURATING = {"Tanh": TANH_SAT, "Sigmoid": SIGMOID_SAT}
 # torch activation classes -> fastinit.theory activation names (element-wise, no state).
 _THEORY_ACT = {"ReLU": "relu", "Tanh": "tanh", "Sigmoid": "sigmoid", "LeakyReLU": "leaky_relu", "SELU": "selu",
                "GELU": "gelu", "SiLU": "silu", "Softplus": "softplus"}
+#: Bins of the per-layer output histogram (``hist_counts``).
+HIST_BINS = 64
+#: Half-width of the histogram range in standard deviations (see :func:`histogram_range`).
+HIST_SIGMAS = 8.0
 _CHANNELS_FIRST = ("Conv", "BatchNorm", "InstanceNorm", "GroupNorm", "MaxPool", "AvgPool", "AdaptiveAvgPool")
 
 
@@ -58,6 +65,32 @@ class _Acc:
         self.in_n = 0
         self.in_s1 = self.in_s2 = 0.0
         self.input_from = None
+        self.branch = False
+        self.h_lo = self.h_hi = None  # histogram range, fixed at the first call (see histogram_range)
+        self.h_counts = None
+        self.h_under = self.h_over = 0
+
+    def add_hist(self, x, mean, m2):
+        """Count the finite entries ``x`` (of mean ``mean`` and second moment ``m2``) into HIST_BINS equal bins
+        (int64); the range is fixed at the first call. Chunks of 2^22 entries keep ``torch.histc``'s float
+        counts exact and need no temporary tensor."""
+        import torch
+
+        if x.numel() == 0:
+            return
+        xf = (x if x.element_size() >= 4 else x.float()).reshape(-1)
+        if self.h_lo is None:
+            lo, hi = torch.aminmax(xf)
+            self.h_lo, self.h_hi = histogram_range(float(lo), float(hi), mean, math.sqrt(max(m2 - mean * mean, 0.0)))
+            self.h_counts = np.zeros(HIST_BINS, dtype=np.int64)
+        for chunk in xf.split(1 << 22):
+            h = torch.histc(chunk, HIST_BINS, self.h_lo, self.h_hi).to(torch.int64)
+            self.h_counts += h.numpy()
+            out = chunk.numel() - int(h.sum())
+            if out:
+                under = int(torch.count_nonzero(chunk < self.h_lo))
+                self.h_under += under
+                self.h_over += out - under
 
     def add(self, x, inp):
         import torch
@@ -74,11 +107,18 @@ class _Acc:
         if n_fin != n:
             self.nan += int(torch.count_nonzero(torch.isnan(x)))
             self.inf += n - n_fin - int(torch.count_nonzero(torch.isnan(x)))
+            finite = x[torch.isfinite(x)]
             x = torch.where(torch.isfinite(x), x, torch.zeros((), dtype=x.dtype))
+        else:
+            finite = x
         self.n_finite += n_fin
-        self.s1 += float(x.sum(dtype=torch.float64))
+        s1 = float(x.sum(dtype=torch.float64))
         # squares in the tensor's precision (at least float32: relative error 6e-8 each), summed in float64
-        self.s2 += float(torch.square(x if x.element_size() >= 4 else x.float()).sum(dtype=torch.float64))
+        s2 = float(torch.square(x if x.element_size() >= 4 else x.float()).sum(dtype=torch.float64))
+        self.s1 += s1
+        self.s2 += s2
+        if n_fin:
+            self.add_hist(finite, s1 / n_fin, s2 / n_fin)
         self.zeros += int(torch.count_nonzero(x == 0))
         self.inactive += int(torch.count_nonzero(x <= 0)) - (n - n_fin)  # non-finite entries were set to 0
         if x.ndim >= 2:
@@ -119,8 +159,22 @@ class _Acc:
                "grad_out_m2": self.g_s2 / self.g_n if self.g_n else math.nan,
                "in_m2": self.in_s2 / self.in_n if self.in_n else math.nan,
                "in_var": max(self.in_s2 / self.in_n - (self.in_s1 / self.in_n) ** 2, 0.0) if self.in_n else math.nan,
-               "input_from": self.input_from}
+               "input_from": self.input_from, "branch": self.branch,
+               "hist_edges": (np.linspace(self.h_lo, self.h_hi, HIST_BINS + 1).tolist()
+                              if self.h_counts is not None else None),
+               "hist_counts": self.h_counts.tolist() if self.h_counts is not None else None,
+               "hist_under": self.h_under, "hist_over": self.h_over}
         return rec
+
+
+def histogram_range(lo, hi, mean, std):
+    """The range of a layer's histogram, from its first call's finite output: ``[min, max]`` cut to
+    ``mean +- HIST_SIGMAS * std`` (a few huge entries do not squash the rest into one bin), widened to
+    ``v +- 0.5`` when it is one point ``v``; rounded to float32 so that the bins agree with a float32 output."""
+    lo, hi = max(lo, mean - HIST_SIGMAS * std), min(hi, mean + HIST_SIGMAS * std)
+    if not hi > lo:
+        lo, hi = mean - 0.5, mean + 0.5
+    return float(np.float32(lo)), float(np.float32(hi))
 
 
 def _leaves(model):
@@ -211,8 +265,9 @@ class InspectReport:
         return len(self.records)
 
     def to_records(self):
-        """A list of dicts, one per leaf module in call order (keys: name, kind, shape, calls, the
-        :data:`STATISTICS`, and ``theory_<statistic>`` where the mean-field prediction applies)."""
+        """A list of dicts, one per measured module in call order (keys: name, kind, shape, calls, the
+        :data:`STATISTICS`, ``branch``, the histogram ``hist_edges``, ``hist_counts``, ``hist_under``,
+        ``hist_over``, and ``theory_<statistic>`` where the mean-field prediction applies)."""
         return [dict(r) for r in self.records]
 
     def to_json(self, **kw):
@@ -230,10 +285,14 @@ class InspectReport:
                 ("grad theory", "theory_grad_out_m2"), ("grad_w_m2", "grad_weight_m2")]
         if not any("theory_out_var" in r for r in self.records):
             cols = [c for c in cols if not c[0].endswith("theory")]
+        if any(r.get("branch") for r in self.records):
+            cols.insert(2, ("branch", "branch"))
 
         def fmt(r, key, head):
             if head == "nan/inf":
                 return f"{r['n_nan']}/{r['n_inf']}"
+            if head == "branch":
+                return "branch" if r.get("branch") else ""
             v = r.get(key, math.nan)
             if isinstance(v, str):
                 return v
@@ -243,14 +302,31 @@ class InspectReport:
 
         table = [[h for h, _ in cols]] + [[fmt(r, k, h) for h, k in cols] for r in self.records]
         widths = [max(len(row[i]) for row in table) for i in range(len(cols))]
-        lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w)
+        left = 3 if cols[2][0] == "branch" else 2
+        lines = ["  ".join(c.ljust(w) if i < left else c.rjust(w)
                            for i, (c, w) in enumerate(zip(row, widths, strict=True))) for row in table]
         lines.insert(1, "-" * len(lines[0]))
         lines.append(f"loss: {self.loss}; batch {self.batch}; theory: {self.theory}")
         return "\n".join(lines)
 
 
-def inspect(model, inputs, loss=None, *, seed=0):
+def match_branches(model, branches):
+    """``(name, module)`` of the modules of ``model`` whose qualified name matches a glob of ``branches``
+    (``fnmatch``; a string or a list of strings); InitArgumentError naming ``branches`` for a glob that
+    matches nothing."""
+    if isinstance(branches, str):
+        branches = [branches]
+    if not isinstance(branches, (list, tuple)) or not all(isinstance(b, str) for b in branches):
+        raise TypeError(f"branches must be a glob or a list of globs over module names, got {branches!r}")
+    named = [(n, m) for n, m in model.named_modules() if n]
+    for b in branches:
+        if not any(fnmatch.fnmatchcase(n, b) for n, _ in named):
+            raise InitArgumentError(f"branches: pattern {b!r} matches no module name (names look like "
+                                    f"{', '.join(repr(n) for n, _ in named[:4])})")
+    return [(n, m) for n, m in named if any(fnmatch.fnmatchcase(n, b) for b in branches)]
+
+
+def inspect(model, inputs, loss=None, *, seed=0, branches=None):
     r"""Per-layer statistics of ``model`` on ``inputs``: forward, backward, and mean-field theory beside them.
 
     For every leaf module (in call order; a module called several times pools its calls), of its output
@@ -268,6 +344,15 @@ def inspect(model, inputs, loss=None, *, seed=0):
     ``weight_hh_l0``); ``report.grad_input_m2`` for a floating tensor input.
     Of the module's first input: ``in_var``, ``in_m2``, and ``input_from``, the leaf that produced it (None
     for a model input or a tensor computed outside leaf modules).
+
+    Branches: a module whose fully qualified name matches a glob of ``branches`` (e.g. ``"layers.*.mlp"``)
+    gets the same statistics of its output, the residual branch's contribution before it is added to the
+    stream, even when it has children; its record has ``branch`` True (a leaf that matches is marked too).
+
+    Histogram: ``hist_counts`` counts the finite output entries in :data:`HIST_BINS` equal bins between
+    ``hist_edges[0]`` and ``hist_edges[-1]``, a range fixed at the module's first call by
+    :func:`histogram_range` (``[min, max]`` cut to mean :math:`\pm` 8 std); entries outside it (from later calls,
+    or beyond 8 std) are counted in ``hist_under`` and ``hist_over``. The counts are int64, accumulated on the fly.
 
     Theory: for a chain of Linear layers and one element-wise activation type, ``theory_<stat>`` holds
     :func:`fastinit.theory.mlp_theory` with :math:`s_l^2 = \overline{W_l^2}`, the bias's measured mean and
@@ -287,6 +372,8 @@ def inspect(model, inputs, loss=None, *, seed=0):
         one, which the mean-field backward theory assumes.
     seed : int
         Seed of :math:`G` (a ``torch.Generator``).
+    branches : str or list of str, optional
+        Globs over module names (``fnmatch``) of extra modules to measure, e.g. residual branches.
 
     Returns
     -------
@@ -338,6 +425,36 @@ def inspect(model, inputs, loss=None, *, seed=0):
         if out.requires_grad:
             out.register_hook(lambda g, acc=acc: acc.add_grad(g))
 
+    def post_branch(mod, args, out, acc):
+        if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
+            out = out[0]
+        if not isinstance(out, torch.Tensor):
+            return
+        if acc.name not in order:
+            order.append(acc.name)
+        acc.add(out, args[0] if args else None)
+        if out.requires_grad:
+            out.register_hook(lambda g, acc=acc: acc.add_grad(g))
+
+    handles = []
+    named = match_branches(model, branches) if branches is not None and isinstance(model, torch.nn.Module) else []
+    for name, mod in named:
+        if name in accs:
+            accs[name].branch = True  # a leaf: hooked already
+            continue
+        accs[name] = _Acc(name, mod)
+        accs[name].branch = True
+        handles.append(mod.register_forward_hook(lambda m, a, o, acc=accs[name]: post_branch(m, a, o, acc)))
+    try:
+        return _inspect(model, inputs, loss, seed, accs, order, post, chain)
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def _inspect(model, inputs, loss, seed, accs, order, post, chain):
+    import torch
+
     x_grad = None
     if isinstance(inputs, torch.Tensor) and inputs.is_floating_point():
         inputs = x_grad = inputs.detach().requires_grad_(True)  # gradients reach layers without parameters
@@ -387,7 +504,8 @@ def inspect(model, inputs, loss=None, *, seed=0):
         records[name][f"grad_{pname}_m2"] = s2 / n  # pooled over weight_ih/weight_hh, bias_ih/bias_hh, ...
     batch = _batch(inputs)
     rep = InspectReport([records[n] for n in order], loss=loss_text, batch=batch, grad_input_m2=grad_input_m2)
-    rep.theory = _add_theory(rep.records, accs, inputs, batch) if chain["ok"] else "not a plain Linear/activation chain"
+    leaves = [r for r in rep.records if next(accs[r["name"]].module.children(), None) is None]  # no branches
+    rep.theory = _add_theory(leaves, accs, inputs, batch) if chain["ok"] else "not a plain Linear/activation chain"
     return rep
 
 
@@ -483,6 +601,8 @@ def add_inspect_parser(sub) -> None:
     add_model_arguments(p)
     p.add_argument("--json", metavar="PATH", help="also write the report as JSON")
     p.add_argument("--plots", metavar="DIR", help="also write PNG plots (needs matplotlib)")
+    p.add_argument("--branches", metavar="PATTERN[,PATTERN]", type=lambda t: [b for b in t.split(",") if b],
+                   default=None, help="also measure the modules matching these globs, e.g. 'h.*.mlp'")
 
 
 def build(args):
@@ -507,45 +627,13 @@ def build(args):
     return model, x
 
 
-def plot(report, directory) -> list:
-    """Write ``variance.png`` (output variance, and theory, against depth) and ``gradient.png`` (gradient
-    second moment against depth) into ``directory``; return the paths."""
-    import os
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    os.makedirs(directory, exist_ok=True)
-    paths = []
-    recs = report.records
-    for key, fname, label in (("out_var", "variance.png", "output variance"),
-                              ("grad_out_m2", "gradient.png", "gradient second moment (w.r.t. output)")):
-        fig, ax = plt.subplots(figsize=(max(6, 0.25 * len(recs)), 4))
-        xs = range(len(recs))
-        ax.semilogy(xs, [r[key] for r in recs], "o-", label="measured")
-        if any(f"theory_{key}" in r for r in recs):
-            ax.semilogy(xs, [r.get(f"theory_{key}", math.nan) for r in recs], "x--", label="mean-field theory")
-        ax.set_xticks(list(xs))
-        ax.set_xticklabels([f"{r['name']} {r['kind']}" for r in recs], rotation=90, fontsize=7)
-        ax.set_ylabel(label)
-        ax.legend()
-        fig.tight_layout()
-        path = os.path.join(directory, fname)
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        paths.append(path)
-    return paths
-
-
 def run_inspect(args) -> int:
     """Build, inspect, print the table; write the JSON and plots if asked. Exit status 2 on bad input."""
     import sys
 
     try:
         model, x = build(args)
-        rep = inspect(model, x)
+        rep = inspect(model, x, branches=args.branches)
     except (ImportError, AttributeError, TypeError, ValueError) as e:
         print(f"fastinit inspect: error: {e}", file=sys.stderr)
         return 2
