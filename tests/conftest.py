@@ -6,9 +6,13 @@ a cold compile once and a warm cache afterwards.
 """
 
 import os
+import shutil
 import tempfile
 
-os.environ.setdefault("NUMBA_CACHE_DIR", tempfile.mkdtemp(prefix="fastinit-numba-cache-"))
+# made here (not given by the caller): removed again when the session ends
+_OWN_CACHE_DIR = None
+if "NUMBA_CACHE_DIR" not in os.environ:
+    _OWN_CACHE_DIR = os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="fastinit-numba-cache-")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -26,3 +30,8 @@ except ImportError:  # pragma: no cover
 def rng():
     """A NumPy generator at a fixed seed, for test inputs (never for the code under test)."""
     return np.random.default_rng(20240601)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _OWN_CACHE_DIR is not None:
+        shutil.rmtree(_OWN_CACHE_DIR, ignore_errors=True)
