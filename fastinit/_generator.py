@@ -130,12 +130,27 @@ GeneratorLike: TypeAlias = Generator | int | None
 
 
 def manual_seed(seed: int) -> Generator:
-    """Seed the default generator (used when ``generator=None``) and return it."""
+    """Seed the default generator (used when ``generator=None``) and return it.
+
+    Examples
+    --------
+    >>> import fastinit
+    >>> fastinit.manual_seed(7).get_state()
+    (7, 0)
+    """
     return default_generator.manual_seed(seed)
 
 
 def initial_seed() -> int:
-    """The seed of the default generator."""
+    """The seed of the default generator.
+
+    Examples
+    --------
+    >>> import fastinit
+    >>> _ = fastinit.manual_seed(11)
+    >>> fastinit.initial_seed()
+    11
+    """
     return default_generator.initial_seed()
 
 

@@ -39,10 +39,10 @@ def stream(network, layer, kind):
     return (int(network) * _MAX_LAYERS + int(layer)) * 8 + int(kind)
 
 
-def random_normal(shape, mean, std, seed, stream, dtype):  # noqa: F811 - the stream id, not the function
-    """N(mean, std^2) array from fastinit's counter-based stream ``(seed, stream)``."""
+def random_normal(shape, mean, std, seed, stream_id, dtype):
+    """N(mean, std^2) array from fastinit's counter-based stream ``(seed, stream_id)``."""
     out = np.empty(shape, dtype=dtype)
-    fill_normal(out, float(mean), float(std), int(seed), int(stream))
+    fill_normal(out, float(mean), float(std), int(seed), int(stream_id))
     return out
 
 

@@ -52,7 +52,7 @@ class Derived:
 
 @dataclass(frozen=True)
 class Rule:
-    """One row of a recipe: match keys -> initializer with arguments. Unset keys match anything.
+    r"""One row of a recipe: match keys -> initializer with arguments. Unset keys match anything.
 
     Parameters
     ----------
@@ -76,6 +76,15 @@ class Rule:
     kind : {"parameter", "buffer"}
     label : str
         Text shown in the plan (default: built from the match keys).
+
+    Examples
+    --------
+    >>> import torch, fastinit.torch as ft
+    >>> m = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 2))
+    >>> rules = [ft.Rule("zeros_", name=r"^1\.weight$"), *ft.recipe("gpt2").rules]   # first match wins
+    >>> p = ft.init_model(m, rules, seed=0)
+    >>> p["1.weight"].distribution(), bool((m[1].weight == 0).all())
+    ('constant(value=0)', True)
     """
 
     init: str
