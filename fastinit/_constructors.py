@@ -13,7 +13,7 @@ from numpy.typing import DTypeLike
 from ._block import Block
 from ._docs import fill_doc
 from ._fans import FanMode, Nonlinearity, TorchMode, shape_of
-from ._fill import FLOAT_DTYPES
+from ._fill import bfloat16_dtype, float_dtypes, is_float_dtype
 from ._generator import GeneratorLike
 from ._matrices import orthogonal_, sparse_
 from ._plain import constant_, dirac_, eye_, normal_, ones_, trunc_normal_, uniform_, zeros_
@@ -60,12 +60,14 @@ def _new(shape: Shape, dtype, fn: str):
 
 def numpy_float_dtype(dtype, kinds: str = "a NumPy dtype") -> np.dtype:
     """``dtype`` as one of the NumPy float dtypes fastinit fills; ``kinds`` names what was accepted."""
+    if isinstance(dtype, str) and dtype == "bfloat16":
+        dtype = bfloat16_dtype() or dtype  # the name exists once ml_dtypes is imported
     try:
         dt = np.dtype(dtype)
     except TypeError:
         raise TypeError(f"dtype {dtype!r} is not {kinds}") from None
-    if dt not in FLOAT_DTYPES:
-        raise TypeError(f"dtype {dt} unsupported; use one of {', '.join(str(d) for d in FLOAT_DTYPES)}")
+    if not is_float_dtype(dt):
+        raise TypeError(f"dtype {dt} unsupported; use one of {', '.join(str(d) for d in float_dtypes())}")
     return dt
 
 

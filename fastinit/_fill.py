@@ -26,21 +26,39 @@ from ._checks import InitArgumentError
 from ._lib import OUT_BF16, OUT_F16, OUT_F32, lib
 
 __all__ = ["raw_uint32", "fill_uniform", "fill_normal", "fill_trunc_normal", "fill_constant",
-           "check_array", "interval", "float_max", "per_block", "normal_reach", "FLOAT_DTYPES"]
+           "check_array", "interval", "float_max", "per_block", "normal_reach", "float_dtypes",
+           "is_float_dtype", "bfloat16_dtype"]
 
 _PIECE_BYTES = 8 << 20  # bound of the temporary used for non-contiguous layouts
 
 
-def _bfloat16():
+_NATIVE = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+
+
+def bfloat16_dtype():
+    """``ml_dtypes.bfloat16`` as a NumPy dtype, or None without ml_dtypes.
+
+    Imported on first use, not with fastinit (ml_dtypes' import costs about half a second): a
+    bfloat16 array can only exist once ml_dtypes is loaded, so the checks below find it loaded.
+    """
     try:
-        import ml_dtypes
+        import ml_dtypes  # lazy: optional dependency with a slow import
     except ImportError:  # pragma: no cover - optional dependency
         return None
     return np.dtype(ml_dtypes.bfloat16)
 
 
-_BF16 = _bfloat16()
-FLOAT_DTYPES = tuple(d for d in (np.dtype(np.float16), _BF16, np.dtype(np.float32), np.dtype(np.float64)) if d)
+def float_dtypes() -> tuple:
+    """The float dtypes fastinit fills (bfloat16 when ml_dtypes is installed)."""
+    bf16 = bfloat16_dtype()
+    return _NATIVE + ((bf16,) if bf16 is not None else ())
+
+
+def is_float_dtype(dtype: np.dtype) -> bool:
+    """True for float16, bfloat16, float32 and float64 (without importing ml_dtypes for the others)."""
+    if dtype in _NATIVE:
+        return True
+    return dtype.name == "bfloat16" and dtype == bfloat16_dtype()
 
 
 def check_array(out, name: str = "tensor", min_ndim: int = 0) -> np.ndarray:
@@ -48,8 +66,8 @@ def check_array(out, name: str = "tensor", min_ndim: int = 0) -> np.ndarray:
     if not isinstance(out, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray (or a torch tensor via fastinit's API), "
                         f"got {type(out).__name__}")
-    if out.dtype not in FLOAT_DTYPES:
-        names = ", ".join(str(d) for d in FLOAT_DTYPES)
+    if not is_float_dtype(out.dtype):
+        names = ", ".join(str(d) for d in float_dtypes())
         raise TypeError(f"{name} has dtype {out.dtype}; fastinit fills floating arrays only ({names})")
     if not out.flags.writeable:
         raise ValueError(f"{name} is read-only")

@@ -12,7 +12,7 @@ import pytest
 
 import fastinit
 from fastinit import Block, InitArgumentError
-from fastinit._fill import FLOAT_DTYPES
+from fastinit._fill import float_dtypes
 
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import given  # noqa: E402
@@ -37,7 +37,7 @@ ELEMENTWISE = {
     "ones_": lambda t, g, b: fastinit.ones_(t, block=b),
     "zeros_": lambda t, g, b: fastinit.zeros_(t, block=b),
 }
-DTYPES = [pytest.param(d, id=str(d)) for d in FLOAT_DTYPES]
+DTYPES = [pytest.param(d, id=str(d)) for d in float_dtypes()]
 
 # (global shape, blocks): row blocks, column blocks, interior blocks, single elements, empty blocks
 SHAPES = {
@@ -95,7 +95,7 @@ def _blocks(draw):
 
 
 @given(_blocks(), st.sampled_from(["uniform_", "normal_", "trunc_normal_", "kaiming_normal_", "lecun_normal_"]),
-       st.sampled_from(FLOAT_DTYPES))
+       st.sampled_from(float_dtypes()))
 def test_random_blocks_equal_the_full_tensors_block(block, name, dtype):
     shape, idx = block
     expect, part = _full_and_block(ELEMENTWISE[name], shape, idx, dtype)

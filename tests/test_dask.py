@@ -16,7 +16,7 @@ import fastinit  # noqa: E402
 import fastinit.dask as fd  # noqa: E402
 from _subproc import run_python  # noqa: E402
 from fastinit import Block, Generator, InitArgumentError  # noqa: E402
-from fastinit._fill import FLOAT_DTYPES  # noqa: E402
+from fastinit._fill import bfloat16_dtype, float_dtypes  # noqa: E402
 
 # (name, args, kwargs, shape, three chunkings that tile the shape differently)
 CASES = [
@@ -42,7 +42,7 @@ CASES = [
 ]
 RANDOM = {name for name, *_ in CASES} - {"constant", "ones", "zeros", "eye", "dirac"}
 NAMES = sorted({name for name, *_ in CASES})
-DTYPES = [np.dtype(d) for d in FLOAT_DTYPES]
+DTYPES = [np.dtype(d) for d in float_dtypes()]
 
 
 def _eps(dtype) -> float:
@@ -141,7 +141,7 @@ def test_default_generator_taken_once_at_creation():
 def test_distributed_equals_in_memory(client, name):
     for case in (c for c in CASES if c[0] == name):
         _, args, kwargs, shape, chunkings = case
-        for dtype, chunks in zip((np.float32, np.float64, FLOAT_DTYPES[1]), chunkings, strict=True):
+        for dtype, chunks in zip((np.float32, np.float64, bfloat16_dtype()), chunkings, strict=True):
             g, h = Generator(7), Generator(7)
             g.take_stream(), h.take_stream()  # stream 1 of a Generator (not a plain seed's stream 0)
             full = _memory(name, args, kwargs, shape, dtype, h)

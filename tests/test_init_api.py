@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import fastinit
+from _subproc import run_python
 from fastinit import InitArgumentError
 
 DTYPES = [np.float16, ml_dtypes.bfloat16, np.float32, np.float64]
@@ -521,3 +522,19 @@ def test_docstrings_are_substituted_and_name_every_parameter(name):
     section = doc.split("Parameters\n----------\n", 1)[-1].split("\n\n")[0] if params else ""
     for p in params:
         assert p in section, f"{name}: parameter {p} is not documented"
+
+
+def test_import_is_light_and_bfloat16_loads_on_use():
+    """`import fastinit` loads neither torch nor ml_dtypes (half a second of import); the name
+    "bfloat16" still works as a dtype before the user imports ml_dtypes, and arrays made later fill."""
+    code = (
+        "import sys, numpy as np, fastinit\n"
+        "assert 'torch' not in sys.modules and 'ml_dtypes' not in sys.modules, sorted(sys.modules)\n"
+        "a = fastinit.init.normal((8,), dtype='bfloat16', generator=fastinit.Generator(3))\n"
+        "import ml_dtypes\n"
+        "b = np.empty(8, ml_dtypes.bfloat16)\n"
+        "fastinit.init.normal_(b, generator=fastinit.Generator(3))\n"
+        "assert a.dtype == b.dtype and a.tobytes() == b.tobytes()\n"
+    )
+    r = run_python(code)
+    assert r.returncode == 0, r.stderr
