@@ -5,7 +5,8 @@
 GPT-2 small shapes: 12 pre-norm blocks of width 768 (causal self-attention through
 scaled_dot_product_attention, 12 heads; MLP 3072 with GELU), vocabulary 50257, learned positions 1024,
 tied head. Both timings use the same loss, sum(G * logits) with a fixed Gaussian G, and the same batch of
-integer tokens; the plain pass calls backward() on it, inspect adds its hooks and statistics.
+integer tokens; the plain pass back-propagates G (drawn by fastinit's normal_, as inspect draws it), inspect
+adds its hooks and statistics.
 """
 
 import argparse
@@ -14,6 +15,7 @@ import time
 import torch
 from torch import nn
 
+import fastinit
 import fastinit.torch as ft
 
 
@@ -70,10 +72,10 @@ def main():
     ft.init_model(model, "gpt2", seed=0)
     idx = torch.randint(0, 50257, (a.batch, a.seq), generator=torch.Generator().manual_seed(0))
 
-    def plain():
+    def plain():  # the same backward seed as inspect's default loss, drawn the same way
         out = model(idx)
-        g = torch.randn(out.shape, generator=torch.Generator().manual_seed(0))
-        torch.autograd.grad((g * out).sum(), list(model.parameters()))
+        g = fastinit.init.normal_(torch.empty(out.shape), generator=fastinit.Generator(0))
+        torch.autograd.grad(out, list(model.parameters()), grad_outputs=g)
 
     def insp():
         ft.inspect(model, idx)

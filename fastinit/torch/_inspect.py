@@ -20,6 +20,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._checks import InitArgumentError
+from .._generator import Generator
+from .._plain import normal_
+from . import _stats
 from ._cli import load_factory
 from ._plots import plot
 
@@ -70,79 +73,75 @@ class _Acc:
         self.h_counts = None
         self.h_under = self.h_over = 0
 
-    def add_hist(self, x, mean, m2):
-        """Count the finite entries ``x`` (of mean ``mean`` and second moment ``m2``) into HIST_BINS equal bins
-        (int64); the range is fixed at the first call. Chunks of 2^22 entries keep ``torch.histc``'s float
-        counts exact and need no temporary tensor."""
+    def add_hist(self, x, xm, mean, m2, all_finite):
+        """Count the finite entries of ``x`` (``xm``: its 2-D view from :func:`_stats.as_matrix`; ``mean`` and
+        ``m2``: the finite entries' mean and second moment) into HIST_BINS equal bins (int64); the range is
+        fixed at the first call."""
         import torch
 
-        if x.numel() == 0:
-            return
-        xf = (x if x.element_size() >= 4 else x.float()).reshape(-1)
         if self.h_lo is None:
-            lo, hi = torch.aminmax(xf)
+            lo, hi = torch.aminmax(x if all_finite else x[torch.isfinite(x)])
             self.h_lo, self.h_hi = histogram_range(float(lo), float(hi), mean, math.sqrt(max(m2 - mean * mean, 0.0)))
             self.h_counts = np.zeros(HIST_BINS, dtype=np.int64)
-        for chunk in xf.split(1 << 22):
-            h = torch.histc(chunk, HIST_BINS, self.h_lo, self.h_hi).to(torch.int64)
-            self.h_counts += h.numpy()
-            out = chunk.numel() - int(h.sum())
-            if out:
-                under = int(torch.count_nonzero(chunk < self.h_lo))
-                self.h_under += under
-                self.h_over += out - under
+        counts, under, over = _stats.histogram(xm, self.h_lo, self.h_hi, HIST_BINS, all_finite)
+        self.h_counts += counts
+        self.h_under += int(under)
+        self.h_over += int(over)
 
-    def add(self, x, inp):
+    def add(self, x, inp, seen):
+        """Add one call's output ``x`` (and the statistics of its input ``inp``); ``seen`` maps id(tensor) to
+        (weakref, finite count, sum, sum of squares) of the outputs already measured, so an input that is
+        another leaf's output is not read again."""
         import torch
 
-        x = x.detach()
+        out, x = x, x.detach()
         self.calls += 1
         self.shape = tuple(x.shape)
         if x.is_complex() or not x.is_floating_point():
             return
-        # Sums accumulate in float64 (sum(dtype=...) converts element by element: no float64 copy of x).
         n = x.numel()
         self.n += n
-        n_fin = int(torch.count_nonzero(torch.isfinite(x)))
-        if n_fin != n:
-            self.nan += int(torch.count_nonzero(torch.isnan(x)))
-            self.inf += n - n_fin - int(torch.count_nonzero(torch.isnan(x)))
-            finite = x[torch.isfinite(x)]
-            x = torch.where(torch.isfinite(x), x, torch.zeros((), dtype=x.dtype))
-        else:
-            finite = x
+        xm = _stats.as_matrix(_numpy(x))
+        channels_first = x.ndim >= 2 and self.kind.startswith(_CHANNELS_FIRST)
+        alive = np.zeros(xm.shape[1], np.bool_)
+        s1, s2, counts = _stats.moments(xm, alive)  # one pass, float64 sums of the finite entries
+        n_fin = int(counts[_stats.FINITE])
         self.n_finite += n_fin
-        s1 = float(x.sum(dtype=torch.float64))
-        # squares in the tensor's precision (at least float32: relative error 6e-8 each), summed in float64
-        s2 = float(torch.square(x if x.element_size() >= 4 else x.float()).sum(dtype=torch.float64))
+        self.nan += int(counts[_stats.NAN])
+        self.inf += n - n_fin - int(counts[_stats.NAN])
         self.s1 += s1
         self.s2 += s2
+        self.zeros += int(counts[_stats.ZEROS])
+        self.inactive += int(counts[_stats.INACTIVE])
+        seen[id(out)] = (weakref.ref(out), n_fin, s1, s2)
         if n_fin:
-            self.add_hist(finite, s1 / n_fin, s2 / n_fin)
-        self.zeros += int(torch.count_nonzero(x == 0))
-        self.inactive += int(torch.count_nonzero(x <= 0)) - (n - n_fin)  # non-finite entries were set to 0
+            self.add_hist(x, xm, s1 / n_fin, s2 / n_fin, n_fin == n)
+        if channels_first:  # units along dim 1: their maxima from torch (rarely the largest outputs)
+            y = torch.where(torch.isfinite(x), x, torch.zeros((), dtype=x.dtype))
+            pos = y.movedim(1, -1).reshape(-1, x.shape[1]).amax(0) > 0
+            alive = pos.numpy()
         if x.ndim >= 2:
-            dim = 1 if self.kind.startswith(_CHANNELS_FIRST) else x.ndim - 1
-            pos = x.movedim(dim, -1).reshape(-1, x.shape[dim]).amax(0) > 0
-            self.alive = pos if self.alive is None or self.alive.shape != pos.shape else self.alive | pos
+            self.alive = alive if self.alive is None or self.alive.shape != alive.shape else self.alive | alive
         if isinstance(inp, torch.Tensor) and inp.is_floating_point():
             ind = inp.detach()
-            if not bool(torch.isfinite(ind).all()):
-                ind = ind[torch.isfinite(ind)]
-            self.in_n += ind.numel()
-            self.in_s1 += float(ind.sum(dtype=torch.float64))
-            self.in_s2 += float(torch.square(ind if ind.element_size() >= 4 else ind.float()).sum(dtype=torch.float64))
+            known = seen.get(id(inp))
+            if known is not None and known[0]() is inp:
+                _, in_n, in_s1, in_s2 = known
+            else:
+                im = _stats.as_matrix(_numpy(ind))
+                in_s1, in_s2, in_counts = _stats.moments(im, np.zeros(im.shape[1], np.bool_))
+                in_n = int(in_counts[_stats.FINITE])
+            self.in_n += in_n
+            self.in_s1 += in_s1
+            self.in_s2 += in_s2
         thr = _SATURATING.get(self.kind)
         if thr is not None and isinstance(inp, torch.Tensor) and inp.is_floating_point():
             self.sat += int(torch.count_nonzero(inp.detach().abs() > thr))
             self.sat_n += inp.numel()
 
     def add_grad(self, g):
-        import torch
-
         self.g_n += g.numel()
-        g = g.detach()
-        self.g_s2 += float(torch.square(g if g.element_size() >= 4 else g.float()).sum(dtype=torch.float64))
+        self.g_s2 += sumsq(g)
 
     def record(self):
         nf = self.n_finite
@@ -153,7 +152,8 @@ class _Acc:
                "out_m2": m2,
                "frac_zero": self.zeros / self.n if self.n else math.nan,
                "frac_inactive": self.inactive / self.n if self.n else math.nan,
-               "frac_dead_units": float((~self.alive).double().mean()) if self.alive is not None else math.nan,
+               "frac_dead_units": float(np.mean(~self.alive)) if self.alive is not None and self.alive.size
+               else math.nan,
                "frac_saturated": self.sat / self.sat_n if self.sat_n else math.nan,
                "n_nan": self.nan, "n_inf": self.inf,
                "grad_out_m2": self.g_s2 / self.g_n if self.g_n else math.nan,
@@ -165,6 +165,20 @@ class _Acc:
                "hist_counts": self.h_counts.tolist() if self.h_counts is not None else None,
                "hist_under": self.h_under, "hist_over": self.h_over}
         return rec
+
+
+def _numpy(t):
+    """A NumPy float32/float64 view of the detached CPU tensor ``t`` (float16 and bfloat16: a float32 copy)."""
+    import torch
+
+    if t.dtype not in (torch.float32, torch.float64):
+        t = t.float()
+    return t.resolve_conj().resolve_neg().numpy()
+
+
+def sumsq(t) -> float:
+    """Float64 sum of the squares of the entries of tensor ``t`` (one pass, no float64 copy)."""
+    return float(_stats.sumsq(_stats.as_matrix(_numpy(t.detach()))))
 
 
 def histogram_range(lo, hi, mean, std):
@@ -371,7 +385,8 @@ def inspect(model, inputs, loss=None, *, seed=0, branches=None):
         itself and so depends on the same weights, it keeps the backward signal independent of the forward
         one, which the mean-field backward theory assumes.
     seed : int
-        Seed of :math:`G` (a ``torch.Generator``).
+        Seed of :math:`G` (drawn by :func:`fastinit.init.normal_` with ``fastinit.Generator(seed)``, in the
+        output's dtype).
     branches : str or list of str, optional
         Globs over module names (``fnmatch``) of extra modules to measure, e.g. residual branches.
 
@@ -399,6 +414,7 @@ def inspect(model, inputs, loss=None, *, seed=0, branches=None):
     order = []
     chain = {"prev": None, "ok": True}
     made = {}  # id(output) -> (weakref, leaf name): which leaf produced a leaf's input
+    seen = {}  # id(output) -> (weakref, finite count, sum, sum of squares): outputs measured already
 
     def post(name, mod, args, out):
         acc = accs[name]
@@ -421,7 +437,7 @@ def inspect(model, inputs, loss=None, *, seed=0, branches=None):
         if chain["ok"] and chain["prev"] is not None and inp is not prev:  # (a dead weakref: not fed by it)
             chain["ok"] = False
         chain["prev"] = weakref.ref(out)
-        acc.add(out, inp)
+        acc.add(out, inp, seen)
         if out.requires_grad:
             out.register_hook(lambda g, acc=acc: acc.add_grad(g))
 
@@ -432,7 +448,7 @@ def inspect(model, inputs, loss=None, *, seed=0, branches=None):
             return
         if acc.name not in order:
             order.append(acc.name)
-        acc.add(out, args[0] if args else None)
+        acc.add(out, args[0] if args else None, seen)
         if out.requires_grad:
             out.register_hook(lambda g, acc=acc: acc.add_grad(g))
 
@@ -466,11 +482,13 @@ def _inspect(model, inputs, loss, seed, accs, order, post, chain):
                                 f"that reduces it to a scalar")
             if not out.is_floating_point():
                 raise TypeError(f"the model returned a {out.dtype} tensor: pass a loss")
-            gen = torch.Generator().manual_seed(seed)
-            probe = torch.randn(out.shape, generator=gen, dtype=torch.float64)
-            value = (probe * out.double()).sum()
-            loss_text = f"sum(G * output), G ~ N(0, 1) i.i.d. (torch seed {seed})"
+            # dL/d(output) = G: backward from G directly, L itself is never formed (G is drawn by fastinit's
+            # parallel fill: for GPT-2's logits torch.randn alone took longer than the forward pass)
+            probe = normal_(torch.empty(out.shape, dtype=out.dtype), generator=Generator(seed))
+            value = out
+            loss_text = f"sum(G * output), G ~ N(0, 1) i.i.d. (fastinit seed {seed})"
         else:
+            probe = None
             value = loss(out)
             loss_text = getattr(loss, "__name__", type(loss).__name__)
             if not isinstance(value, torch.Tensor) or value.numel() != 1:
@@ -486,7 +504,8 @@ def _inspect(model, inputs, loss, seed, accs, order, post, chain):
         if x_grad is not None:
             params.append(x_grad)
             owners.append((None, "input"))
-        grads = torch.autograd.grad(value, params, allow_unused=True) if value.requires_grad else [None] * len(params)
+        grads = (torch.autograd.grad(value, params, grad_outputs=probe, allow_unused=True) if value.requires_grad
+                 else [None] * len(params))
     records = {name: accs[name].record() for name in order}
     for r in records.values():
         r["grad_weight_m2"] = r["grad_bias_m2"] = math.nan
@@ -496,10 +515,10 @@ def _inspect(model, inputs, loss, seed, accs, order, post, chain):
         if g is None or pname is None:
             continue
         if pname == "input":
-            grad_input_m2 = float(g.detach().double().pow(2).mean())
+            grad_input_m2 = sumsq(g) / g.numel()
             continue
         s2, n = sums.get((name, pname), (0.0, 0))
-        sums[(name, pname)] = (s2 + float(g.detach().double().pow(2).sum()), n + g.numel())
+        sums[(name, pname)] = (s2 + sumsq(g), n + g.numel())
     for (name, pname), (s2, n) in sums.items():
         records[name][f"grad_{pname}_m2"] = s2 / n  # pooled over weight_ih/weight_hh, bias_ih/bias_hh, ...
     batch = _batch(inputs)
