@@ -18,7 +18,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from fastinit import init as fi
 from fastinit._checks import InitArgumentError, integer, real
 from fastinit._generator import Generator
-from fastinit.theory._architectures import CNN_STATISTICS, conv_theory
+from fastinit.theory._architectures import CNN_STATISTICS, conv_theory, corr_pattern
 from fastinit.theory._common import resolve_activation as theory_activation
 
 from ._activation import resolve_activation
@@ -55,11 +55,11 @@ class CNNResult(SimulationResult):
 
     def to_table(self, stats=None, every=1, fmt="{:.4g}"):
         """Text table, one row per layer (default columns: ``preact_var``, ``post_m2``, ``grad_preact_m2``
-        and, with pairs, ``corr`` and ``corr_spread``)."""
+        and, with pairs, ``corr`` and ``corr_pattern``)."""
         if stats is None:
             stats = ["preact_var", "post_m2", "grad_preact_m2"]
             if np.isfinite(self.stats["corr"]).any():
-                stats += ["corr", "corr_spread"]
+                stats += ["corr", "corr_pattern"]
         return super().to_table(stats=list(stats), every=every, fmt=fmt)
 
 
@@ -149,12 +149,13 @@ def _pooled(a):
     return m, float(a64 @ a64) / a64.size
 
 
-def cnn_pass(x, Ws, bs, act, G, backward, paired):
+def cnn_pass(x, Ws, bs, act, G, backward, rho):
     """One network forward (and backward): per-layer statistics and, for pairs, the correlation profiles."""
     L = len(Ws)
     dt = x.dtype
     st = {s: np.full(L, np.nan) for s in CNN_STATISTICS if s != "grad_input_m2"}
     st["grad_input_m2"] = np.nan
+    paired = rho is not None
     prof = np.empty((L,) + x.shape[1:-1]) if paired else None
     zs = []
     a = x
@@ -174,6 +175,7 @@ def cnn_pass(x, Ws, bs, act, G, backward, paired):
             c = (z1 * z2).sum(axis=ax) / np.sqrt((z1 * z1).sum(axis=ax) * (z2 * z2).sum(axis=ax))
             prof[l] = c
             st["corr"][l], st["corr_spread"][l] = float(c.mean()), float(c.std())
+            st["corr_pattern"][l] = float(corr_pattern(c, rho))
         zs.append(z)
     if backward:
         g = np.asarray(G, dtype=dt).reshape(a.shape)
@@ -230,11 +232,13 @@ def simulate_cnn(*, depth, channels, kernel_size=3, spatial=32, batch=64, activa
     With ``input_corr`` the batch is ``batch`` *pairs* :math:`(x, x')` with
     :math:`x' - \mu_x = \rho(p)(x - \mu_x) + \sqrt{1 - \rho(p)^2}\,\sigma_x \xi` at each position ``p``, and
     ``corr`` is the mean over positions of :math:`c_l(p) = \sum z z' / \sqrt{\sum z^2 \sum z'^2}` (sums over
-    pairs and channels at ``p``), ``corr_spread`` their standard deviation over positions (how much of the
-    input's spatial pattern survives), ``res.profiles["corr_profile"]`` the whole profile.
+    pairs and channels at ``p``), ``corr_spread`` their standard deviation over positions (biased upwards by
+    sampling noise), ``corr_pattern`` the component of :math:`c_l(p)` along the input's pattern
+    :math:`\rho(p)` (:func:`fastinit.theory.corr_pattern`: how much of the input's spatial pattern survives;
+    unbiased, NaN for a constant :math:`\rho`), ``res.profiles["corr_profile"]`` the whole profile.
 
     Statistics (pooled over every entry of a layer, mean over networks): ``preact_mean/var/m2``,
-    ``post_m2``, ``frac_inactive``, ``corr``, ``corr_spread`` (NaN without pairs), ``grad_preact_m2`` and the
+    ``post_m2``, ``frac_inactive``, ``corr``, ``corr_spread``, ``corr_pattern`` (NaN without pairs), ``grad_preact_m2`` and the
     scalar ``grad_input_m2``. ``res.theory`` is :func:`fastinit.theory.conv_theory`.
 
     Parameters
@@ -274,10 +278,10 @@ def simulate_cnn(*, depth, channels, kernel_size=3, spatial=32, batch=64, activa
     >>> kw = dict(depth=60, channels=64, kernel_size=3, spatial=16, batch=32, input_corr="cosine", seed=0)
     >>> d = simulate_cnn(init="delta_orthogonal", **kw)
     >>> g = simulate_cnn(init="xavier_normal", **kw)
-    >>> round(float(d.corr_spread[-1]), 2), round(float(d.theory["corr_spread"][-1]), 2)
-    (0.26, 0.27)
-    >>> round(float(g.corr_spread[-1]), 3), round(float(g.theory["corr_spread"][-1]), 3)
-    (0.02, 0.012)
+    >>> round(float(d.corr_pattern[-1]), 3), round(float(d.theory["corr_pattern"][-1]), 3)
+    (0.269, 0.274)
+    >>> round(float(g.corr_pattern[-1]), 3), round(float(g.theory["corr_pattern"][-1]), 3)
+    (0.007, 0.012)
     """
     L = integer(depth, "depth", minimum=1)
     c = integer(channels, "channels", minimum=1)
@@ -337,7 +341,7 @@ def simulate_cnn(*, depth, channels, kernel_size=3, spatial=32, batch=64, activa
                 x = np.concatenate([x, x2.astype(dt)])
             G = random_normal(x.shape, 0.0, 1.0, seed, stream(net, 0, KIND_SEED_G), dt) if backward else None
             with np.errstate(over="ignore", invalid="ignore", under="ignore"):
-                st, prof = cnn_pass(x, Ws, bs, act, G, backward, rho is not None)
+                st, prof = cnn_pass(x, Ws, bs, act, G, backward, rho)
         for s in CNN_STATISTICS:
             per[s].append(st[s])
         if prof is not None:

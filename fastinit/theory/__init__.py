@@ -55,7 +55,7 @@ Examples
 0.6817
 """
 
-from ._architectures import conv_theory, cross_moment, resnet_theory
+from ._architectures import conv_theory, corr_pattern, cross_moment, resnet_theory
 from ._closed_forms import (
     fuss_catalan_moment,
     he_analysis,
@@ -86,6 +86,7 @@ __all__ = [
     "backward_m2",
     "chi1",
     "conv_theory",
+    "corr_pattern",
     "cross_moment",
     "correlation_map",
     "depth_scales",

@@ -21,7 +21,7 @@ from ._common import resolve_activation
 from ._maps import activation_moments
 from ._networks import mlp_theory
 
-__all__ = ["RESNET_STATISTICS", "CNN_STATISTICS", "resnet_theory", "conv_theory", "cross_moment"]
+__all__ = ["RESNET_STATISTICS", "CNN_STATISTICS", "resnet_theory", "conv_theory", "cross_moment", "corr_pattern"]
 
 #: Per-block statistics of a residual stack (``grad_input_m2`` is a scalar).
 RESNET_STATISTICS = (
@@ -32,7 +32,29 @@ RESNET_STATISTICS = (
 )
 #: Per-layer statistics of a convolutional stack (``grad_input_m2`` is a scalar).
 CNN_STATISTICS = ("preact_mean", "preact_var", "preact_m2", "post_m2", "frac_inactive", "corr", "corr_spread",
-                  "grad_preact_m2", "grad_input_m2")
+                  "corr_pattern", "grad_preact_m2", "grad_input_m2")
+
+
+def corr_pattern(profile, rho):
+    r"""Component of correlation profiles along the input's pattern:
+    :math:`\langle c - ar c, ho - arhoangle / (S\,\mathrm{std}\,ho)`, one number per leading index of
+    ``profile`` (shape ``(..., *rho.shape)``); equal to :math:`\mathrm{std}\,ho` for :math:`c = ho`, NaN for a
+    constant :math:`ho`. Sampling noise of ``c`` averages out of it (it is unbiased), unlike the spread.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rho = np.array([0.1, 0.5, 0.9])
+    >>> float(corr_pattern(rho, rho)) == float(rho.std())
+    True
+    """
+    rho = np.asarray(rho, dtype=np.float64)
+    sd = rho.std()
+    if sd == 0:
+        return np.full(np.shape(profile)[: np.ndim(profile) - rho.ndim], np.nan)
+    axes = tuple(range(np.ndim(profile) - rho.ndim, np.ndim(profile)))
+    c = profile - np.mean(profile, axis=axes, keepdims=True)
+    return np.sum(c * (rho - rho.mean()), axis=axes) / (rho.size * sd)
 
 _GH_NODES = 48  # 2-D Gauss-Hermite nodes per axis of cross_moment: ~1e-7 for tanh at q <= 1
 
@@ -182,7 +204,7 @@ def cross_moment(activation, q, c, mean=0.0, param=None):
 
     Examples
     --------
-    >>> float(cross_moment("linear", 2.0, 0.25))
+    >>> round(float(cross_moment("linear", 2.0, 0.25)), 12)
     0.5
     """
     act = resolve_activation(activation, param)
@@ -233,8 +255,8 @@ def conv_theory(channels, depth, kernel_size, ndim, activation, param=None, *, s
         Delta-orthogonal kernels (no window average).
     input_corr : array, optional
         :math:`\rho(p)` over the spatial grid: adds ``corr`` (mean over positions of
-        :math:`c_l(p) = \Sigma_l(p)/q_l`), ``corr_spread`` (their standard deviation over positions) and
-        ``corr_profile`` (shape ``(L,) + spatial``).
+        :math:`c_l(p) = \Sigma_l(p)/q_l`), ``corr_spread`` (their standard deviation over positions),
+        ``corr_pattern`` (:func:`corr_pattern`) and ``corr_profile`` (shape ``(L,) + spatial``).
 
     Returns
     -------
@@ -255,8 +277,8 @@ def conv_theory(channels, depth, kernel_size, ndim, activation, param=None, *, s
     out = {k: np.asarray(th[k], dtype=np.float64) for k in ("preact_mean", "preact_var", "preact_m2",
                                                            "post_m2", "frac_inactive", "grad_preact_m2")}
     out["grad_input_m2"] = np.array(float(np.ravel(th["grad_input_m2"])[-1]))
-    out["corr"] = np.full(L, np.nan)
-    out["corr_spread"] = np.full(L, np.nan)
+    for name in ("corr", "corr_spread", "corr_pattern"):
+        out[name] = np.full(L, np.nan)
     if input_corr is None:
         return out
     rho = np.asarray(input_corr, dtype=np.float64)
@@ -280,4 +302,5 @@ def conv_theory(channels, depth, kernel_size, ndim, activation, param=None, *, s
     axes = tuple(range(1, prof.ndim))
     out["corr"] = prof.mean(axis=axes)
     out["corr_spread"] = prof.std(axis=axes)
+    out["corr_pattern"] = corr_pattern(prof, rho)
     return out
