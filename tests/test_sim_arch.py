@@ -73,18 +73,18 @@ def test_resnet_pass_gradients_match_autograd(norm, block):
 
     xt = T.tensor(x, requires_grad=True)
     h, hs, zs, ws1, ws2 = xt, [], [], [], []
-    for l in range(L):
-        W = T.tensor(Ws[l], requires_grad=True)
+    for j in range(L):
+        W = T.tensor(Ws[j], requires_grad=True)
         ws1.append(W)
         inp = F.layer_norm(h, (n,), eps=eps) if norm == "pre" else h
-        z = inp @ W.T + T.tensor(bs[l])
+        z = inp @ W.T + T.tensor(bs[j])
         z.retain_grad()
         zs.append(z)
         y = T.tanh(z)
         if block == "mlp":
-            W2 = T.tensor(W2s[l], requires_grad=True)
+            W2 = T.tensor(W2s[j], requires_grad=True)
             ws2.append(W2)
-            y = y @ W2.T + T.tensor(b2s[l])
+            y = y @ W2.T + T.tensor(b2s[j])
         h = h + alpha * y
         if norm == "post":
             h = F.layer_norm(h, (n,), eps=eps)
@@ -92,9 +92,9 @@ def test_resnet_pass_gradients_match_autograd(norm, block):
         hs.append(h)
     out = F.layer_norm(h, (n,), eps=eps) if final else h
     (out * T.tensor(G)).sum().backward()
-    for l in range(L):
-        assert st["grad_h_m2"][l] == pytest.approx(float((hs[l].grad ** 2).mean()), rel=1e-10)
-        assert st["grad_preact_m2"][l] == pytest.approx(float((zs[l].grad ** 2).mean()), rel=1e-10)
+    for j in range(L):
+        assert st["grad_h_m2"][j] == pytest.approx(float((hs[j].grad ** 2).mean()), rel=1e-10)
+        assert st["grad_preact_m2"][j] == pytest.approx(float((zs[j].grad ** 2).mean()), rel=1e-10)
     assert st["grad_input_m2"] == pytest.approx(float((xt.grad ** 2).mean()), rel=1e-10)
 
 
@@ -113,12 +113,12 @@ def test_resnet_per_sample_weight_gradient_matches_autograd():
     h = T.tensor(x)
     w1 = [T.tensor(W, requires_grad=True) for W in Ws]
     w2 = [T.tensor(W, requires_grad=True) for W in W2s]
-    for l in range(L):
-        h = F.layer_norm(h + T.relu(h @ w1[l].T) @ w2[l].T, (n,), eps=1e-5)
+    for j in range(L):
+        h = F.layer_norm(h + T.relu(h @ w1[j].T) @ w2[j].T, (n,), eps=1e-5)
     (h * T.tensor(G)).sum().backward()
-    for l in range(L):
-        assert st["grad_weight_m2_per_sample"][l] == pytest.approx(float((w1[l].grad ** 2).mean()), rel=1e-10)
-        assert st["grad_weight2_m2_per_sample"][l] == pytest.approx(float((w2[l].grad ** 2).mean()), rel=1e-10)
+    for j in range(L):
+        assert st["grad_weight_m2_per_sample"][j] == pytest.approx(float((w1[j].grad ** 2).mean()), rel=1e-10)
+        assert st["grad_weight2_m2_per_sample"][j] == pytest.approx(float((w2[j].grad ** 2).mean()), rel=1e-10)
 
 
 # ------------------------------------------------------------------------------------------
@@ -163,8 +163,8 @@ def test_delta_orthogonal_cnn_is_an_orthogonal_mlp_per_position():
     res = simulate_cnn(depth=L, channels=c, kernel_size=3, spatial=s, batch=B, activation="tanh",
                        init="delta_orthogonal", init_params={"gain": 1.2}, seed=seed, dtype="float64")
     Ws = []
-    for l in range(L):
-        g = Generator(seed).set_state((seed, stream(0, l + 1, KIND_WEIGHT)))
+    for j in range(L):
+        g = Generator(seed).set_state((seed, stream(0, j + 1, KIND_WEIGHT)))
         Ws.append(delta_orthogonal_(np.empty((c, c, 3)), 1.2, generator=g)[:, :, 1].copy())
     x = random_normal((B, s, c), 0.0, 1.0, seed, stream(0, 0, KIND_INPUT), np.float64).reshape(B * s, c)
     G = random_normal((B, s, c), 0.0, 1.0, seed, stream(0, 0, KIND_SEED_G), np.float64).reshape(B * s, c)

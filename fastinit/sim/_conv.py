@@ -238,8 +238,8 @@ def simulate_cnn(*, depth, channels, kernel_size=3, spatial=32, batch=64, activa
     unbiased, NaN for a constant :math:`\rho`), ``res.profiles["corr_profile"]`` the whole profile.
 
     Statistics (pooled over every entry of a layer, mean over networks): ``preact_mean/var/m2``,
-    ``post_m2``, ``frac_inactive``, ``corr``, ``corr_spread``, ``corr_pattern`` (NaN without pairs), ``grad_preact_m2`` and the
-    scalar ``grad_input_m2``. ``res.theory`` is :func:`fastinit.theory.conv_theory`.
+    ``post_m2``, ``frac_inactive``, ``corr``, ``corr_spread``, ``corr_pattern`` (NaN without pairs),
+    ``grad_preact_m2`` and the scalar ``grad_input_m2``. ``res.theory`` is :func:`fastinit.theory.conv_theory`.
 
     Parameters
     ----------

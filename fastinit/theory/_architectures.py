@@ -37,9 +37,16 @@ CNN_STATISTICS = ("preact_mean", "preact_var", "preact_m2", "post_m2", "frac_ina
 
 def corr_pattern(profile, rho):
     r"""Component of correlation profiles along the input's pattern:
-    :math:`\langle c - ar c, ho - arhoangle / (S\,\mathrm{std}\,ho)`, one number per leading index of
-    ``profile`` (shape ``(..., *rho.shape)``); equal to :math:`\mathrm{std}\,ho` for :math:`c = ho`, NaN for a
-    constant :math:`ho`. Sampling noise of ``c`` averages out of it (it is unbiased), unlike the spread.
+    :math:`\langle c - ar c,
+ho - ar
+ho
+angle / (S\,\mathrm{std}\,
+ho)`, one number per leading index of
+    ``profile`` (shape ``(..., *rho.shape)``); equal to :math:`\mathrm{std}\,
+ho` for :math:`c =
+ho`, NaN for a
+    constant :math:`
+ho`. Sampling noise of ``c`` averages out of it (it is unbiased), unlike the spread.
 
     Examples
     --------
