@@ -154,6 +154,10 @@ def test_delta_orthogonal_kernel():
     assert not w.any()
     with pytest.raises(InitArgumentError, match="odd"):
         delta_orthogonal_(np.empty((4, 4, 4)))
+    with pytest.raises(InitArgumentError, match="3-D or 4-D"):
+        delta_orthogonal_(np.empty((4, 4)))
+    with pytest.raises(TypeError, match="numpy array"):
+        delta_orthogonal_([[[0.0]]])
 
 
 def test_delta_orthogonal_cnn_is_an_orthogonal_mlp_per_position():
@@ -330,6 +334,13 @@ def test_resnet_bad_input(kwargs, exc, match):
         simulate_resnet(**args)
 
 
+def test_cnn_constant_input_corr_has_no_pattern():
+    """A spatially constant correlation has no pattern to keep: corr_pattern is NaN (documented), corr is not."""
+    r = simulate_cnn(depth=2, channels=8, spatial=8, batch=4, input_corr=0.3)
+    assert np.isnan(r.corr_pattern).all() and np.isnan(r.theory["corr_pattern"]).all()
+    assert np.isfinite(r.corr).all() and r.theory["corr"][0] == pytest.approx(0.3)
+
+
 def test_resnet_degenerate_inputs_are_finite():
     """Identical input entries (input_std = 0): the first LayerNorm outputs 0 (eps > 0), a finite answer."""
     r = simulate_resnet(depth=3, width=16, batch=8, norm="pre", input_std=0.0, input_mean=1.0)
@@ -342,6 +353,7 @@ def test_resnet_degenerate_inputs_are_finite():
     (dict(init="delta_orthogonal", init_params={"mode": "fan_in"}), InitArgumentError, "init_params"),
     (dict(spatial=(4, 4, 4)), InitArgumentError, "spatial"),
     (dict(spatial=0), InitArgumentError, "spatial"),
+    (dict(spatial="8"), TypeError, "spatial"),
     (dict(input_corr=1.5), InitArgumentError, "input_corr"),
     (dict(input_corr="sine"), InitArgumentError, "input_corr"),
     (dict(input_corr=np.zeros(3)), InitArgumentError, "input_corr"),

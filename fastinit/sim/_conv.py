@@ -88,6 +88,8 @@ def delta_orthogonal_(w, gain=1.0, generator=None):
 
     Raises
     ------
+    TypeError
+        ``w`` is not a numpy array.
     InitArgumentError
         ``w`` not 3-D/4-D, or an even kernel size (the identity would sit off-centre).
 
@@ -101,9 +103,10 @@ def delta_orthogonal_(w, gain=1.0, generator=None):
     >>> bool(np.allclose(w[:, :, 1] @ w[:, :, 1].T, np.eye(4)))
     True
     """
-    if not isinstance(w, np.ndarray) or w.ndim not in (3, 4):
-        raise InitArgumentError(f"w must be a 3-D or 4-D numpy array (c_out, c_in, k[, k]), got "
-                                f"{getattr(w, 'shape', type(w).__name__)}")
+    if not isinstance(w, np.ndarray):
+        raise TypeError(f"w must be a numpy array (c_out, c_in, k[, k]), got {type(w).__name__}")
+    if w.ndim not in (3, 4):
+        raise InitArgumentError(f"w must be 3-D or 4-D (c_out, c_in, k[, k]), got shape {w.shape}")
     ks = w.shape[2:]
     if any(k % 2 == 0 for k in ks):
         raise InitArgumentError(f"kernel_size must be odd for a delta-orthogonal kernel (the identity sits at "
@@ -190,9 +193,11 @@ def cnn_pass(x, Ws, bs, act, G, backward, rho):
 def _spatial(spatial):
     if isinstance(spatial, (int, np.integer)) and not isinstance(spatial, bool):
         return (integer(spatial, "spatial", minimum=1),)
-    if isinstance(spatial, (tuple, list)) and len(spatial) in (1, 2):
-        return tuple(integer(s, f"spatial[{i}]", minimum=1) for i, s in enumerate(spatial))
-    raise InitArgumentError(f"spatial must be an int (1-D) or a tuple of 1 or 2 ints (2-D), got {spatial!r}")
+    if not isinstance(spatial, (tuple, list)):
+        raise TypeError(f"spatial must be an int (1-D) or a tuple of 1 or 2 ints (2-D), got {spatial!r}")
+    if len(spatial) not in (1, 2):
+        raise InitArgumentError(f"spatial must be an int (1-D) or a tuple of 1 or 2 ints (2-D), got {spatial!r}")
+    return tuple(integer(s, f"spatial[{i}]", minimum=1) for i, s in enumerate(spatial))
 
 
 def _input_corr(input_corr, sp):
