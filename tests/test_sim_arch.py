@@ -98,6 +98,22 @@ def test_resnet_pass_gradients_match_autograd(norm, block):
     assert st["grad_input_m2"] == pytest.approx(float((xt.grad ** 2).mean()), rel=1e-10)
 
 
+def test_resnet_without_norm_is_simulate_mlps_residual_net():
+    """norm="none" with the linear block is simulate_mlp's residual net, and both draw every array from the same
+    streams: the same networks, so the same statistics up to float64 summation order."""
+    kw = dict(depth=6, width=48, batch=40, activation="tanh", init="xavier_normal", residual_scale=0.6,
+              n_networks=2, seed=4, dtype="float64")
+    r = simulate_resnet(norm="none", block="linear", **kw)
+    m = simulate_mlp(**kw)
+    pairs = {"h_mean": "post_mean", "h_var": "post_var", "h_m2": "post_m2", "preact_mean": "preact_mean",
+             "preact_var": "preact_var", "preact_m2": "preact_m2", "frac_inactive": "frac_inactive",
+             "grad_preact_m2": "grad_preact_m2", "grad_weight_m2_per_sample": "grad_weight_m2_per_sample",
+             "grad_input_m2": "grad_input_m2"}
+    for a, b in pairs.items():
+        np.testing.assert_allclose(r.stats[a], m.stats[b], rtol=1e-9, atol=1e-15, err_msg=a)
+        np.testing.assert_allclose(r.theory[a], m.theory[b], rtol=1e-9, atol=1e-15, err_msg=a)
+
+
 def test_resnet_per_sample_weight_gradient_matches_autograd():
     """For one sample the per-sample weight gradient is the whole gradient: compare with autograd."""
     T = _torch()
