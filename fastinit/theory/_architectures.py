@@ -239,7 +239,7 @@ def conv_theory(channels, depth, kernel_size, ndim, activation, param=None, *, s
     A circular, stride-1 convolution with ``c`` channels and kernel :math:`k^d` sums
     :math:`c k^d` terms per output, so with :math:`\sigma_w^2 = c k^d s^2` the pooled length map
     and the backward recursion are those of a fully-connected net of width :math:`c k^d`
-    (:func:`~fastinit.theory.mlp_theory`; Xiao et al. 2018, eq. 2.6 on the diagonal). For a pair of
+    (:func:`~fastinit.theory.mlp_theory`; the diagonal of Xiao et al. 2018's covariance map). For a pair of
     inputs with per-position correlation :math:`\rho(p)`, the cross-covariance at position ``p``
 
     .. math::
