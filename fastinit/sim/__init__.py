@@ -41,6 +41,7 @@ said otherwise):
 The package's modules (each re-exported here; import from :mod:`fastinit.sim`):
 
 ``_mlp``, ``_rnn``, ``_sweep``   the simulators and the grid runner
+``_resnet``, ``_conv``           LayerNorm residual stacks and convolutional stacks (delta-orthogonal kernels)
 ``_results``                     result classes, verdicts, the text-table formatter
 ``_schemes``                     weight schemes (:mod:`fastinit.init` by name) and random streams
 ``_activation``                  registry or user activations, as the kernels see them
@@ -65,7 +66,9 @@ True
 
 from fastinit.theory._common import MLP_STATISTICS, RNN_STATISTICS
 
+from ._conv import CNNResult, delta_orthogonal_, simulate_cnn
 from ._mlp import simulate_mlp
+from ._resnet import ResNetResult, simulate_resnet
 from ._results import MLPResult, RNNResult, SimulationResult, SweepResult, format_table, verdict
 from ._rnn import simulate_rnn
 from ._schemes import WEIGHT_SCHEMES
@@ -74,6 +77,11 @@ from ._sweep import sweep
 __all__ = [
     "simulate_mlp",
     "simulate_rnn",
+    "simulate_resnet",
+    "simulate_cnn",
+    "delta_orthogonal_",
+    "ResNetResult",
+    "CNNResult",
     "sweep",
     "SimulationResult",
     "MLPResult",

@@ -42,6 +42,7 @@ The package's modules (each re-exported here; import from :mod:`fastinit.theory`
 ``_maps``         length and correlation maps, slopes, fixed points, depth scales, dead units
 ``_gains``        torch's gains beside the second-moment-preserving ones
 ``_networks``     whole-network predictions (:func:`mlp_theory`, :func:`rnn_theory`)
+``_architectures`` LayerNorm residual stacks and convolutions (:func:`resnet_theory`, :func:`conv_theory`)
 ``_common``       what they share: activation look-up and the statistic names
 
 Examples
@@ -54,6 +55,7 @@ Examples
 0.6817
 """
 
+from ._architectures import conv_theory, corr_pattern, cross_moment, resnet_theory
 from ._closed_forms import (
     fuss_catalan_moment,
     he_analysis,
@@ -83,6 +85,9 @@ __all__ = [
     "activation_moments",
     "backward_m2",
     "chi1",
+    "conv_theory",
+    "corr_pattern",
+    "cross_moment",
     "correlation_map",
     "depth_scales",
     "fixed_point",
@@ -97,6 +102,7 @@ __all__ = [
     "p_dead",
     "relu_cross_moment",
     "relu_moments",
+    "resnet_theory",
     "rnn_theory",
     "selu_constants",
     "selu_fixed_point",
