@@ -41,6 +41,7 @@ said otherwise):
 The package's modules (each re-exported here; import from :mod:`fastinit.sim`):
 
 ``_mlp``, ``_rnn``, ``_sweep``   the simulators and the grid runner
+``_jacobian``                    input-output Jacobian spectra (:func:`jacobian_spectrum`)
 ``_results``                     result classes, verdicts, the text-table formatter
 ``_schemes``                     weight schemes (:mod:`fastinit.init` by name) and random streams
 ``_activation``                  registry or user activations, as the kernels see them
@@ -65,6 +66,7 @@ True
 
 from fastinit.theory._common import MLP_STATISTICS, RNN_STATISTICS
 
+from ._jacobian import JACOBIAN_STATISTICS, JacobianResult, jacobian_spectrum
 from ._mlp import simulate_mlp
 from ._results import MLPResult, RNNResult, SimulationResult, SweepResult, format_table, verdict
 from ._rnn import simulate_rnn
@@ -84,4 +86,7 @@ __all__ = [
     "WEIGHT_SCHEMES",
     "verdict",
     "format_table",
+    "jacobian_spectrum",
+    "JacobianResult",
+    "JACOBIAN_STATISTICS",
 ]
