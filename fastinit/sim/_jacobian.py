@@ -145,10 +145,11 @@ class JacobianResult:
 
     def cells(self, j):
         """Table cells ``s_max``, ``s_min``, ``cond`` of recorded layer ``j``, with the resolution limit:
-        an ``s_min`` below ``resolution x s_max`` prints as ``<bound``, its condition number as ``>bound``."""
+        an ``s_min`` below ``resolution x s_max`` prints as ``<bound`` and its condition number as
+        ``>1/resolution`` (a lower bound; ``inf`` included: rounding cannot tell 0 from tiny)."""
         smax, smin, cond = (float(self.stats[k][j]) for k in ("max_sv", "min_sv", "cond"))
         lim = 1.0 / self.resolution[j]
-        if math.isfinite(cond) and cond > lim:
+        if smax > 0 and smin < smax / lim:
             return fmt(smax), "<" + fmt(smax / lim), ">" + fmt(lim)
         return fmt(smax), fmt(smin), fmt(cond)
 
@@ -339,7 +340,7 @@ def jacobian_spectrum(widths=None, *, depth=None, width=None, input_dim=None, ac
             _one_network(net, ws, L, rec, scheme, params, sigma_w2, scale, bias, bias_value, bias_std, seed,
                          input_mean, input_std, n_inputs, act, dt, method, probes, steps, per, svs, ritz, pse)
     stats, stderr = {}, {}
-    with np.errstate(invalid="ignore"):  # inf condition numbers and NaN spreads of J = 0 stay inf/NaN
+    with np.errstate(invalid="ignore", over="ignore"):  # inf condition numbers, NaN spreads of J = 0 stay so
         for s, a in per.items():
             stats[s] = np.median(a, axis=0) if s == "cond" else a.mean(axis=0)
             stderr[s] = a.std(axis=0, ddof=1) / math.sqrt(a.shape[0]) if a.shape[0] > 1 else np.full(nl, np.nan)
@@ -382,13 +383,14 @@ def _one_network(net, ws, L, rec, scheme, params, sigma_w2, scale, bias, bias_va
         else:
             V = random_normal((ws[0], probes), 0.0, 1.0, seed, stream(net, i, KIND_PROBE), np.float64)
             for j, l in enumerate(rec):
-                nodes, wts, mom = _slq(Ws[:l], d[:l], V, steps)
-                ritz[j][0].append(nodes.ravel())
-                ritz[j][1].append(wts.ravel() / probes)
-                m1, m2 = mom.mean(axis=0)
-                lam = np.sqrt(max(float(nodes.max()), 0.0)), np.sqrt(max(float(nodes.min()), 0.0))
-                _record(per, row, j, np.array([m1, m2]), *lam, moments=True)
-                pse["mean_sv2"][row, j], pse["var_sv2"][row, j] = _jackknife(mom)
+                nodes, wts, mom, C = _slq(Ws[:l], d[:l], V, steps)
+                with np.errstate(over="ignore"):  # C = inf: a spectrum beyond float64's range
+                    ritz[j][0].append(nodes.ravel() * C)
+                    ritz[j][1].append(wts.ravel() / probes)
+                    sv = math.sqrt(max(float(nodes.max()), 0.0) * C), math.sqrt(max(float(nodes.min()), 0.0) * C)
+                    _record(per, row, j, mom.mean(axis=0), *sv, unit=C)
+                    se1, se2 = _jackknife(mom)
+                    pse["mean_sv2"][row, j], pse["var_sv2"][row, j] = se1 * C, se2 * C * C
 
 
 def _check_layers(layers, L):
@@ -441,11 +443,24 @@ def _cond(smax, smin):
     return smax / smin if smin > 0 else math.inf
 
 
-def _record(per, row, j, lam, smax, smin, moments=False):
-    """Store one sample's statistics, from its squared singular values or (``moments``) from (m1, m2)."""
-    m1, v = (lam[0], max(lam[1] - lam[0] ** 2, 0.0)) if moments else (lam.mean(), lam.var())
-    per["mean_sv2"][row, j], per["var_sv2"][row, j] = m1, v
-    per["norm_var"][row, j] = v / (m1 * m1) if m1 > 0 else math.nan
+def _record(per, row, j, lam, smax, smin, unit=None):
+    """Store one sample's statistics, from its squared singular values or from (m1, m2) in units of ``unit``.
+
+    Moments are taken in units of the largest value: lambda^2 of an exploding net (1e160 and
+    beyond) would overflow. A variance beyond float64's range is inf; the normalised one stays finite.
+    """
+    if unit is not None:
+        scale = unit
+        x1, xv = lam[0], max(lam[1] - lam[0] ** 2, 0.0)
+    else:
+        top = float(lam.max()) if lam.size else 0.0
+        scale = top if 0.0 < top < math.inf else 1.0
+        x = lam / scale
+        x1, xv = float(x.mean()), float(x.var())
+    with np.errstate(over="ignore"):
+        per["mean_sv2"][row, j] = x1 * scale
+        per["var_sv2"][row, j] = xv * scale * scale
+    per["norm_var"][row, j] = xv / (x1 * x1) if x1 > 0 else math.nan
     per["max_sv"][row, j], per["min_sv"][row, j] = smax, smin
     per["cond"][row, j] = _cond(float(smax), float(smin))
 
@@ -454,20 +469,29 @@ def _slq(Ws, d, V, steps):
     """Stochastic Lanczos quadrature of A = J^T J or J J^T (the smaller side) for J = D_l W_l ... D_1 W_1.
 
     Returns the Ritz values (nodes) and Gauss weights of every probe (shape ``(probes, m)``; padded
-    with zero weights where a probe stopped early) and each probe's quadrature moments
-    ``(sum w node, sum w node^2)``, shape ``(probes, 2)``.
+    with zero weights where a probe stopped early), each probe's quadrature moments
+    ``(sum w node, sum w node^2)``, shape ``(probes, 2)``, both in units of ``C``, and ``C``.
     """
     n0, nl = Ws[0].shape[1], Ws[-1].shape[0]
     dt = Ws[0].dtype
+    # Each layer's product is divided by its typical gain c_l = sqrt(mean d_l^2 ||W_l||_F^2 / n_{l-1}),
+    # so vanishing or exploding nets (and float32 products) stay in range; lambda = C x Ritz value,
+    # C = prod c_l^2 (inf beyond float64's range).
+    logc = []
+    for W, dl in zip(Ws, d, strict=True):
+        g2 = float(np.mean(np.square(dl, dtype=np.float64))) * float(np.sum(np.square(W, dtype=np.float64))) \
+            / W.shape[1]
+        logc.append(0.5 * math.log(g2) if g2 > 0 and math.isfinite(g2) else 0.0)
+    inv = [dt.type(math.exp(-x)) for x in logc]
 
-    def jv(U):  # J U
-        for W, dl in zip(Ws, d, strict=True):
-            U = dl[:, None] * (W @ U)
+    def jv(U):  # J U / prod c
+        for W, dl, ic in zip(Ws, d, inv, strict=True):
+            U = (dl * ic)[:, None] * (W @ U)
         return U
 
-    def jtv(U):  # J^T U
-        for W, dl in zip(reversed(Ws), reversed(d), strict=True):
-            U = W.T @ (dl[:, None] * U)
+    def jtv(U):  # J^T U / prod c
+        for W, dl, ic in zip(reversed(Ws), reversed(d), reversed(inv), strict=True):
+            U = W.T @ ((dl * ic)[:, None] * U)
         return U
 
     if n0 <= nl:
@@ -514,7 +538,7 @@ def _slq(Ws, d, V, steps):
         wts[c, :s] = U[0] ** 2
         nodes[c, s:] = th[-1]  # padding: weight 0, a node inside the range
     mom = np.stack([(wts * nodes).sum(axis=1), (wts * nodes * nodes).sum(axis=1)], axis=1)
-    return nodes, wts, mom
+    return nodes, wts, mom, math.exp(min(2.0 * sum(logc), 1000.0))  # 1000: exp gives inf instead of raising
 
 
 def _jackknife(mom):

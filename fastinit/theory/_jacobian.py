@@ -136,11 +136,12 @@ def jacobian_theory(depth, activation, sigma_w2, sigma_b2=0.0, *, weights="gauss
         q[l] = sw2[l] * prev_m2 + sb2
         d2[l], d4[l], prev_m2 = _dphi_moments(act, mu, q[l])
     chi = sw2 * d2
-    mean = np.cumprod(chi)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(over="ignore"):  # beyond float64's range the mean is inf
+        mean = np.cumprod(chi)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         term = np.where(d2 > 0.0, d4 / np.where(d2 > 0.0, d2, 1.0) ** 2 - 1.0 + s_w, np.nan)
-    norm_var = np.where(mean > 0.0, np.cumsum(term), np.nan)  # J = 0: no spread to speak of
-    var = np.where(mean > 0.0, mean * mean * np.where(np.isnan(norm_var), 0.0, norm_var), 0.0)
+        norm_var = np.where(mean > 0.0, np.cumsum(term), np.nan)  # J = 0: no spread to speak of
+        var = np.where(mean > 0.0, mean * mean * np.where(np.isnan(norm_var), 0.0, norm_var), 0.0)
     return {"q": q, "dphi_m2": d2, "dphi_m4": d4, "chi1": chi, "mean_sv2": mean, "norm_var": norm_var,
             "var_sv2": var}
 
