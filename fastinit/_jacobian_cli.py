@@ -213,6 +213,10 @@ def plots(runs, iso, schemes, acts, rep, outdir, sizes, crit):
         ax.set_ylabel("density")
         ax.set_title(f"{kind} weights")
         ax.legend(fontsize=8)
+    lo = min(a.get_xlim()[0] for a in axes[:2])
+    hi = max(a.get_xlim()[1] for a in axes[:2])
+    for a in axes[:2]:  # one x range: the two spectra side by side
+        a.set_xlim(lo, hi)
     ax = axes[2]
     for kind, r, c in (("orthogonal", iso["orthogonal"], "C0"), ("gaussian", iso["gaussian"], "C3")):
         ax.errorbar(r.layers, r.stats["norm_var"], yerr=r.stderr["norm_var"], fmt="o", ms=2.5, color=c,

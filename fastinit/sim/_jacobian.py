@@ -191,7 +191,7 @@ def _short(ws):
 def jacobian_spectrum(widths=None, *, depth=None, width=None, input_dim=None, activation="tanh",
                       activation_param=None, init="orthogonal", init_params=None, sigma_w2=None,
                       bias="zeros", bias_value=0.0, bias_std=0.0, input_mean=0.0, input_std=1.0,
-                      n_networks=1, n_inputs=1, seed=0, layers=None, method="auto", probes=8, steps=48,
+                      n_networks=1, n_inputs=1, seed=0, layers=None, method="auto", probes=16, steps=32,
                       dtype="float64", theory=True):
     r"""Singular values of the input-output Jacobian of deep fully-connected nets at initialization.
 
@@ -241,7 +241,11 @@ def jacobian_spectrum(widths=None, *, depth=None, width=None, input_dim=None, ac
         upper bound of :math:`s_{min}^2`, so its condition number is a lower bound. ``"auto"``:
         exact up to width :data:`EXACT_MAX_WIDTH`, randomized beyond.
     probes, steps : int
-        Randomized method: probe vectors and Lanczos steps per probe (capped at ``k``).
+        Randomized method: probe vectors and Lanczos steps per probe (capped at ``k``). The probes
+        run together (GEMMs with ``probes`` columns), and at large width each step costs about one
+        pass over the weights whatever ``probes`` is: more probes cost little and sharpen the
+        moments (their error falls as ``1/sqrt(probes k)``); two steps already give both moments
+        exactly for each probe, more steps sharpen ``s_max`` and the density.
     dtype : {"float64", "float32"}
         Precision of the weights, the forward pass and the products (the SVD and the Lanczos
         recurrence run in float64). The default float64 keeps condition numbers up to ~1e13
@@ -337,7 +341,7 @@ def jacobian_spectrum(widths=None, *, depth=None, width=None, input_dim=None, ac
     flops = 2.0 * max(ws) ** 2 * (ws[0] if method == "exact" else probes)  # the largest GEMM
     for net in range(n_networks):
         with blas_threads_for(flops):  # one BLAS thread for small GEMMs: 37x faster SVDs at n=128 on a busy machine
-            _one_network(net, ws, L, rec, scheme, params, sigma_w2, scale, bias, bias_value, bias_std, seed,
+            _one_network(net, ws, rec, scheme, params, sigma_w2, scale, bias, bias_value, bias_std, seed,
                          input_mean, input_std, n_inputs, act, dt, method, probes, steps, per, svs, ritz, pse)
     stats, stderr = {}, {}
     with np.errstate(invalid="ignore", over="ignore"):  # inf condition numbers, NaN spreads of J = 0 stay so
@@ -363,14 +367,14 @@ def jacobian_spectrum(widths=None, *, depth=None, width=None, input_dim=None, ac
         probe_stderr=pse, resolution=resolution)
 
 
-def _one_network(net, ws, L, rec, scheme, params, sigma_w2, scale, bias, bias_value, bias_std, seed,
+def _one_network(net, ws, rec, scheme, params, sigma_w2, scale, bias, bias_value, bias_std, seed,
                  input_mean, input_std, n_inputs, act, dt, method, probes, steps, per, svs, ritz, pse):
     """Network ``net``: its weights, biases and inputs, and every input's Jacobian statistics (in place)."""
     Ws = [make_weight((ws[l + 1], ws[l]), scheme, params, seed, stream(net, l + 1, KIND_WEIGHT), dt)
-          for l in range(L)]
+          for l in range(rec[-1])]  # the layers beyond the deepest recorded one do not enter J
     if sigma_w2 is not None:
         Ws = [(W * scale[l]).astype(dt, copy=False) for l, W in enumerate(Ws)]
-    bs = [_bias(net, l, ws, bias, bias_value, bias_std, seed) for l in range(L)]
+    bs = [_bias(net, l, ws, bias, bias_value, bias_std, seed) for l in range(rec[-1])]
     X = random_normal((n_inputs, ws[0]), input_mean, input_std, seed, stream(net, 0, KIND_INPUT), dt)
     Ds = _derivatives(X, Ws, bs, act, dt)
     for i in range(n_inputs):
