@@ -197,6 +197,8 @@ def plots(runs, iso, schemes, acts, rep, outdir, sizes, crit):
     except ImportError:
         print("matplotlib not installed: skipping plots (pip install fastinit[plot])", file=sys.stderr)
         return []
+    from fastinit.theory import jacobian_density
+
     L = sizes["depth"]
     cmap = plt.get_cmap("viridis")
     written = []
@@ -206,12 +208,17 @@ def plots(runs, iso, schemes, acts, rep, outdir, sizes, crit):
         for i, lay in enumerate(rep):
             edges, dens = r.density(lay, bins=50)
             u = r.unresolved(lay)
-            ax.stairs(dens, edges, color=cmap(i / max(1, len(rep) - 1)), lw=1.5,
+            c = cmap(i / max(1, len(rep) - 1))
+            ax.stairs(dens * (1.0 - u), edges, color=c, lw=1.5,  # of all singular values, the resolved part
                       label=f"depth {lay}" + (f" ({100 * u:.0f}% below float64 resolution)" if u > 0 else ""))
+            logs = np.linspace(edges[0] - 0.5, edges[-1] + 0.5, 400)  # log10 s
+            lam = 10.0 ** (2.0 * logs)
+            rho = jacobian_density(lay, "tanh", crit[0], ISOMETRY_Q_STAR, lam, weights=kind)
+            ax.plot(logs, rho * lam * 2.0 * math.log(10.0), color="k", lw=0.8, ls="--", zorder=3)  # of log10 s
         ax.axvline(0.0, color="k", lw=0.6, ls=":")
         ax.set_xlabel("log10 singular value")
         ax.set_ylabel("density")
-        ax.set_title(f"{kind} weights")
+        ax.set_title(f"{kind} weights (black dashed: free probability)")
         ax.legend(fontsize=8)
     lo = min(a.get_xlim()[0] for a in axes[:2])
     hi = max(a.get_xlim()[1] for a in axes[:2])

@@ -20,6 +20,7 @@ from fastinit.sim._schemes import KIND_BIAS, KIND_INPUT, KIND_WEIGHT, make_weigh
 from fastinit.theory import (
     critical_sigmas,
     fuss_catalan_moment,
+    jacobian_density,
     jacobian_theory,
     linear_net_sv2_moments,
     linear_sv2_finite_width,
@@ -164,6 +165,39 @@ def test_critical_sigmas_are_critical():
         critical_sigmas("tanh", 0.0)
     with pytest.raises(InitArgumentError, match="sigma_b"):  # E[sigmoid^2] > 1/4 already: sigma_b^2 < 0
         critical_sigmas("sigmoid", 0.5)
+
+
+# ------------------------------------------------------------------------------------------
+# the density
+def test_density_one_linear_layer_is_marchenko_pastur():
+    lam = np.geomspace(1e-3, 3.99, 200)
+    mp = np.sqrt((4 - lam) * lam) / (2 * np.pi * lam)  # Marchenko-Pastur at ratio 1, variance 1
+    np.testing.assert_allclose(jacobian_density(1, "linear", 1.0, 1.0, lam, rel_eps=1e-9), mp, rtol=1e-6)
+
+
+@pytest.mark.parametrize("kind, activation, depth", [("gaussian", "linear", 4), ("gaussian", "tanh", 4),
+                                                     ("orthogonal", "tanh", 4), ("orthogonal", "tanh", 12)])
+def test_density_moments_match_the_s_transform_moments(kind, activation, depth):
+    # two routes through free probability: the density (solving z w S(w) = 1 + w) and the moments
+    sw2, sb2 = (1.0, 0.0) if activation == "linear" else critical_sigmas("tanh", Q_STAR)
+    q = 1.0 if activation == "linear" else Q_STAR
+    th = jacobian_theory(depth, activation, sw2, sb2, weights=kind, input_m2=(q - sb2) / sw2)
+    lam = np.geomspace(1e-8, 20 * (1 + th["norm_var"][-1]), 5000)
+    rho = jacobian_density(depth, activation, sw2, q, lam, weights=kind)
+    ok = np.isfinite(rho)
+    assert lam[~ok].max(initial=0) < 1e-3  # Newton fails only far below the bulk (density ~ 0 there)
+    lam, rho = lam[ok], rho[ok]
+    # the Lorentzian smoothing (relative width 1e-5) and the grid cost ~1% in the second moment
+    assert np.trapezoid(lam * rho, lam) == pytest.approx(th["mean_sv2"][-1], rel=2e-3)
+    assert np.trapezoid(lam ** 2 * rho, lam) == pytest.approx(th["mean_sv2"][-1] ** 2 * (1 + th["norm_var"][-1]),
+                                                              rel=1e-2)
+
+
+def test_density_bad_arguments():
+    with pytest.raises(InitArgumentError, match="sigma_w2"):
+        jacobian_density(3, "tanh", 0.0, 1.0, [1.0])
+    with pytest.raises(InitArgumentError, match="x must"):
+        jacobian_density(3, "tanh", 1.0, 1.0, [0.0, 1.0])
 
 
 # ------------------------------------------------------------------------------------------

@@ -66,7 +66,7 @@ from ._closed_forms import (
     selu_moments,
 )
 from ._gains import GainReport, gain_preserving, torch_gain
-from ._jacobian import critical_sigmas, jacobian_theory, linear_sv2_finite_width
+from ._jacobian import critical_sigmas, jacobian_density, jacobian_theory, linear_sv2_finite_width
 from ._maps import (
     activation_moments,
     chi1,
@@ -93,6 +93,7 @@ __all__ = [
     "gain_preserving",
     "gaussian_expectation",
     "he_analysis",
+    "jacobian_density",
     "jacobian_theory",
     "length_map",
     "length_map_slope",
