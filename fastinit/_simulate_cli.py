@@ -89,6 +89,9 @@ def add_simulate_parser(subparsers):
     p.add_argument("--csv", default=None, help="CSV path (default OUTPUT_DIR/results.csv)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--jacobian", action="store_true",
+                   help="singular values of the input-output Jacobian instead of the variance study: mean, "
+                        "spread and condition number with free-probability theory, densities as PNG")
     p.add_argument("--quick", action="store_true",
                    help=f"tiny run for smoke tests (depth {_QUICK['depth']}, width {_QUICK['width']}, "
                         f"batch {_QUICK['batch']}) unless sizes are given")
@@ -256,6 +259,9 @@ def run_simulate(args) -> int:
         sim,  # here, not at the top: `fastinit info` should not load Numba and SciPy
     )
 
+    if args.jacobian:  # its own study, tables and plots (fastinit/_jacobian_cli.py)
+        from ._jacobian_cli import run_jacobian
+        return run_jacobian(args)
     sizes = dict(_QUICK if args.quick else _DEFAULTS)
     for k in ("depth", "width", "batch"):
         if getattr(args, k) is not None:

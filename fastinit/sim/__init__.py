@@ -42,6 +42,7 @@ The package's modules (each re-exported here; import from :mod:`fastinit.sim`):
 
 ``_mlp``, ``_rnn``, ``_sweep``   the simulators and the grid runner
 ``_resnet``, ``_conv``           LayerNorm residual stacks and convolutional stacks (delta-orthogonal kernels)
+``_jacobian``                    input-output Jacobian spectra (:func:`jacobian_spectrum`)
 ``_results``                     result classes, verdicts, the text-table formatter
 ``_schemes``                     weight schemes (:mod:`fastinit.init` by name) and random streams
 ``_activation``                  registry or user activations, as the kernels see them
@@ -67,6 +68,7 @@ True
 from fastinit.theory._common import MLP_STATISTICS, RNN_STATISTICS
 
 from ._conv import CNNResult, delta_orthogonal_, simulate_cnn
+from ._jacobian import JACOBIAN_STATISTICS, JacobianResult, jacobian_spectrum
 from ._mlp import simulate_mlp
 from ._resnet import ResNetResult, simulate_resnet
 from ._results import MLPResult, RNNResult, SimulationResult, SweepResult, format_table, verdict
@@ -92,4 +94,7 @@ __all__ = [
     "WEIGHT_SCHEMES",
     "verdict",
     "format_table",
+    "jacobian_spectrum",
+    "JacobianResult",
+    "JACOBIAN_STATISTICS",
 ]

@@ -41,6 +41,7 @@ The package's modules (each re-exported here; import from :mod:`fastinit.theory`
 ``_closed_forms`` ReLU and SELU moments, He's analysis, deep linear nets
 ``_maps``         length and correlation maps, slopes, fixed points, depth scales, dead units
 ``_gains``        torch's gains beside the second-moment-preserving ones
+``_jacobian``     input-output Jacobian spectra (free probability)
 ``_networks``     whole-network predictions (:func:`mlp_theory`, :func:`rnn_theory`)
 ``_architectures`` LayerNorm residual stacks and convolutions (:func:`resnet_theory`, :func:`conv_theory`)
 ``_common``       what they share: activation look-up and the statistic names
@@ -67,6 +68,7 @@ from ._closed_forms import (
     selu_moments,
 )
 from ._gains import GainReport, gain_preserving, torch_gain
+from ._jacobian import critical_sigmas, jacobian_density, jacobian_theory, linear_sv2_finite_width
 from ._maps import (
     activation_moments,
     chi1,
@@ -88,6 +90,7 @@ __all__ = [
     "conv_theory",
     "corr_pattern",
     "cross_moment",
+    "critical_sigmas",
     "correlation_map",
     "depth_scales",
     "fixed_point",
@@ -95,9 +98,12 @@ __all__ = [
     "gain_preserving",
     "gaussian_expectation",
     "he_analysis",
+    "jacobian_density",
+    "jacobian_theory",
     "length_map",
     "length_map_slope",
     "linear_net_sv2_moments",
+    "linear_sv2_finite_width",
     "mlp_theory",
     "p_dead",
     "relu_cross_moment",
