@@ -23,6 +23,7 @@ import os
 import re
 
 from .._checks import InitArgumentError, integer
+from ._dcp import save_dcp
 from ._distributed import is_dtensor
 from ._model import fill_region
 from ._plan import check_module, collect, plan
@@ -241,7 +242,8 @@ def save_initialized(model, path, recipe="torch", seed=0, *, format="safetensors
         raise InitArgumentError(f"path: {path} exists and is not a directory")
     p = plan(model, recipe, seed, unmatched=unmatched, n_layers=n_layers)
     if format == "dcp":
-        return _save_dcp(model, path, p, recipe, seed, overwrite, unmatched, n_layers)
+        save_dcp(model, path, p, overwrite, block_bytes, torch)
+        return p
     entries = _entries(model, p)
     rank, world = _group(torch)
     groups = _shards(entries, max_bytes)
@@ -320,15 +322,3 @@ def _fsync_dir(path: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _save_dcp(model, path, p, recipe, seed, overwrite, unmatched, n_layers):
-    import torch.distributed.checkpoint as dcp  # lazy: only this format needs it
-
-    from ._model import materialize
-
-    if os.path.isdir(path) and os.listdir(path) and not overwrite:
-        raise InitArgumentError(f"path: {path} is not empty; pass overwrite=True to write the checkpoint there")
-    materialize(model, recipe=recipe, seed=seed, unmatched=unmatched, n_layers=n_layers)
-    dcp.save(model.state_dict(), checkpoint_id=path)
-    return p
