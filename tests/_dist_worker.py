@@ -1,7 +1,8 @@
 """One rank of the DTensor tests (tests/test_torch_distributed.py starts WORLD_SIZE of these).
 
 Each scenario builds a small model on meta, lays its parameters out as DTensors on a CPU mesh
-(gloo), initialises it with fastinit and saves, from rank 0, the gathered full tensors; every rank
+(gloo; 1-D, or 2-D for the mesh_* scenarios and dcp_save/st_dtensor), initialises it with fastinit
+(or writes a seed checkpoint and reads it back) and saves, from rank 0, the gathered full tensors; every rank
 saves its replicated tensors and buffers (to check they are equal on every rank) and, for the
 no-communication claim, the number of DTensor collectives issued during the fill (CommDebugMode).
 
@@ -55,6 +56,27 @@ def _disk_full(*a):
     raise OSError(28, "No space left on device")
 
 
+S0, S1, R = Shard(0), Shard(1), Replicate()
+# 2-D meshes: every combination of Shard(0)/Shard(1)/Replicate over the two mesh dims, in turn
+COMBOS_2D = [(S0, S1), (S1, S0), (S0, S0), (R, S1), (S0, R), (S1, S1), (R, R), (S1, R), (R, S0)]
+COMBOS_1D = [(S0, R), (R, S0), (S0, S0), (R, R)]
+# the mesh of a scenario, from the world size (default: 1-D, every rank)
+MESH = {"mesh_a": lambda w: (w // 2, 2), "mesh_b": lambda w: (2, w // 2), "dcp_save": lambda w: (w // 2, 2),
+        "st_dtensor": lambda w: (2, w // 2)}
+
+
+def mesh_2d():
+    """Placements for a 2-D mesh: the combinations in turn, over the parameters in model order."""
+    seen = [0, 0]
+
+    def layout(p):
+        combos = COMBOS_2D if p.dim() >= 2 else COMBOS_1D
+        i = seen[p.dim() >= 2]
+        seen[p.dim() >= 2] += 1
+        return list(combos[i % len(combos)])
+    return layout
+
+
 def scenario(name):
     """(model factory, recipe, layout, how) of a scenario; layout maps a parameter to placements."""
     def shard(d):
@@ -70,11 +92,19 @@ def scenario(name):
         "st_fail": (lambda: GPT(vocab=37, d=8, n_layer=2, block=11), "gpt2", "plain", "expect_error"),
         "fsdp_materialize": (lambda: GPT(vocab=37, d=8, n_layer=2, block=11), "gpt2", "fsdp", "expect_error"),
         "tp": (MLP, "torch", "tp", "to_empty"),
-        # a DCP seed checkpoint written by these ranks, then read by a run with another rank count
-        "dcp_save": (lambda: GPT(vocab=37, d=8, n_layer=2, block=11), "gpt2", shard(0), "dcp_save"),
+        # 2-D meshes ((1, 2) and (2, 1) on 2 ranks, (2, 2) on 4), Shard/Replicate combinations
+        "mesh_a": (Mixed, "recurrent", mesh_2d(), "materialize"),
+        "mesh_b": (lambda: GPT(vocab=37, d=8, n_layer=2, block=11), "gpt2", mesh_2d(), "to_empty"),
+        # a DCP seed checkpoint written by these ranks from meta DTensors on a 2-D mesh, read back here and
+        # by a run with another rank count (dcp_load)
+        "dcp_save": (lambda: GPT(vocab=37, d=8, n_layer=2, block=11), "gpt2", mesh_2d(), "dcp_save"),
         "dcp_load": (lambda: GPT(vocab=37, d=8, n_layer=2, block=11), "gpt2", shard(1), "dcp_load"),
+        # a DCP seed checkpoint of a plain meta model: DCP gives each chunk to one rank
+        "dcp_plain": (Mixed, "recurrent", "plain", "dcp_plain"),
         # safetensors files of a plain meta model, written round-robin by the ranks
         "st_save": (lambda: GPT(vocab=37, d=8, n_layer=2, block=11), "gpt2", "plain", "st_save"),
+        # safetensors files of meta DTensors on a 2-D mesh: whole tensors, each file by one rank
+        "st_dtensor": (Mixed, "recurrent", mesh_2d(), "st_save"),
     }[name]
 
 
@@ -108,9 +138,12 @@ def main():
     out, names = sys.argv[1], sys.argv[2].split(",")
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
-    mesh = init_device_mesh("cpu", (world,))
+    meshes = {}
     for name in names:
-        model, recipe, how = build(name, mesh)
+        shape = MESH.get(name, lambda w: (w,))(world)
+        if shape not in meshes:
+            meshes[shape] = init_device_mesh("cpu", shape)
+        model, recipe, how = build(name, meshes[shape])
         dist.barrier()
         if how == "expect_error":
             real = _checkpoint.os.posix_fallocate
@@ -137,10 +170,19 @@ def main():
                 ft.materialize(model, recipe=recipe, seed=11)
             elif how == "to_empty":
                 ft.init_model(model, recipe=recipe, seed=11)
-        if how == "dcp_save":
-            ft.save_initialized(model, os.path.join(out, "dcp"), recipe=recipe, seed=11, format="dcp")
+        if how in ("dcp_save", "dcp_plain"):  # tiny blocks: every tensor (shard) in row chunks
+            import torch.distributed.checkpoint as dcp
+            ck = os.path.join(out, "dcp" if how == "dcp_save" else name)
+            ft.save_initialized(model, ck, recipe=recipe, seed=11, format="dcp", block_bytes=64)
+            assert all(t.is_meta for t in model.parameters())  # nothing of the model was allocated
+            if how == "dcp_plain":
+                model = scenario(name)[0]()
+            else:
+                model.to_empty(device="cpu")
+            sd = model.state_dict()
+            dcp.load(sd, checkpoint_id=ck)  # in place, into the tensors (or local shards) of the model
         elif how == "st_save":
-            ck = os.path.join(out, "st")
+            ck = os.path.join(out, "st" if name == "st_save" else name)
             ft.save_initialized(model, ck, recipe=recipe, seed=11, max_shard_size=700)
             from safetensors.torch import load_file
             index = json.load(open(os.path.join(ck, "model.safetensors.index.json")))

@@ -29,10 +29,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import _dist_worker as worker  # noqa: E402
 
-SCENARIOS = ["shard0", "shard1", "replicate", "ortho_rows", "ortho_cols", "gpt", "fsdp", "tp", "dcp_save", "st_save"]
+SCENARIOS = ["shard0", "shard1", "replicate", "ortho_rows", "ortho_cols", "gpt", "fsdp", "tp", "mesh_a", "mesh_b",
+             "dcp_save", "dcp_plain", "st_save", "st_dtensor"]
 ERRORS = ["fsdp_materialize", "st_fail"]
 ORTHOGONAL = {"ortho_rows": ("up.weight", "down.weight"), "ortho_cols": ("up.weight", "down.weight"),
-              "shard0": ("rnn.weight_hh_l0",)}  # recurrent recipe: orthogonal gate blocks
+              "shard0": ("rnn.weight_hh_l0",), "mesh_a": ("rnn.weight_hh_l0",)}  # recurrent: orthogonal gate blocks
 
 
 def _free_port() -> int:
@@ -83,8 +84,8 @@ def check(out, world, name):
     for k, t in tensors.items():
         g = full[k]
         assert g.dtype == t.dtype and g.shape == t.shape, k
-        if k in ORTHOGONAL.get(name, ()) and not all("Replicate" in res[r]["local"].get(k + "#placements", "Replicate")
-                                                     for r in range(world)):
+        if k in ORTHOGONAL.get(name, ()) and any("Shard" in res[r]["local"].get(k + "#placements", "")
+                                                 for r in range(world)):
             gain = 0.5 if name.startswith("ortho") else 1.0
             err = (g - t.detach()).abs().max().item()
             assert err <= _ortho_tol(tuple(t.shape), gain), f"{k}: {err}"
@@ -157,9 +158,40 @@ def test_safetensors_written_by_two_ranks_is_one_checkpoint(two_ranks):
     assert len(files) == len(shards) + 1 and all(f.startswith("model") for f in files)
 
 
+def test_two_dim_meshes_lay_out_every_combination(two_ranks):
+    """mesh_a on a (1, 2) mesh, mesh_b on (2, 1): the parameters take every pair of Shard(0)/Shard(1)/
+    Replicate (checked equal to one process above)."""
+    want = {repr(tuple(c)) for c in worker.COMBOS_2D}
+    for name in ("mesh_a", "mesh_b"):
+        local = torch.load(two_ranks / f"{name}.0.pt", weights_only=False)["local"]
+        got = {v for k, v in local.items() if k.endswith("#placements")}
+        assert all(v.count("(dim=") + v.count("Replicate") == 2 for v in got), got
+        if name == "mesh_b":  # 15 two-dimensional parameters: all nine pairs
+            assert want <= got, want - got
+
+
+def test_dcp_plain_model_each_rank_writes_its_part(two_ranks):
+    """dcp_plain (checked against init_model above): a plain meta model saved by 2 ranks; DCP gave
+    each row chunk to one rank, and both wrote files."""
+    files = os.listdir(two_ranks / "dcp_plain")
+    writers = {f.split("_")[2] for f in files if f.endswith(".distcp")}
+    assert writers == {"0", "1"} and ".metadata" in files
+
+
+def test_safetensors_of_a_dtensor_model(two_ranks):
+    """st_dtensor (checked bit for bit above, orthogonal gate blocks included): meta DTensors on a
+    2-D mesh, whole tensors written from the streams into Hugging Face's sharded layout."""
+    files = sorted(os.listdir(two_ranks / "st_dtensor"))
+    shards = [f for f in files if f.endswith(".safetensors")]
+    assert len(shards) > 2 and files == sorted([*shards, "model.safetensors.index.json"])
+    k = len(shards)
+    assert shards == [f"model-{i:05d}-of-{k:05d}.safetensors" for i in range(1, k + 1)]
+
+
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_dcp_seed_checkpoint_loads_on_another_rank_count(two_ranks):
-    """save_initialized(format="dcp") on 2 ranks (Shard(0)); loaded by 3 ranks into Shard(1)."""
+    """save_initialized(format="dcp") on 2 ranks (meta DTensors on a (1, 2) mesh, each local shard
+    in row chunks); loaded by 3 ranks into Shard(1)."""
     assert (two_ranks / "dcp" / ".metadata").exists()
     launch(3, two_ranks, ["dcp_load"], FASTINIT_TEST_DCP=str(two_ranks / "dcp"))
     check(two_ranks, 3, "dcp_load")
