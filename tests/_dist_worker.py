@@ -77,6 +77,18 @@ def mesh_2d():
     return layout
 
 
+def _full_on_second(real):
+    calls = []
+
+    def save(obj, f, *a, **k):  # DCP writes each tensor with torch.save into the open file
+        calls.append(1)
+        if len(calls) == 2:
+            f.write(b"partial")
+            raise OSError(28, "No space left on device")
+        return real(obj, f, *a, **k)
+    return save
+
+
 def scenario(name):
     """(model factory, recipe, layout, how) of a scenario; layout maps a parameter to placements."""
     def shard(d):
@@ -90,6 +102,7 @@ def scenario(name):
         "gpt": (lambda: GPT(vocab=37, d=8, n_layer=2, block=11), "gpt2", shard(0), "materialize"),
         "fsdp": (lambda: GPT(vocab=37, d=8, n_layer=2, block=11), "gpt2", "fsdp", "to_empty"),
         "st_fail": (lambda: GPT(vocab=37, d=8, n_layer=2, block=11), "gpt2", "plain", "expect_error"),
+        "dcp_fail": (lambda: GPT(vocab=37, d=8, n_layer=2, block=11), "gpt2", shard(0), "expect_error"),
         "fsdp_materialize": (lambda: GPT(vocab=37, d=8, n_layer=2, block=11), "gpt2", "fsdp", "expect_error"),
         "tp": (MLP, "torch", "tp", "to_empty"),
         # 2-D meshes ((1, 2) and (2, 1) on 2 ranks, (2, 2) on 4), Shard/Replicate combinations
@@ -146,21 +159,26 @@ def main():
         model, recipe, how = build(name, meshes[shape])
         dist.barrier()
         if how == "expect_error":
-            real = _checkpoint.os.posix_fallocate
+            real, real_save = _checkpoint.os.posix_fallocate, torch.save
             if name == "st_fail" and rank == 1:  # this rank's disk is full
                 _checkpoint.os.posix_fallocate = _disk_full
+            if name == "dcp_fail" and rank == 1:  # this rank's disk fills up in its second file
+                torch.save = _full_on_second(real_save)
             try:
                 if name == "st_fail":
                     ft.save_initialized(model, os.path.join(out, "st_fail"), recipe=recipe, seed=11, max_shard_size=700)
+                elif name == "dcp_fail":
+                    ft.save_initialized(model, os.path.join(out, "dcp_fail"), recipe=recipe, seed=11, format="dcp",
+                                        block_bytes=64)
                 else:
                     ft.materialize(model, recipe=recipe, seed=11)
                 err = None
             except Exception as e:
                 err = f"{type(e).__name__}: {e}"
             finally:
-                _checkpoint.os.posix_fallocate = real
+                _checkpoint.os.posix_fallocate, torch.save = real, real_save
             dist.barrier()
-            left = sorted(os.listdir(os.path.join(out, "st_fail"))) if name == "st_fail" else None
+            left = sorted(os.listdir(os.path.join(out, name))) if name in ("st_fail", "dcp_fail") else None
             torch.save({"error": err, "left": left}, os.path.join(out, f"{name}.{rank}.pt"))
             continue
         if how in ("to_empty", "dcp_load"):

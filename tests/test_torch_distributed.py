@@ -31,7 +31,7 @@ import _dist_worker as worker  # noqa: E402
 
 SCENARIOS = ["shard0", "shard1", "replicate", "ortho_rows", "ortho_cols", "gpt", "fsdp", "tp", "mesh_a", "mesh_b",
              "dcp_save", "dcp_plain", "st_save", "st_dtensor"]
-ERRORS = ["fsdp_materialize", "st_fail"]
+ERRORS = ["fsdp_materialize", "st_fail", "dcp_fail"]
 ORTHOGONAL = {"ortho_rows": ("up.weight", "down.weight"), "ortho_cols": ("up.weight", "down.weight"),
               "shard0": ("rnn.weight_hh_l0",), "mesh_a": ("rnn.weight_hh_l0",)}  # recurrent: orthogonal gate blocks
 
@@ -147,6 +147,15 @@ def test_one_rank_failing_leaves_no_checkpoint(two_ranks):
     res = [torch.load(two_ranks / f"st_fail.{r}.pt", weights_only=False) for r in range(2)]
     assert res[1]["error"].startswith("OSError: [Errno 28] No space left")
     assert res[0]["error"].startswith("RuntimeError: save_initialized: another rank failed")
+    assert res[0]["left"] == res[1]["left"] == []
+
+
+def test_one_rank_failing_leaves_no_dcp_checkpoint(two_ranks):
+    """format="dcp": rank 1's disk fills up while it writes (DCP gathers the failure to every rank):
+    rank 1 raises its OSError, rank 0 that rank 1 failed, no .metadata and no data file is left."""
+    res = [torch.load(two_ranks / f"dcp_fail.{r}.pt", weights_only=False) for r in range(2)]
+    assert res[1]["error"].startswith("OSError: [Errno 28] No space left")
+    assert res[0]["error"].startswith("RuntimeError: save_initialized: rank(s) [1] failed")
     assert res[0]["left"] == res[1]["left"] == []
 
 

@@ -191,8 +191,14 @@ def save_dcp(model, path: str, p, overwrite: bool, block_bytes: int, torch) -> N
     entries = _entries(model, p, torch)
     rank, world = _group(torch)
     old = sorted(f for f in os.listdir(path) if DCP_FILES(f)) if os.path.isdir(path) else []
-    if os.path.isdir(path) and os.listdir(path) and not overwrite:
-        raise InitArgumentError(f"path: {path} is not empty; pass overwrite=True to write the checkpoint there")
+    busy = os.path.isdir(path) and bool(os.listdir(path)) and not overwrite
+    if world > 1:  # the ranks agree before any collective of DCP (each may see its own file system)
+        flag = torch.tensor([int(busy)])
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        busy = bool(flag.item())
+    if busy:
+        raise InitArgumentError(f"path: {path} is not empty (on at least one rank); pass overwrite=True to write "
+                                "the checkpoint there")
     os.makedirs(path, exist_ok=True)
     token = uuid.uuid4().hex[:8]
     planner = _planner_class()(entries, p.seed, block_bytes, torch)
