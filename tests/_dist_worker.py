@@ -104,6 +104,8 @@ def scenario(name):
         "st_fail": (lambda: GPT(vocab=37, d=8, n_layer=2, block=11), "gpt2", "plain", "expect_error"),
         "dcp_fail": (lambda: GPT(vocab=37, d=8, n_layer=2, block=11), "gpt2", shard(0), "expect_error"),
         "fsdp_materialize": (lambda: GPT(vocab=37, d=8, n_layer=2, block=11), "gpt2", "fsdp", "expect_error"),
+        # meta DTensors on a 'cuda' device mesh (made without CUDA: the mesh's backend is not started)
+        "cuda_mesh": (MLP, "torch", "cuda", "expect_error"),
         "tp": (MLP, "torch", "tp", "to_empty"),
         # 2-D meshes ((1, 2) and (2, 1) on 2 ranks, (2, 2) on 4), Shard/Replicate combinations
         "mesh_a": (Mixed, "recurrent", mesh_2d(), "materialize"),
@@ -132,6 +134,12 @@ def build(name, mesh):
         fully_shard(model, mesh=mesh)
     elif layout == "plain":
         pass
+    elif layout == "cuda":
+        from torch.distributed.device_mesh import DeviceMesh
+        cuda = DeviceMesh("cuda", torch.arange(dist.get_world_size()), _init_backend=False)
+        for m in model.modules():
+            for k, p in list(m._parameters.items()):
+                m._parameters[k] = nn.Parameter(DTensor.from_local(p, cuda, [Replicate()], run_check=False))
     elif layout == "tp":
         from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
         parallelize_module(model, mesh, {"up": ColwiseParallel(), "down": RowwiseParallel()})
@@ -167,6 +175,18 @@ def main():
             try:
                 if name == "st_fail":
                     ft.save_initialized(model, os.path.join(out, "st_fail"), recipe=recipe, seed=11, max_shard_size=700)
+                elif name == "cuda_mesh":  # every entry point refuses; one message per call
+                    errs = []
+                    for call in (lambda: ft.materialize(model, recipe=recipe, seed=11),
+                                 lambda: ft.save_initialized(model, os.path.join(out, "cuda_st"), recipe=recipe),
+                                 lambda: ft.save_initialized(model, os.path.join(out, "cuda_dcp"), recipe=recipe,
+                                                             format="dcp")):
+                        try:
+                            call()
+                            errs.append(None)
+                        except Exception as e:
+                            errs.append(f"{type(e).__name__}: {e}")
+                    raise RuntimeError(json.dumps(errs))
                 elif name == "dcp_fail":
                     ft.save_initialized(model, os.path.join(out, "dcp_fail"), recipe=recipe, seed=11, format="dcp",
                                         block_bytes=64)

@@ -6,6 +6,7 @@ docs/api.md), replicated tensors and buffers are equal on every rank, and no DTe
 runs during the fill. The ranks run tests/_dist_worker.py (one process each, 127.0.0.1, a free port).
 """
 
+import json
 import math
 import os
 import socket
@@ -31,7 +32,7 @@ import _dist_worker as worker  # noqa: E402
 
 SCENARIOS = ["shard0", "shard1", "replicate", "ortho_rows", "ortho_cols", "gpt", "fsdp", "tp", "mesh_a", "mesh_b",
              "dcp_save", "dcp_plain", "st_save", "st_dtensor"]
-ERRORS = ["fsdp_materialize", "st_fail", "dcp_fail"]
+ERRORS = ["fsdp_materialize", "st_fail", "dcp_fail", "cuda_mesh"]
 ORTHOGONAL = {"ortho_rows": ("up.weight", "down.weight"), "ortho_cols": ("up.weight", "down.weight"),
               "shard0": ("rnn.weight_hh_l0",), "mesh_a": ("rnn.weight_hh_l0",)}  # recurrent: orthogonal gate blocks
 
@@ -148,6 +149,21 @@ def test_one_rank_failing_leaves_no_checkpoint(two_ranks):
     assert res[1]["error"].startswith("OSError: [Errno 28] No space left")
     assert res[0]["error"].startswith("RuntimeError: save_initialized: another rank failed")
     assert res[0]["left"] == res[1]["left"] == []
+
+
+def test_non_cpu_mesh_is_refused_by_every_entry_point(two_ranks):
+    """Meta DTensors on a 'cuda' mesh: materialize says to build on a CPU mesh; save_initialized (both
+    formats) says to write from a CPU mesh or the plain meta model and load with DCP; nothing is written."""
+    for r in range(2):
+        res = torch.load(two_ranks / f"cuda_mesh.{r}.pt", weights_only=False)
+        mat, st_, dcp_ = json.loads(res["error"].removeprefix("RuntimeError: "))
+        assert mat.startswith("InitArgumentError: model: up.weight is a DTensor on a 'cuda' device mesh")
+        assert "init_device_mesh('cpu'" in mat
+        for e in (st_, dcp_):
+            assert e.startswith("InitArgumentError: model: ") and "save_initialized runs on a CPU mesh" in e
+            assert "torch.distributed.checkpoint.load" in e
+    assert not (two_ranks / "cuda_st").exists() or not os.listdir(two_ranks / "cuda_st")
+    assert not (two_ranks / "cuda_dcp").exists()
 
 
 def test_one_rank_failing_leaves_no_dcp_checkpoint(two_ranks):

@@ -64,7 +64,7 @@ def _entries(model, p):
             continue
         row = rows[name]
         if is_dtensor(t):  # written whole by one rank, from the streams: its layout does not matter
-            check_dtensor(t, name)
+            check_dtensor(t, name, checkpoint=True)
             if row.status != "rule":
                 raise InitArgumentError(f"model: {name} is a DTensor no rule produces; format='safetensors' writes "
                                         "whole tensors from the streams (use format='dcp' to save its shards)")

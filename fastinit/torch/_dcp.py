@@ -155,7 +155,7 @@ def _entries(model, p, torch) -> dict:
         name, kind = canon[key]
         row = rows[name]
         if is_dtensor(t):
-            check_dtensor(t, name)
+            check_dtensor(t, name, checkpoint=True)
         if row.status != "rule" and t.device.type == "meta":
             why = ("its module's reset_buffers()" if row.status == "module" else "no rule")
             raise InitArgumentError(f"model: the meta {kind} {name} has {why}; a seed checkpoint is written from "
