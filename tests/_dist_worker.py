@@ -177,12 +177,10 @@ def main():
                     ft.save_initialized(model, os.path.join(out, "st_fail"), recipe=recipe, seed=11, max_shard_size=700)
                 elif name == "cuda_mesh":  # every entry point refuses; one message per call
                     errs = []
-                    for call in (lambda: ft.materialize(model, recipe=recipe, seed=11),
-                                 lambda: ft.save_initialized(model, os.path.join(out, "cuda_st"), recipe=recipe),
-                                 lambda: ft.save_initialized(model, os.path.join(out, "cuda_dcp"), recipe=recipe,
-                                                             format="dcp")):
+                    for fn, kw in ((ft.materialize, {}), (ft.save_initialized, {"path": os.path.join(out, "cuda_st")}),
+                                   (ft.save_initialized, {"path": os.path.join(out, "cuda_dcp"), "format": "dcp"})):
                         try:
-                            call()
+                            fn(model, recipe=recipe, **kw)
                             errs.append(None)
                         except Exception as e:
                             errs.append(f"{type(e).__name__}: {e}")

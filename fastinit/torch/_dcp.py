@@ -36,12 +36,12 @@ from .._checks import InitArgumentError
 from ._distributed import check_dtensor, is_dtensor, local_region
 from ._model import fill_region
 
-__all__ = ["save_dcp", "DCP_FILES"]
+__all__ = ["save_dcp", "is_dcp_file"]
 
 METADATA = ".metadata"
 
 
-def DCP_FILES(name: str) -> bool:  # noqa: N802  (a predicate used like a constant set)
+def is_dcp_file(name: str) -> bool:
     """True for the files of a DCP checkpoint (``.metadata`` and ``*.distcp``)."""
     return name == METADATA or name.endswith(".distcp")
 
@@ -190,7 +190,7 @@ def save_dcp(model, path: str, p, overwrite: bool, block_bytes: int, torch) -> N
 
     entries = _entries(model, p, torch)
     rank, world = _group(torch)
-    old = sorted(f for f in os.listdir(path) if DCP_FILES(f)) if os.path.isdir(path) else []
+    old = sorted(f for f in os.listdir(path) if is_dcp_file(f)) if os.path.isdir(path) else []
     busy = os.path.isdir(path) and bool(os.listdir(path)) and not overwrite
     if world > 1:  # the ranks agree before any collective of DCP (each may see its own file system)
         flag = torch.tensor([int(busy)])
