@@ -114,6 +114,8 @@ def scenario(name):
         # by a run with another rank count (dcp_load)
         "dcp_save": (lambda: GPT(vocab=37, d=8, n_layer=2, block=11), "gpt2", mesh_2d(), "dcp_save"),
         "dcp_load": (lambda: GPT(vocab=37, d=8, n_layer=2, block=11), "gpt2", shard(1), "dcp_load"),
+        # the same from a meta model under FSDP2 (fully_shard), read back into it after to_empty
+        "dcp_fsdp": (lambda: GPT(vocab=37, d=8, n_layer=2, block=11), "gpt2", "fsdp", "dcp_save"),
         # a DCP seed checkpoint of a plain meta model: DCP gives each chunk to one rank
         "dcp_plain": (Mixed, "recurrent", "plain", "dcp_plain"),
         # safetensors files of a plain meta model, written round-robin by the ranks
@@ -208,7 +210,7 @@ def main():
                 ft.init_model(model, recipe=recipe, seed=11)
         if how in ("dcp_save", "dcp_plain"):  # tiny blocks: every tensor (shard) in row chunks
             import torch.distributed.checkpoint as dcp
-            ck = os.path.join(out, "dcp" if how == "dcp_save" else name)
+            ck = os.path.join(out, "dcp" if name == "dcp_save" else name)
             ft.save_initialized(model, ck, recipe=recipe, seed=11, format="dcp", block_bytes=64)
             assert all(t.is_meta for t in model.parameters())  # nothing of the model was allocated
             if how == "dcp_plain":

@@ -31,7 +31,7 @@ sys.path.insert(0, HERE)
 import _dist_worker as worker  # noqa: E402
 
 SCENARIOS = ["shard0", "shard1", "replicate", "ortho_rows", "ortho_cols", "gpt", "fsdp", "tp", "mesh_a", "mesh_b",
-             "dcp_save", "dcp_plain", "st_save", "st_dtensor"]
+             "dcp_save", "dcp_fsdp", "dcp_plain", "st_save", "st_dtensor"]
 ERRORS = ["fsdp_materialize", "st_fail", "dcp_fail", "cuda_mesh"]
 ORTHOGONAL = {"ortho_rows": ("up.weight", "down.weight"), "ortho_cols": ("up.weight", "down.weight"),
               "shard0": ("rnn.weight_hh_l0",), "mesh_a": ("rnn.weight_hh_l0",)}  # recurrent: orthogonal gate blocks
