@@ -197,8 +197,9 @@ def save_dcp(model, path: str, p, overwrite: bool, block_bytes: int, torch) -> N
         torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
         busy = bool(flag.item())
     if busy:
-        raise InitArgumentError(f"path: {path} is not empty (on at least one rank); pass overwrite=True to write "
-                                "the checkpoint there")
+        where = " on at least one rank" if world > 1 else ""
+        raise InitArgumentError(f"path: {path} is not empty{where}; pass overwrite=True to write the checkpoint "
+                                "there")
     os.makedirs(path, exist_ok=True)
     token = uuid.uuid4().hex[:8]
     planner = _planner_class()(entries, p.seed, block_bytes, torch)
