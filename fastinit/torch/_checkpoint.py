@@ -26,7 +26,7 @@ import os
 import re
 
 from .._checks import InitArgumentError, integer
-from ._dcp import save_dcp
+from ._dcp import rank_and_world, save_dcp
 from ._distributed import check_dtensor, is_dtensor
 from ._model import fill_region
 from ._plan import check_module, collect, plan
@@ -258,7 +258,7 @@ def save_initialized(model, path, recipe="torch", seed=0, *, format="safetensors
         save_dcp(model, path, p, overwrite, block_bytes, torch)
         return p
     entries = _entries(model, p)
-    rank, world = _group(torch)
+    rank, world = rank_and_world(torch)
     groups = _shards(entries, max_bytes)
     k = len(groups)
     names = [SINGLE] if k == 1 else [f"model-{i + 1:05d}-of-{k:05d}.safetensors" for i in range(k)]
@@ -306,14 +306,6 @@ def save_initialized(model, path, recipe="torch", seed=0, *, format="safetensors
                 os.unlink(t)
         raise
     return p
-
-
-def _group(torch) -> tuple:
-    """``(rank, world size)`` of the default process group, or ``(0, 1)`` without one."""
-    d = torch.distributed
-    if d.is_available() and d.is_initialized():
-        return d.get_rank(), d.get_world_size()
-    return 0, 1
 
 
 def _any_failed(torch, world: int, failed: bool) -> bool:

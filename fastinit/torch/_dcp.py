@@ -36,7 +36,7 @@ from .._checks import InitArgumentError
 from ._distributed import check_dtensor, is_dtensor, local_region
 from ._model import fill_region
 
-__all__ = ["save_dcp", "is_dcp_file"]
+__all__ = ["save_dcp", "is_dcp_file", "rank_and_world"]
 
 METADATA = ".metadata"
 
@@ -167,7 +167,8 @@ def _entries(model, p, torch) -> dict:
     return out
 
 
-def _group(torch) -> tuple:
+def rank_and_world(torch) -> tuple:
+    """``(rank, world size)`` of the default process group, or ``(0, 1)`` without one."""
     d = torch.distributed
     if d.is_available() and d.is_initialized():
         return d.get_rank(), d.get_world_size()
@@ -189,7 +190,7 @@ def save_dcp(model, path: str, p, overwrite: bool, block_bytes: int, torch) -> N
     import torch.distributed.checkpoint as dcp  # lazy: only this format needs it
 
     entries = _entries(model, p, torch)
-    rank, world = _group(torch)
+    rank, world = rank_and_world(torch)
     old = sorted(f for f in os.listdir(path) if is_dcp_file(f)) if os.path.isdir(path) else []
     busy = os.path.isdir(path) and bool(os.listdir(path)) and not overwrite
     if world > 1:  # the ranks agree before any collective of DCP (each may see its own file system)
@@ -212,7 +213,7 @@ def save_dcp(model, path: str, p, overwrite: bool, block_bytes: int, torch) -> N
             dcp.save(state, storage_writer=writer, planner=planner, no_dist=world == 1)
     except BaseException as e:
         for f in os.listdir(path):  # this rank's files of this save: the checkpoint at path is untouched
-            if f.startswith(f"__{rank}_{token}_"):
+            if f.startswith(f"__{rank}_{token}_") or (rank == 0 and f == METADATA + ".tmp"):
                 os.unlink(os.path.join(path, f))
         err = _unwrap(e, rank)
         if err is e:
