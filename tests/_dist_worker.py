@@ -77,6 +77,12 @@ def mesh_2d():
     return layout
 
 
+def _bits(t):
+    """The local bytes of a tensor or DTensor."""
+    t = (t.to_local() if isinstance(t, DTensor) else t).detach().contiguous()
+    return t.view(torch.uint8) if t.is_floating_point() else t
+
+
 def _full_on_second(real):
     calls = []
 
@@ -116,6 +122,8 @@ def scenario(name):
         "dcp_load": (lambda: GPT(vocab=37, d=8, n_layer=2, block=11), "gpt2", shard(1), "dcp_load"),
         # the same from a meta model under FSDP2 (fully_shard), read back into it after to_empty
         "dcp_fsdp": (lambda: GPT(vocab=37, d=8, n_layer=2, block=11), "gpt2", "fsdp", "dcp_save"),
+        # orthogonal_ column shards: each local shard one chunk (its block, as init_model fills it)
+        "dcp_ortho": (MLP, ORTHO, shard(1), "dcp_save"),
         # a DCP seed checkpoint of a plain meta model: DCP gives each chunk to one rank
         "dcp_plain": (Mixed, "recurrent", "plain", "dcp_plain"),
         # safetensors files of a plain meta model, written round-robin by the ranks
@@ -201,6 +209,7 @@ def main():
             left = sorted(os.listdir(os.path.join(out, name))) if name in ("st_fail", "dcp_fail") else None
             torch.save({"error": err, "left": left}, os.path.join(out, f"{name}.{rank}.pt"))
             continue
+        extra = {}
         if how in ("to_empty", "dcp_load"):
             model.to_empty(device="cpu")
         with CommDebugMode() as comm:  # counts every DTensor collective issued inside
@@ -219,6 +228,12 @@ def main():
                 model.to_empty(device="cpu")
             sd = model.state_dict()
             dcp.load(sd, checkpoint_id=ck)  # in place, into the tensors (or local shards) of the model
+            if how == "dcp_save":  # the same layout initialised in memory: the same local bytes
+                twin = build(name, meshes[shape])[0]
+                twin.to_empty(device="cpu")
+                ft.init_model(twin, recipe=recipe, seed=11)
+                pairs = zip(model.state_dict().values(), twin.state_dict().values(), strict=True)
+                extra["same_as_init_model"] = all(torch.equal(_bits(a), _bits(b)) for a, b in pairs)
         elif how == "st_save":
             ck = os.path.join(out, "st" if name == "st_save" else name)
             ft.save_initialized(model, ck, recipe=recipe, seed=11, max_shard_size=700)
@@ -242,7 +257,7 @@ def main():
                 local[k + "#placements"] = repr(t.placements)
             else:
                 full[k] = local[k] = t.detach().clone()
-        torch.save({"full": full if rank == 0 else None, "local": local,
+        torch.save({"full": full if rank == 0 else None, "local": local, **extra,
                     "fingerprint": ft.fingerprint(model),
                     "collectives": comm.get_total_counts()}, os.path.join(out, f"{name}.{rank}.pt"))
     dist.barrier()

@@ -31,9 +31,10 @@ sys.path.insert(0, HERE)
 import _dist_worker as worker  # noqa: E402
 
 SCENARIOS = ["shard0", "shard1", "replicate", "ortho_rows", "ortho_cols", "gpt", "fsdp", "tp", "mesh_a", "mesh_b",
-             "dcp_save", "dcp_fsdp", "dcp_plain", "st_save", "st_dtensor"]
+             "dcp_save", "dcp_fsdp", "dcp_ortho", "dcp_plain", "st_save", "st_dtensor"]
 ERRORS = ["fsdp_materialize", "st_fail", "dcp_fail", "cuda_mesh"]
 ORTHOGONAL = {"ortho_rows": ("up.weight", "down.weight"), "ortho_cols": ("up.weight", "down.weight"),
+              "dcp_ortho": ("up.weight", "down.weight"),
               "shard0": ("rnn.weight_hh_l0",), "mesh_a": ("rnn.weight_hh_l0",)}  # recurrent: orthogonal gate blocks
 
 
@@ -193,6 +194,14 @@ def test_two_dim_meshes_lay_out_every_combination(two_ranks):
         assert all(v.count("(dim=") + v.count("Replicate") == 2 for v in got), got
         if name == "mesh_b":  # 15 two-dimensional parameters: all nine pairs
             assert want <= got, want - got
+
+
+@pytest.mark.parametrize("name", ["dcp_save", "dcp_fsdp", "dcp_ortho"])
+def test_dcp_checkpoint_read_back_equals_init_model_of_the_layout(two_ranks, name):
+    """Every rank's local shards read back from the DCP checkpoint equal, bit for bit, init_model of
+    the same layout in memory (orthogonal_ column shards included: each one chunk, the same block)."""
+    for r in range(2):
+        assert torch.load(two_ranks / f"{name}.{r}.pt", weights_only=False)["same_as_init_model"] is True
 
 
 def test_dcp_plain_model_each_rank_writes_its_part(two_ranks):
