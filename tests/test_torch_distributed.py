@@ -123,6 +123,9 @@ def test_four_ranks_equal_single_process(tmp_path):
     launch(4, tmp_path, SCENARIOS)
     for name in SCENARIOS:
         check(tmp_path, 4, name)
+    for name in ("dcp_save", "dcp_fsdp", "dcp_ortho"):  # (2, 2) mesh, FSDP2 and column shards over 4 ranks
+        for r in range(4):
+            assert torch.load(tmp_path / f"{name}.{r}.pt", weights_only=False)["same_as_init_model"] is True
 
 
 def test_shard_layout_differs_across_scenarios(two_ranks):
