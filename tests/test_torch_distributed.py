@@ -6,6 +6,7 @@ docs/api.md), replicated tensors and buffers are equal on every rank, and no DTe
 runs during the fill. The ranks run tests/_dist_worker.py (one process each, 127.0.0.1, a free port).
 """
 
+import json
 import math
 import os
 import socket
@@ -29,10 +30,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import _dist_worker as worker  # noqa: E402
 
-SCENARIOS = ["shard0", "shard1", "replicate", "ortho_rows", "ortho_cols", "gpt", "fsdp", "tp", "dcp_save", "st_save"]
-ERRORS = ["fsdp_materialize", "st_fail"]
+SCENARIOS = ["shard0", "shard1", "replicate", "ortho_rows", "ortho_cols", "gpt", "fsdp", "tp", "mesh_a", "mesh_b",
+             "dcp_save", "dcp_fsdp", "dcp_ortho", "dcp_plain", "st_save", "st_dtensor"]
+ERRORS = ["fsdp_materialize", "st_fail", "dcp_fail", "cuda_mesh"]
 ORTHOGONAL = {"ortho_rows": ("up.weight", "down.weight"), "ortho_cols": ("up.weight", "down.weight"),
-              "shard0": ("rnn.weight_hh_l0",)}  # recurrent recipe: orthogonal gate blocks
+              "dcp_ortho": ("up.weight", "down.weight"),
+              "shard0": ("rnn.weight_hh_l0",), "mesh_a": ("rnn.weight_hh_l0",)}  # recurrent: orthogonal gate blocks
 
 
 def _free_port() -> int:
@@ -83,8 +86,8 @@ def check(out, world, name):
     for k, t in tensors.items():
         g = full[k]
         assert g.dtype == t.dtype and g.shape == t.shape, k
-        if k in ORTHOGONAL.get(name, ()) and not all("Replicate" in res[r]["local"].get(k + "#placements", "Replicate")
-                                                     for r in range(world)):
+        if k in ORTHOGONAL.get(name, ()) and any("Shard" in res[r]["local"].get(k + "#placements", "")
+                                                 for r in range(world)):
             gain = 0.5 if name.startswith("ortho") else 1.0
             err = (g - t.detach()).abs().max().item()
             assert err <= _ortho_tol(tuple(t.shape), gain), f"{k}: {err}"
@@ -120,6 +123,9 @@ def test_four_ranks_equal_single_process(tmp_path):
     launch(4, tmp_path, SCENARIOS)
     for name in SCENARIOS:
         check(tmp_path, 4, name)
+    for name in ("dcp_save", "dcp_fsdp", "dcp_ortho"):  # (2, 2) mesh, FSDP2 and column shards over 4 ranks
+        for r in range(4):
+            assert torch.load(tmp_path / f"{name}.{r}.pt", weights_only=False)["same_as_init_model"] is True
 
 
 def test_shard_layout_differs_across_scenarios(two_ranks):
@@ -149,6 +155,30 @@ def test_one_rank_failing_leaves_no_checkpoint(two_ranks):
     assert res[0]["left"] == res[1]["left"] == []
 
 
+def test_non_cpu_mesh_is_refused_by_every_entry_point(two_ranks):
+    """Meta DTensors on a 'cuda' mesh: materialize says to build on a CPU mesh; save_initialized (both
+    formats) says to write from a CPU mesh or the plain meta model and load with DCP; nothing is written."""
+    for r in range(2):
+        res = torch.load(two_ranks / f"cuda_mesh.{r}.pt", weights_only=False)
+        mat, st_, dcp_ = json.loads(res["error"].removeprefix("RuntimeError: "))
+        assert mat.startswith("InitArgumentError: model: up.weight is a DTensor on a 'cuda' device mesh")
+        assert "init_device_mesh('cpu'" in mat
+        for e in (st_, dcp_):
+            assert e.startswith("InitArgumentError: model: ") and "save_initialized runs on a CPU mesh" in e
+            assert "torch.distributed.checkpoint.load" in e
+    assert not (two_ranks / "cuda_st").exists() or not os.listdir(two_ranks / "cuda_st")
+    assert not (two_ranks / "cuda_dcp").exists()
+
+
+def test_one_rank_failing_leaves_no_dcp_checkpoint(two_ranks):
+    """format="dcp": rank 1's disk fills up while it writes (DCP gathers the failure to every rank):
+    rank 1 raises its OSError, rank 0 that rank 1 failed, no .metadata and no data file is left."""
+    res = [torch.load(two_ranks / f"dcp_fail.{r}.pt", weights_only=False) for r in range(2)]
+    assert res[1]["error"].startswith("OSError: [Errno 28] No space left")
+    assert res[0]["error"].startswith("RuntimeError: save_initialized: rank(s) [1] failed")
+    assert res[0]["left"] == res[1]["left"] == []
+
+
 def test_safetensors_written_by_two_ranks_is_one_checkpoint(two_ranks):
     """st_save (checked against init_model above): files round-robin over the ranks, one index, no temporaries."""
     files = sorted(os.listdir(two_ranks / "st"))
@@ -157,9 +187,48 @@ def test_safetensors_written_by_two_ranks_is_one_checkpoint(two_ranks):
     assert len(files) == len(shards) + 1 and all(f.startswith("model") for f in files)
 
 
+def test_two_dim_meshes_lay_out_every_combination(two_ranks):
+    """mesh_a on a (1, 2) mesh, mesh_b on (2, 1): the parameters take every pair of Shard(0)/Shard(1)/
+    Replicate (checked equal to one process above)."""
+    want = {repr(tuple(c)) for c in worker.COMBOS_2D}
+    for name in ("mesh_a", "mesh_b"):
+        local = torch.load(two_ranks / f"{name}.0.pt", weights_only=False)["local"]
+        got = {v for k, v in local.items() if k.endswith("#placements")}
+        assert all(v.count("(dim=") + v.count("Replicate") == 2 for v in got), got
+        if name == "mesh_b":  # 15 two-dimensional parameters: all nine pairs
+            assert want <= got, want - got
+
+
+@pytest.mark.parametrize("name", ["dcp_save", "dcp_fsdp", "dcp_ortho"])
+def test_dcp_checkpoint_read_back_equals_init_model_of_the_layout(two_ranks, name):
+    """Every rank's local shards read back from the DCP checkpoint equal, bit for bit, init_model of
+    the same layout in memory (orthogonal_ column shards included: each one chunk, the same block)."""
+    for r in range(2):
+        assert torch.load(two_ranks / f"{name}.{r}.pt", weights_only=False)["same_as_init_model"] is True
+
+
+def test_dcp_plain_model_each_rank_writes_its_part(two_ranks):
+    """dcp_plain (checked against init_model above): a plain meta model saved by 2 ranks; DCP gave
+    each row chunk to one rank, and both wrote files."""
+    files = os.listdir(two_ranks / "dcp_plain")
+    writers = {f.split("_")[2] for f in files if f.endswith(".distcp")}
+    assert writers == {"0", "1"} and ".metadata" in files
+
+
+def test_safetensors_of_a_dtensor_model(two_ranks):
+    """st_dtensor (checked bit for bit above, orthogonal gate blocks included): meta DTensors on a
+    2-D mesh, whole tensors written from the streams into Hugging Face's sharded layout."""
+    files = sorted(os.listdir(two_ranks / "st_dtensor"))
+    shards = [f for f in files if f.endswith(".safetensors")]
+    assert len(shards) > 2 and files == sorted([*shards, "model.safetensors.index.json"])
+    k = len(shards)
+    assert shards == [f"model-{i:05d}-of-{k:05d}.safetensors" for i in range(1, k + 1)]
+
+
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_dcp_seed_checkpoint_loads_on_another_rank_count(two_ranks):
-    """save_initialized(format="dcp") on 2 ranks (Shard(0)); loaded by 3 ranks into Shard(1)."""
+    """save_initialized(format="dcp") on 2 ranks (meta DTensors on a (1, 2) mesh, each local shard
+    in row chunks); loaded by 3 ranks into Shard(1)."""
     assert (two_ranks / "dcp" / ".metadata").exists()
     launch(3, two_ranks, ["dcp_load"], FASTINIT_TEST_DCP=str(two_ranks / "dcp"))
     check(two_ranks, 3, "dcp_load")

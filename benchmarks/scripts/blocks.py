@@ -3,15 +3,17 @@
     PYTHONPATH=. python benchmarks/scripts/blocks.py            # both parts
     PYTHONPATH=. python benchmarks/scripts/blocks.py --fills    # element-wise part only
     PYTHONPATH=. python benchmarks/scripts/blocks.py --orthogonal
+    PYTHONPATH=. python benchmarks/scripts/blocks.py --orthogonal --n 8192 --repeat 6   # median of 3
     PYTHONPATH=. python benchmarks/scripts/blocks.py --runs     # cost of one run (one kernel call)
     PYTHONPATH=. python benchmarks/scripts/blocks.py --accuracy # orthogonal_ blocks vs the full matrix
 
 Element-wise: ``normal_`` float32 into a block of 2**25 elements (128 MiB) of a larger logical tensor:
 a row block (one run of the stream), column blocks with runs of 4096, 256 and 16 elements, and, for
 the runs of 256, one ``normal_(offset=...)`` call per run (what a caller without blocks would do).
-Orthogonal: 4096 x 4096 float32, the full matrix and the same matrix in 2 and 4 row blocks (time
-per block), with the model flop counts and the largest difference from the full matrix.
-Best of ``--repeat`` runs after a warm-up; the target arrays are allocated once and reused.
+Orthogonal: ``--n`` x ``--n`` (4096) float32, the full matrix and the same matrix in 2 and 4 row blocks
+(time per block), with the model flop counts and the largest difference from the full matrix: median
+of ``--repeat // 2`` rounds, each timing the full matrix and every block in turn.
+Element-wise: best of ``--repeat`` runs after a warm-up; the target arrays are allocated once and reused.
 """
 
 from __future__ import annotations
@@ -99,21 +101,34 @@ def accuracy():
 
 
 def orthogonal(repeat, n=4096, dtype=np.float32):
+    """Full matrix and its 2 and 4 row blocks, interleaved in every repeat (so a shared machine's load
+    falls on all of them alike); medians over the repeats."""
+    fastinit.orthogonal_(np.empty((64, 64), dtype), generator=2)  # compile / load (not timed)
     full = np.empty((n, n), dtype)
-    t_full = best(lambda: fastinit.orthogonal_(full, generator=2), repeat)
-    print(f"orthogonal_ {n} x {n} {np.dtype(dtype).name}, best of {repeat}")
-    print(f"  full matrix: {t_full:.3f} s, model {4 / 3 * n ** 3:.3g} flops")
-    for parts in (2, 4):
-        k = n // parts
-        times, errs = [], []
-        for p in range(parts):
-            b = Block((n, n), np.s_[p * k:(p + 1) * k])
-            local = np.empty(b.shape, dtype)
-            times.append(best(lambda local=local, b=b: fastinit.orthogonal_(local, generator=2, block=b), repeat))
-            errs.append(float(np.abs(local - full[b.index]).max()))
-        print(f"  {parts} row blocks of {k}: {np.mean(times):.3f} s per block (min {min(times):.3f}, max "
-              f"{max(times):.3f}), {np.mean(times) / t_full:.2f}x the full matrix; model {2 * k * n ** 2:.3g} flops "
-              f"per block; max |block - full| = {max(errs):.2g}")
+    parts = (2, 4)
+    blocks = {P: [Block((n, n), np.s_[p * (n // P):(p + 1) * (n // P)]) for p in range(P)] for P in parts}
+    locals_ = {P: [np.empty(b.shape, dtype) for b in blocks[P]] for P in parts}
+    t_full, t_block = [], {P: [[] for _ in range(P)] for P in parts}
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fastinit.orthogonal_(full, generator=2)
+        t_full.append(time.perf_counter() - t0)
+        for P in parts:
+            for b, local, ts in zip(blocks[P], locals_[P], t_block[P], strict=True):
+                t0 = time.perf_counter()
+                fastinit.orthogonal_(local, generator=2, block=b)
+                ts.append(time.perf_counter() - t0)
+    med = float(np.median(t_full))
+    print(f"orthogonal_ {n} x {n} {np.dtype(dtype).name}, median of {repeat} (interleaved)")
+    print(f"  full matrix: {med:.2f} s (runs {', '.join(f'{t:.2f}' for t in t_full)}), model {4 / 3 * n ** 3:.3g} "
+          f"flops")
+    for P in parts:
+        k = n // P
+        per = [float(np.median(ts)) for ts in t_block[P]]
+        err = max(float(np.abs(local - full[b.index]).max()) for b, local in zip(blocks[P], locals_[P], strict=True))
+        print(f"  {P} row blocks of {k}: {np.mean(per):.2f} s per block (blocks {', '.join(f'{t:.2f}' for t in per)})"
+              f" = {np.mean(per) / med:.2f}x the full matrix; model {2 * k * n ** 2:.3g} flops per block "
+              f"({2 * k * n ** 2 / (4 / 3 * n ** 3):.2f}x); max |block - full| = {err:.2g}")
 
 
 def main():
@@ -123,6 +138,7 @@ def main():
     ap.add_argument("--runs", action="store_true")
     ap.add_argument("--accuracy", action="store_true")
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--n", type=int, default=4096, help="orthogonal: the matrix size")
     args = ap.parse_args()
     both = not (args.fills or args.orthogonal or args.runs or args.accuracy)
     print(f"fastinit {fastinit.__version__}, SIMD {fastinit.simd_level()}, {numba.get_num_threads()} Numba threads")
@@ -133,7 +149,7 @@ def main():
     if args.accuracy:
         accuracy()
     if args.orthogonal or both:
-        orthogonal(max(1, args.repeat // 2))
+        orthogonal(max(1, args.repeat // 2), args.n)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,10 @@ most ``block_bytes`` through ``fastinit.Block``; each filled block's pages are d
 process (``madvise(MADV_DONTNEED)``; the data stays in the page cache and goes to disk), so the
 resident memory stays about one block whatever the model's size. Files are written under
 temporary names, fsynced and renamed at the end, the index last: an interrupted or failed run
-leaves no file under a checkpoint's name.
+leaves no file under a checkpoint's name. DTensor models: every tensor is written whole (its
+logical tensor, from the streams), so the ranks need no communication to split the files.
+
+``format="dcp"`` is in :mod:`._dcp` (torch.distributed.checkpoint's planner and writer).
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ import os
 import re
 
 from .._checks import InitArgumentError, integer
-from ._distributed import is_dtensor
+from ._dcp import rank_and_world, save_dcp
+from ._distributed import check_dtensor, is_dtensor
 from ._model import fill_region
 from ._plan import check_module, collect, plan
 
@@ -59,9 +63,11 @@ def _entries(model, p):
         if kind == "buffer" and local in getattr(m, "_non_persistent_buffers_set", ()):
             continue
         row = rows[name]
-        if is_dtensor(t):
-            raise InitArgumentError(f"model: {name} is a DTensor; format='safetensors' writes from a model built "
-                                    "on meta in one process (use format='dcp' for a sharded model)")
+        if is_dtensor(t):  # written whole by one rank, from the streams: its layout does not matter
+            check_dtensor(t, name, checkpoint=True)
+            if row.status != "rule":
+                raise InitArgumentError(f"model: {name} is a DTensor no rule produces; format='safetensors' writes "
+                                        "whole tensors from the streams (use format='dcp' to save its shards)")
         if row.status != "rule" and t.device.type == "meta":
             why = ("its module's reset_buffers()" if row.status == "module" else "no rule")
             raise InitArgumentError(f"model: the meta {kind} {name} has {why}; a seed checkpoint is written from "
@@ -168,16 +174,19 @@ def save_initialized(model, path, recipe="torch", seed=0, *, format="safetensors
     """Write the initialised tensors of ``model`` (built on meta) as a checkpoint, without building it.
 
     Every tensor gets exactly the values :func:`materialize` gives it (the same plan, streams and
-    initializers), written straight into memory-mapped output files in row blocks, so the memory
-    used is about one block (``block_bytes``, default 64 MiB, or one row if a row is larger)
-    whatever the model's size. ``orthogonal_`` tensors are filled whole (so their bits are those of
-    :func:`materialize`): their memory is the tensor plus its QR working arrays.
+    initializers), made in row blocks and written straight to the output files, so the memory used
+    is about one block per process (``block_bytes``, default 64 MiB, or one row if a row is larger)
+    whatever the model's size. ``orthogonal_`` tensors are made whole (so their bits are those of
+    :func:`materialize`; a DTensor's local shard of one: its block): their memory is the tensor (or
+    shard) plus its QR working arrays.
 
     Parameters
     ----------
     model : torch.nn.Module
         Built under ``torch.device("meta")`` (tensors on the CPU are planned the same way; kept CPU
-        tensors are saved as they are).
+        tensors are saved as they are). Its parameters may be DTensors on a CPU device mesh (every
+        rank calls this function): ``"dcp"`` saves each rank's shards, ``"safetensors"`` whole
+        tensors, each file written by one rank.
     path : str or os.PathLike
         Output directory (created if missing). ``format="safetensors"`` writes ``model.safetensors``,
         or with several shards ``model-0000k-of-0000n.safetensors`` and ``model.safetensors.index.json``
@@ -185,8 +194,11 @@ def save_initialized(model, path, recipe="torch", seed=0, *, format="safetensors
     recipe, seed, unmatched, n_layers
         As :func:`plan`.
     format : {"safetensors", "dcp"}
-        ``"dcp"`` materialises the model (each rank its own shards, if its parameters are DTensors)
-        and saves it with ``torch.distributed.checkpoint.save``: the memory is the (local) model.
+        ``"dcp"``: ``torch.distributed.checkpoint.save`` with a planner whose ``resolve_data`` makes
+        each row chunk of at most ``block_bytes`` (of a tensor, or of a DTensor's local shard) when
+        DCP's file writer asks for it, and files of at most ``block_bytes`` each; with several ranks
+        DCP gives each chunk of a plain tensor to one rank. The checkpoint loads with
+        ``torch.distributed.checkpoint.load`` into the model laid out on any number of ranks.
     max_shard_size : int or str
         Largest safetensors file (with a process group, e.g. under torchrun, the files go round-robin
         to the ranks and each rank writes its own; every rank calls this function), in bytes or as
@@ -206,11 +218,13 @@ def save_initialized(model, path, recipe="torch", seed=0, *, format="safetensors
     Raises
     ------
     InitArgumentError
-        A checkpoint exists at ``path`` and ``overwrite`` is False; a meta tensor no rule produces;
-        a bad ``format``, ``max_shard_size`` or ``block_bytes``.
+        A checkpoint exists at ``path`` (``"dcp"``: ``path`` is not empty) and ``overwrite`` is
+        False; a meta tensor no rule produces; a DTensor on a non-CPU mesh or with a ``Partial``
+        placement; a bad ``format``, ``max_shard_size`` or ``block_bytes``.
     OSError
-        The disk is full (raised when the file is allocated, before it is filled); no file is left
-        under a checkpoint's name.
+        The disk is full (safetensors: raised when the file is allocated, before it is filled; DCP:
+        when a write fails); no file is left under a checkpoint's name and a checkpoint already at
+        ``path`` is left as it was. With several ranks, the others raise a ``RuntimeError``.
 
     Examples
     --------
@@ -241,9 +255,10 @@ def save_initialized(model, path, recipe="torch", seed=0, *, format="safetensors
         raise InitArgumentError(f"path: {path} exists and is not a directory")
     p = plan(model, recipe, seed, unmatched=unmatched, n_layers=n_layers)
     if format == "dcp":
-        return _save_dcp(model, path, p, recipe, seed, overwrite, unmatched, n_layers)
+        save_dcp(model, path, p, overwrite, block_bytes, torch)
+        return p
     entries = _entries(model, p)
-    rank, world = _group(torch)
+    rank, world = rank_and_world(torch)
     groups = _shards(entries, max_bytes)
     k = len(groups)
     names = [SINGLE] if k == 1 else [f"model-{i + 1:05d}-of-{k:05d}.safetensors" for i in range(k)]
@@ -293,14 +308,6 @@ def save_initialized(model, path, recipe="torch", seed=0, *, format="safetensors
     return p
 
 
-def _group(torch) -> tuple:
-    """``(rank, world size)`` of the default process group, or ``(0, 1)`` without one."""
-    d = torch.distributed
-    if d.is_available() and d.is_initialized():
-        return d.get_rank(), d.get_world_size()
-    return 0, 1
-
-
 def _any_failed(torch, world: int, failed: bool) -> bool:
     if world == 1:
         return failed
@@ -320,15 +327,3 @@ def _fsync_dir(path: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _save_dcp(model, path, p, recipe, seed, overwrite, unmatched, n_layers):
-    import torch.distributed.checkpoint as dcp  # lazy: only this format needs it
-
-    from ._model import materialize
-
-    if os.path.isdir(path) and os.listdir(path) and not overwrite:
-        raise InitArgumentError(f"path: {path} is not empty; pass overwrite=True to write the checkpoint there")
-    materialize(model, recipe=recipe, seed=seed, unmatched=unmatched, n_layers=n_layers)
-    dcp.save(model.state_dict(), checkpoint_id=path)
-    return p

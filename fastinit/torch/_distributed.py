@@ -27,9 +27,16 @@ def is_dtensor(t) -> bool:
     return False
 
 
-def check_dtensor(t, name: str) -> None:
-    """Refuse a DTensor fastinit cannot fill shard by shard, naming the tensor and what to do."""
+def check_dtensor(t, name: str, checkpoint: bool = False) -> None:
+    """Refuse a DTensor fastinit cannot fill shard by shard, naming the tensor and what to do
+    (``checkpoint``: for save_initialized, whose checkpoint loads into any layout)."""
     mesh = t.device_mesh
+    if mesh.device_type != "cpu" and checkpoint:
+        raise InitArgumentError(
+            f"model: {name} is a DTensor on a {mesh.device_type!r} device mesh; save_initialized runs on a CPU "
+            "mesh (gloo): write the seed checkpoint from the same model laid out on a CPU mesh, or from the plain "
+            "meta model (a DCP checkpoint loads into any layout), then load it on the accelerator mesh with "
+            "torch.distributed.checkpoint.load")
     if mesh.device_type != "cpu":
         raise InitArgumentError(
             f"model: {name} is a DTensor on a {mesh.device_type!r} device mesh; fastinit fills CPU memory: "
