@@ -42,6 +42,7 @@ The package's modules (each re-exported here; import from :mod:`fastinit.theory`
 ``_maps``         length and correlation maps, slopes, fixed points, depth scales, dead units
 ``_gains``        torch's gains beside the second-moment-preserving ones
 ``_networks``     whole-network predictions (:func:`mlp_theory`, :func:`rnn_theory`)
+``_fluctuations`` finite-width spread across networks (:func:`fluctuation_theory`)
 ``_common``       what they share: activation look-up and the statistic names
 
 Examples
@@ -64,6 +65,7 @@ from ._closed_forms import (
     selu_fixed_point,
     selu_moments,
 )
+from ._fluctuations import FLUCTUATION_STATISTICS, fluctuation_theory, log_normal_band
 from ._gains import GainReport, gain_preserving, torch_gain
 from ._maps import (
     activation_moments,
@@ -79,6 +81,7 @@ from ._networks import backward_m2, mlp_theory, rnn_theory
 from ._quadrature import gaussian_expectation
 
 __all__ = [
+    "FLUCTUATION_STATISTICS",
     "GainReport",
     "activation_moments",
     "backward_m2",
@@ -86,6 +89,7 @@ __all__ = [
     "correlation_map",
     "depth_scales",
     "fixed_point",
+    "fluctuation_theory",
     "fuss_catalan_moment",
     "gain_preserving",
     "gaussian_expectation",
@@ -93,6 +97,7 @@ __all__ = [
     "length_map",
     "length_map_slope",
     "linear_net_sv2_moments",
+    "log_normal_band",
     "mlp_theory",
     "p_dead",
     "relu_cross_moment",
