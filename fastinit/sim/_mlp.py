@@ -108,7 +108,7 @@ def _scheme_theory(ws, B, act, scheme, params, bias, bias_value, bias_std, input
     if not note:  # the finite-width band (docs/theory.md section 2.7)
         th.update(fluctuation_keys(ws, act, [m for m, _ in wmom], [v for _, v in wmom],
                                    bias_value if bias == "constant" else 0.0, bias_std ** 2, input_mean, input_std,
-                                   B, residual_scale, scheme == "orthogonal"))
+                                   B, residual_scale, scheme == "orthogonal", mean_field=th))
     return th, note
 
 

@@ -227,16 +227,41 @@ def summarise(per_network, names):
 
 
 def fluctuation_keys(widths, act, weight_means, weight_vars, bias_mean, bias_var, input_mean, input_std, batch,
-                     residual_scale=None, orthogonal=False):
+                     residual_scale=None, orthogonal=False, mean_field=None):
     """The finite-width theory's ``<stat>_median`` and ``<stat>_logsd`` arrays of one simulator configuration
     (:func:`fastinit.theory.fluctuation_theory`; NaN where it does not apply: residual nets, weights of nonzero
-    mean). ``grad_input_m2`` keys are 0-d, as the statistic is."""
+    mean). ``grad_input_m2`` keys are 0-d, as the statistic is. ``mean_field``: the configuration's mean-field
+    theory, if computed already. Cached per configuration; callers get their own arrays."""
+    args = (tuple(widths), act, tuple(weight_means), tuple(weight_vars), bias_mean, bias_var, input_mean, input_std,
+            batch, residual_scale, orthogonal)
+    try:
+        hash(args)
+    except TypeError:  # an unhashable user activation
+        return _fluctuation_keys(*args, mean_field)
+    out = _fluctuation_keys_cached(*args, mean_field=mean_field)
+    return {k: np.array(v, copy=True) for k, v in out.items()}
+
+
+def _fluctuation_keys_cached(*args, mean_field=None):
+    if args not in _FLUCT_CACHE:
+        if len(_FLUCT_CACHE) >= 512:
+            _FLUCT_CACHE.pop(next(iter(_FLUCT_CACHE)))
+        _FLUCT_CACHE[args] = _fluctuation_keys(*args, mean_field)
+    return _FLUCT_CACHE[args]
+
+
+_FLUCT_CACHE = {}  # configuration -> keys (the mean-field dict is not hashable, so no functools.lru_cache)
+
+
+def _fluctuation_keys(widths, act, weight_means, weight_vars, bias_mean, bias_var, input_mean, input_std, batch,
+                      residual_scale, orthogonal, mean_field):
     L = len(widths) - 1
     out = {f"{k}_{s}": np.full(L, np.nan) for k in FLUCTUATION_STATISTICS for s in ("median", "logsd")}
     if residual_scale is None and not any(m != 0.0 for m in weight_means):
         out.update(fluctuation_theory(list(widths), act.spec, act.theory_param, weight_var=list(weight_vars),
                                       bias_mean=bias_mean, bias_var=bias_var, input_mean=input_mean,
-                                      input_std=input_std, batch=batch, orthogonal=orthogonal))
+                                      input_std=input_std, batch=batch, orthogonal=orthogonal,
+                                      mean_field=mean_field))
     for s in ("median", "logsd"):
         out[f"grad_input_m2_{s}"] = np.array(float(np.ravel(out[f"grad_input_m2_{s}"])[0]))
     return out

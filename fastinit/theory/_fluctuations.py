@@ -130,7 +130,7 @@ def _noise_cov(mom, n, c, nu, rho, rho_back):
 # Whole network
 # ======================================================================================
 def fluctuation_theory(widths, activation, param=None, *, weight_var, bias_mean=0.0, bias_var=0.0, input_mean=0.0,
-                       input_std=1.0, batch=1, orthogonal=False):
+                       input_std=1.0, batch=1, orthogonal=False, mean_field=None):
     r"""Network-to-network spread of the pooled second moments of a finite-width MLP.
 
     Across independently initialised networks, each pooled statistic :math:`X` of
@@ -163,6 +163,9 @@ def fluctuation_theory(widths, activation, param=None, *, weight_var, bias_mean=
         Batch size ``B`` the statistics are pooled over.
     orthogonal : bool
         Orthogonal (semi-orthogonal) weights instead of i.i.d. ones.
+    mean_field : dict, optional
+        :func:`mlp_theory`'s result for the same arguments, when the caller has it already (it is then
+        not computed again, and this call is not cached).
 
     Returns
     -------
@@ -193,6 +196,8 @@ def fluctuation_theory(widths, activation, param=None, *, weight_var, bias_mean=
     bv = per_layer(bias_var, L, "bias_var")
     key = (tuple(n.tolist()), act, tuple(s2.tolist()), tuple(bm.tolist()), tuple(bv.tolist()), float(input_mean),
            float(input_std), B, bool(orthogonal))
+    if mean_field is not None:
+        return _compute(*key, mf=mean_field)
     try:
         out = _cached(*key)
     except TypeError:  # an unhashable user activation
@@ -205,12 +210,13 @@ def _cached(*key):
     return _compute(*key)
 
 
-def _compute(n, act, s2, bm, bv, input_mean, input_std, B, orthogonal, particles=True):
+def _compute(n, act, s2, bm, bv, input_mean, input_std, B, orthogonal, particles=True, mf=None):
     n = np.asarray(n, dtype=np.float64)
     s2, bm, bv = (np.asarray(a, dtype=np.float64) for a in (s2, bm, bv))
     L = n.size - 1
-    mf = mlp_theory(n.astype(int).tolist(), act, weight_var=s2, bias_mean=bm, bias_var=bv,
-                    input_mean=input_mean, input_std=input_std, batch=B)
+    if mf is None:
+        mf = mlp_theory(n.astype(int).tolist(), act, weight_var=s2, bias_mean=bm, bias_var=bv,
+                        input_mean=input_mean, input_std=input_std, batch=B)
     out = {f"{k}_{s}": np.full(L, np.nan) for k in FLUCTUATION_STATISTICS for s in ("median", "logsd")}
     out["grad_input_m2_median"] = np.full(1, np.nan)
     out["grad_input_m2_logsd"] = np.full(1, np.nan)
@@ -221,20 +227,22 @@ def _compute(n, act, s2, bm, bv, input_mean, input_std, B, orthogonal, particles
     if lay is None:
         return out
     _linear(out, lay, mf, n, B, orthogonal)
-    if particles and B > 1 and np.max(lay["alone_var"]) > ALONE_VAR_MAX:
+    if particles and B > 1 and lay["jensen"] > JENSEN_MAX:
         _particles(out, lay, mf, act, n, s2, B, orthogonal)
     return out
 
 
-#: Within-network variance of one sample's ln E[a_l^2] (linear theory) beyond which the pooled statistics are
-#: computed with the particle model: the batch mean of strongly spread samples is not their typical value.
-ALONE_VAR_MAX = 0.1
+#: Size of the within-batch spread correction of the linear theory, sum_l |(1 - 1/B)(S2_l + S_l^2 - S_l)
+#: Var_alone(y_{l-1}) / 2| (docs/theory.md section 2.7, eq. (J)), beyond which the pooled statistics are computed
+#: with the particle model: the batch mean of strongly spread samples through a curved map is then not its
+#: second-order expansion.
+JENSEN_MAX = 0.25
 
 
 def _layers(n, act, s2, bm, bv, mf, m0, input_mean, input_std, B, orthogonal):
     """Per-layer slopes, curvatures and noise covariances along the mean-field trajectory (None if degenerate)."""
     L = n.size - 1
-    lay = {k: np.zeros(L) for k in ("sw2", "tau", "v", "mu", "c", "S", "S2", "R", "R2", "centring", "alone_var")}
+    lay = {k: np.zeros(L) for k in ("sw2", "tau", "v", "mu", "c", "S", "S2", "R", "R2", "centring", "alone_var", "spread_shift")}
     lay["shared"] = np.zeros((L + 1, 3, 3))
     lay["alone"] = np.zeros((L + 1, 3, 3))
     # layer 0: n_0 x B i.i.d. N(mu_x, sigma_x^2) inputs drawn per network; each sample's own
@@ -242,7 +250,7 @@ def _layers(n, act, s2, bm, bv, mf, m0, input_mean, input_std, B, orthogonal):
     c_in = input_mean ** 2 / m0  # uncentred correlation of two inputs
     nu = (1.0 - c_in ** 2) ** 2 / n[0]  # variance of the realised correlation of two inputs
     m_prev, alone_var = m0, lay["alone"][0, 0, 0]
-    rho = 0.0
+    rho = jensen = 0.0
     for l in range(1, L + 1):
         i = l - 1
         sw2 = n[i] * s2[i]
@@ -275,14 +283,19 @@ def _layers(n, act, s2, bm, bv, mf, m0, input_mean, input_std, B, orthogonal):
 
         S = tau * (r["dphi_m2"] + r["phi_d2phi"]) / M
         dp, dm, d0 = lnD(_H), lnD(-_H), math.log(r["dphi_m2"])
+        S2 = (lnM(_H) - 2 * math.log(M) + lnM(-_H)) / _H ** 2
+        # the batch mean of samples spread by alone_var, through a map of slope S and curvature S2 (eq. (J))
+        spread_shift = 0.5 * (1.0 - 1.0 / B) * (S2 + S * S - S) * alone_var
+        jensen += abs(spread_shift)
         alone_var = S * S * alone_var + lay["alone"][l, 0, 0]
-        vals = dict(sw2=sw2, tau=tau, v=v, mu=mu, c=c, S=S, S2=(lnM(_H) - 2 * math.log(M) + lnM(-_H)) / _H ** 2,
+        vals = dict(sw2=sw2, tau=tau, v=v, mu=mu, c=c, S=S, S2=S2,
                     R=(dp - dm) / (2 * _H), R2=(dp - 2 * d0 + dm) / _H ** 2,
                     centring=(1.0 / B + (1.0 - 1.0 / B) * c) / n[l],  # the pooled mean preact_var subtracts
-                    alone_var=alone_var)
+                    alone_var=alone_var, spread_shift=spread_shift)
         for k, x in vals.items():
             lay[k][i] = x
         m_prev = float(mf["post_m2"][i])
+    lay["jensen"] = jensen
     return lay
 
 
@@ -296,6 +309,9 @@ def _linear(out, lay, mf, n, B, orthogonal):
     def var(vec):
         b = vec[:-1].reshape(L + 1, 3)
         return float(np.einsum("li,lij,lj->", b, blocks, b) + vec[-1] ** 2 * kz)
+
+    def cov_alone(u, v):  # covariance of the parts of one sample alone (no zeta_0: it is pooled in the end)
+        return float(np.einsum("li,lij,lj->", u[:-1].reshape(L + 1, 3), lay["alone"], v[:-1].reshape(L + 1, 3)))
 
     Y = np.zeros((L + 1, N))  # y_l = ln(post_m2 / mean field), l = 0..L, as coefficients of the noises
     Y[0, 0] = 1.0
@@ -311,7 +327,7 @@ def _linear(out, lay, mf, n, B, orthogonal):
         ex[i] = w * ey[i] + 0.5 * w * (1.0 - w) * vy
         Y[l] = lay["S"][i] * Y[i]
         Y[l, 3 * l] += 1.0
-        ey[l] = lay["S"][i] * ey[i] + 0.5 * lay["S2"][i] * vy - 0.5 * blocks[l, 0, 0]
+        ey[l] = lay["S"][i] * ey[i] + 0.5 * lay["S2"][i] * vy - 0.5 * blocks[l, 0, 0] + lay["spread_shift"][i]
         q_vec = X[i].copy()
         q_vec[3 * l + 1] += 1.0
         v, mu = lay["v"][i], lay["mu"][i]
@@ -323,6 +339,9 @@ def _linear(out, lay, mf, n, B, orthogonal):
         out["post_m2_median"][i] = mf["post_m2"][i] * math.exp(ey[l])
         out["post_m2_logsd"][i] = math.sqrt(var(Y[l]))
     # backward: psi_l = ln(grad_preact_m2 / mean field) = psi_{l+1} + R_l x_l + eps'_l
+    # Backward, the batch mean over samples is taken as the mean of the pooled chain: the within-batch spread
+    # term of eq. (J) is of the order of the gradient-independence error, O(L/n), and measured to be of the
+    # opposite sign (docs/theory.md section 2.7).
     psi = np.zeros(N)
     epsi = 0.0
     for l in range(L, 0, -1):
@@ -334,7 +353,8 @@ def _linear(out, lay, mf, n, B, orthogonal):
         for name in ("grad_preact_m2", "grad_bias_m2_per_sample"):
             out[name + "_median"][i] = mf["grad_preact_m2"][i] * math.exp(epsi)
             out[name + "_logsd"][i] = sd
-        out["grad_weight_m2_per_sample_median"][i] = mf["grad_weight_m2_per_sample"][i] * math.exp(epsi + ey[i])
+        out["grad_weight_m2_per_sample_median"][i] = mf["grad_weight_m2_per_sample"][i] * math.exp(
+            epsi + ey[i] + (1.0 - 1.0 / B) * cov_alone(psi, Y[i]))
         out["grad_weight_m2_per_sample_logsd"][i] = math.sqrt(var(psi + Y[i]))
     zeta = psi.copy()
     zeta[-1] = 1.0
@@ -342,7 +362,7 @@ def _linear(out, lay, mf, n, B, orthogonal):
     out["grad_input_m2_logsd"][0] = math.sqrt(var(zeta))
 
 
-_PARTICLES = 1 << 17  # networks x samples of the particle model
+_PARTICLES = 1 << 16  # networks x samples of the particle model
 _PARTICLE_NETWORKS = (256, 8192)  # at least (the sd of ln X to 4.4%), at most
 _PARTICLE_SAMPLES = 256  # samples per network at most (a larger batch is pooled over this many)
 _PARTICLE_SEED = 20240617  # the particle model is a fixed-seed computation: the same answer every call
