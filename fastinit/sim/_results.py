@@ -317,27 +317,30 @@ def verdict(result, factor=10.0, z=VERDICT_Z):
       mean-field line is what networks of this width do;
     * ``mismatch``: neither; ``n/a``: no theory, or a zero or non-finite value.
 
-    The worse of the two grades (mismatch > finite width > mean field > n/a) is ``theory``.
+    ``theory_forward`` and ``theory_backward`` are the two grades; ``theory`` the worse of them
+    (mismatch > finite width > mean field > n/a).
 
     Returns
     -------
     dict
-        ``{"forward": ..., "backward": ..., "overall": ..., "theory": ...}``; ``overall`` is the worst of
-        the first two in the order symmetric > exploding > vanishing > stable.
+        ``{"forward", "backward", "overall", "theory", "theory_forward", "theory_backward"}``; ``overall`` is
+        the worst of the first two in the order symmetric > exploding > vanishing > stable.
 
     Examples
     --------
     >>> from fastinit.sim import simulate_mlp, verdict
     >>> verdict(simulate_mlp(depth=8, width=64, batch=64, init="zeros"))["overall"]
     'symmetric'
-    >>> verdict(simulate_mlp(depth=8, width=64, batch=64, activation="tanh", init="small"))
-    {'forward': 'vanishing', 'backward': 'vanishing', 'overall': 'vanishing', 'theory': 'mean field'}
+    >>> v = verdict(simulate_mlp(depth=8, width=64, batch=64, activation="tanh", init="small"))
+    >>> v["forward"], v["backward"], v["overall"], v["theory"]
+    ('vanishing', 'vanishing', 'vanishing', 'mean field')
     """
     s = result.stats
     m2_last = float(s["preact_m2"][-1])
     spread = float(s["preact_unitspread"][-1])
     if np.isfinite(spread) and spread <= 1e-12 * max(m2_last, 1e-300):
-        return {"forward": "symmetric", "backward": "symmetric", "overall": "symmetric", "theory": "n/a"}
+        return {"forward": "symmetric", "backward": "symmetric", "overall": "symmetric", "theory": "n/a",
+                "theory_forward": "n/a", "theory_backward": "n/a"}
 
     def grade(first, last):
         if not (np.isfinite(first) and np.isfinite(last)):
@@ -357,11 +360,11 @@ def verdict(result, factor=10.0, z=VERDICT_Z):
     order = ["symmetric", "exploding", "vanishing", "stable", "n/a"]
     overall = min((fwd, bwd), key=order.index)
     k = result.n_networks
-    grades = [_theory_grade(result, "preact_var", len(result.index) - 1, z, k)]
-    if g is not None and np.isfinite(g).any():
-        grades.append(_theory_grade(result, "grad_preact_m2", 0, z, k))
-    theory = max(grades, key=["n/a", "mean field", "finite width", "mismatch"].index)
-    return {"forward": fwd, "backward": bwd, "overall": overall, "theory": theory}
+    tf = _theory_grade(result, "preact_var", len(result.index) - 1, z, k)
+    tb = _theory_grade(result, "grad_preact_m2", 0, z, k) if g is not None and np.isfinite(g).any() else "n/a"
+    theory = max((tf, tb), key=["n/a", "mean field", "finite width", "mismatch"].index)
+    return {"forward": fwd, "backward": bwd, "overall": overall, "theory": theory, "theory_forward": tf,
+            "theory_backward": tb}
 
 
 @dataclass

@@ -227,7 +227,8 @@ def _compute(n, act, s2, bm, bv, input_mean, input_std, B, orthogonal, particles
     if lay is None:
         return out
     _linear(out, lay, mf, n, B, orthogonal)
-    if particles and B > 1 and lay["jensen"] > JENSEN_MAX:
+    spread = max(float(np.max(lay["alone_var"])), float(np.sum(lay["alone"][1:, 2, 2])))
+    if particles and B > 1 and (lay["jensen"] > JENSEN_MAX or spread > ALONE_MAX):
         _particles(out, lay, mf, act, n, s2, B, orthogonal)
     return out
 
@@ -237,6 +238,10 @@ def _compute(n, act, s2, bm, bv, input_mean, input_std, B, orthogonal, particles
 #: with the particle model: the batch mean of strongly spread samples through a curved map is then not its
 #: second-order expansion.
 JENSEN_MAX = 0.25
+#: Within-network variance of one sample's ln E[a_l^2] or ln E[delta_l^2] beyond which the batch mean of the
+#: samples is computed with the particle model: the log of a mean of B log-normal values of log-variance s2
+#: has variance ln(1 + (e^s2 - 1)/B), no longer s2/B (1.3x the sd at s2 = 0.5).
+ALONE_MAX = 0.5
 
 
 def _layers(n, act, s2, bm, bv, mf, m0, input_mean, input_std, B, orthogonal):
