@@ -59,7 +59,7 @@ def t975(dof):
 
 @dataclass
 class SimulationResult:
-    """Per-layer (or per-step) statistics of a simulation.
+    r"""Per-layer (or per-step) statistics of a simulation.
 
     Attributes
     ----------

@@ -121,7 +121,7 @@ def _noise_cov(mom, n, c, nu, rho, rho_back):
         P = np.zeros((3, 3))
         c = nu = 0.0
     shared = P + 0.5 * bb * nu - rho * 0.5 * bb * (c * c + nu)  # orthogonal rows: no second-chaos part
-    alone = A - P - rho * 0.5 * bb * (1.0 - c * c)
+    alone = A - P - 0.5 * bb * nu - rho * 0.5 * bb * (1.0 - c * c - nu)  # one sample's variance minus a pair's
     alone[2, 2] += 2.0 * A[2, 2] + 2.0 - 2.0 * rho_back  # the Gaussian backward signal g = sqrt(gamma) xi
     return shared / n, alone / n
 
