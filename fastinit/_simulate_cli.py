@@ -425,8 +425,6 @@ def _plots(runs, schemes, activations, hist, outdir, sizes):
         print("matplotlib not installed: skipping plots (pip install fastinit[plot])", file=sys.stderr)
         return []
     written = []
-    L = sizes["depth"]
-    layers = np.arange(1, L + 1)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for act in activations:
         p = os.path.join(outdir, f"variance_{act}.png")

@@ -247,7 +247,8 @@ ALONE_MAX = 0.5
 def _layers(n, act, s2, bm, bv, mf, m0, input_mean, input_std, B, orthogonal):
     """Per-layer slopes, curvatures and noise covariances along the mean-field trajectory (None if degenerate)."""
     L = n.size - 1
-    lay = {k: np.zeros(L) for k in ("sw2", "tau", "v", "mu", "c", "S", "S2", "R", "R2", "centring", "alone_var", "spread_shift")}
+    names = ("sw2", "tau", "v", "mu", "c", "S", "S2", "R", "R2", "centring", "alone_var", "spread_shift")
+    lay = {k: np.zeros(L) for k in names}
     lay["shared"] = np.zeros((L + 1, 3, 3))
     lay["alone"] = np.zeros((L + 1, 3, 3))
     # layer 0: n_0 x B i.i.d. N(mu_x, sigma_x^2) inputs drawn per network; each sample's own
@@ -256,6 +257,7 @@ def _layers(n, act, s2, bm, bv, mf, m0, input_mean, input_std, B, orthogonal):
     nu = (1.0 - c_in ** 2) ** 2 / n[0]  # variance of the realised correlation of two inputs
     m_prev, alone_var = m0, lay["alone"][0, 0, 0]
     rho = jensen = 0.0
+    dd_prev = np.nan  # E[phi'(u_1) phi'(u_2)] of the previous layer
     for l in range(1, L + 1):
         i = l - 1
         sw2 = n[i] * s2[i]
