@@ -119,6 +119,37 @@ def test_against_200_networks(act, init, width, batch, depth, allowance, back_al
     _check(res, "grad_preact_m2", layers, back_allowance)
 
 
+@pytest.mark.slow
+def test_gelu_backward_under_gradient_independence():
+    """The GELU/He backward offset of test_against_200_networks is the gradient-independence error, not the
+    theory's: with a fresh weight matrix for each layer's backward product (the assumption of section 2.3),
+    200 NumPy networks match the particle model's median and spread at layer 1."""
+    from scipy.special import erf
+
+    width, batch, depth, K = 128, 32, 16, 200
+    rng = np.random.default_rng(5)
+    s2 = 2.0 / width
+    logs = []
+    for _ in range(K):
+        a = rng.standard_normal((batch, width))
+        zs = []
+        for _ in range(depth):
+            z = a @ (rng.standard_normal((width, width)) * math.sqrt(s2)).T
+            zs.append(z)
+            a = 0.5 * z * (1 + erf(z / math.sqrt(2)))
+        g = rng.standard_normal((batch, width))
+        for z in reversed(zs):
+            d = (0.5 * (1 + erf(z / math.sqrt(2))) + z * np.exp(-z * z / 2) / math.sqrt(2 * math.pi)) * g
+            g = d @ (rng.standard_normal((width, width)) * math.sqrt(s2))   # independent of the forward W
+        logs.append(math.log(float(np.mean(d * d))))
+    x = np.array(logs)
+    r = fluctuation_theory([width] * (depth + 1), "gelu", weight_var=s2, batch=batch)
+    med, sd = math.log(r["grad_preact_m2_median"][0]), r["grad_preact_m2_logsd"][0]
+    assert abs(x.mean() - med) <= K4 * sd / math.sqrt(K), (x.mean(), med)     # p ~ 6e-5
+    # the sd of the particle model carries its own ~4% sampling error besides the sample's 1/sqrt(2(K-1))
+    assert abs(x.std(ddof=1) / sd - 1) <= K4 * math.hypot(1 / math.sqrt(2 * (K - 1)), 0.044), (x.std(), sd)
+
+
 # ---------------------------------------------------------------------------------------------
 # The verdict
 def _with_values(res, stat, values):
