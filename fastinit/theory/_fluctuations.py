@@ -80,7 +80,7 @@ def _layer_covariances(act, mu, v, c, two_d):
     feats = features(act)
     s = math.sqrt(v)
     with np.errstate(divide="ignore", invalid="ignore"):
-        xi, w = panel_rule(((feats - mu) / s)[None, :] if feats.size else np.zeros((1, 1)))
+        xi, w = panel_rule(((feats - mu) / s)[None, :] if feats.size else np.zeros((1, 1)), panels=1)
     xi, w = xi[0], w[0]
     F, d1 = _funcs(act, mu + s * xi, mu)
     means = F @ w
@@ -282,15 +282,14 @@ def _layers(n, act, s2, bm, bv, mf, m0, input_mean, input_std, B, orthogonal):
         dd_prev = mom[3]
         M = r["m2"]
 
-        def lnM(t, sw2=sw2, bvi=bv[i], mu=mu, m=m_prev):
-            return math.log(activation_moments(act, mu, sw2 * m * math.exp(t) + bvi)["m2"])
-
-        def lnD(t, v=v, mu=mu):
-            return math.log(activation_moments(act, mu, v * math.exp(t))["dphi_m2"])
-
+        # ln E[phi^2] at ln m_{l-1} +- H and ln E[phi'^2] at ln v_l +- H, for the curvatures S2, R and R2
+        pp, feats = act.param, features(act)
+        vm = sw2 * m_prev * np.exp([_H, -_H]) + bv[i]
+        lm_p, lm_m = np.log(expect(lambda z, pp=pp: act.phi(z, pp) ** 2, mu, vm, feats))
+        dp, dm = np.log(expect(lambda z, pp=pp: act.dphi(z, pp) ** 2, mu, v * np.exp([_H, -_H]), feats))
         S = tau * (r["dphi_m2"] + r["phi_d2phi"]) / M
-        dp, dm, d0 = lnD(_H), lnD(-_H), math.log(r["dphi_m2"])
-        S2 = (lnM(_H) - 2 * math.log(M) + lnM(-_H)) / _H ** 2
+        d0 = math.log(r["dphi_m2"])
+        S2 = (lm_p - 2 * math.log(M) + lm_m) / _H ** 2
         # the batch mean of samples spread by alone_var, through a map of slope S and curvature S2 (eq. (J))
         spread_shift = 0.5 * (1.0 - 1.0 / B) * (S2 + S * S - S) * alone_var
         jensen += abs(spread_shift)
