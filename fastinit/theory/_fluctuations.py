@@ -3,8 +3,9 @@ r"""Finite-width fluctuations: the network-to-network spread of the pooled secon
 The mean-field maps (:func:`fastinit.theory.mlp_theory`) give the infinite-width value of every
 pooled statistic. A network of finite width draws its own value around it: :math:`\ln q_l` is close
 to normal across networks, with a variance that is a sum over layers of per-layer terms of order
-:math:`1/n_l`, each carried to deeper layers by the slope of the log length map. docs/theory.md
-section 2.7 derives it; this module computes it.
+:math:`1/n_l`, each carried to deeper layers by the slope of the log length map (the delta method), or,
+when the samples of one network spread far apart, by a fixed-seed particle model. docs/theory.md section 2.7
+derives it; this module computes it.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from ._maps import activation_moments
 from ._networks import mlp_theory
 from ._quadrature import expect, features, panel_rule
 
-__all__ = ["FLUCTUATION_STATISTICS", "fluctuation_theory", "log_normal_band"]
+__all__ = ["FLUCTUATION_STATISTICS", "fluctuation_theory", "log_normal_band", "JENSEN_MAX", "ALONE_MAX"]
 
 #: The statistics whose spread :func:`fluctuation_theory` predicts (pooled second moments).
 FLUCTUATION_STATISTICS = ("preact_var", "preact_m2", "post_m2", "grad_preact_m2", "grad_bias_m2_per_sample",
@@ -174,6 +175,19 @@ def fluctuation_theory(widths, activation, param=None, *, weight_var, bias_mean=
         mean-field value when the noise only enters through :math:`\ln(1 + \varepsilon)`) and ``<name>_logsd``
         (:math:`\mathrm{sd}\ln X`), length L (``grad_input_m2_*``: length 1); NaN where the network is degenerate
         (a zero variance or second moment).
+
+    Raises
+    ------
+    ValueError
+        Bad widths, negative variances, wrong lengths or ``batch < 1``.
+
+    Notes
+    -----
+    When the samples of one network spread far apart (the within-batch term of the docs' eq. (J) summed
+    over layers above :data:`JENSEN_MAX`, or one sample's own log-variance above :data:`ALONE_MAX`, as for
+    GELU with He weights or saturated tanh), the batch mean is computed by a fixed-seed particle model instead:
+    every sample follows the exact maps with its own and its network's noise. The backward pass assumes
+    gradient independence (docs/theory.md section 2.3); its O(L/n) error is not in the band.
 
     Examples
     --------
