@@ -3,13 +3,14 @@
 With no arguments it simulates zeros, small, large, Xavier, He, LeCun and orthogonal
 initialization on tanh, ReLU, SELU and GELU networks (50 layers of width 512, batch 1024, float64;
 the first run also compiles the kernels, later runs load them from Numba's on-disk cache), prints
-one table per activation (pooled pre-activation variance and gradient second moment at a few
-depths, mean-field theory beside each, and a verdict), and writes into ``--output-dir`` (default
-``./fastinit-simulate/``):
+a forward and a backward table per activation (pooled pre-activation variance and gradient second
+moment at a few depths, with the mean-field theory and the finite-width band of one network beside
+each, and a verdict), and writes into ``--output-dir`` (default ``./fastinit-simulate/``):
 
 * ``results.json``: configuration, every statistic per layer with standard errors and theory;
 * ``results.csv``: the same as a tidy table (one row per scheme, activation and layer);
-* ``variance_<activation>.png``: variance vs depth per scheme, forward and backward;
+* ``variance_<activation>.png``: variance vs depth per scheme, forward and backward, with the band;
+  schemes that vanish or explode on axes of their own;
 * ``histograms_<activation>.png``: post-activation histograms at a few layers per scheme.
 
 The notes' full size (width 1024, batch 4096) is ``--width 1024 --batch 4096`` (about 16x the
