@@ -326,13 +326,15 @@ def _study(args, sim, sizes, report, hist, json_path, csv_path, client):
 
 
 # ------------------------------------------------------------------------------------------
-def _fmt_short(v):
+def fmt_band_end(v):
     """Two significant digits, for the ends of a band."""
     if v is None or not np.isfinite(v):
         return "nan"
     if v == 0:
         return "0"
-    return f"{v:.2g}" if 1e-3 <= abs(v) < 1e4 else f"{v:.1e}".replace("e-0", "e-").replace("e+0", "e")
+    if 1e-3 <= abs(v) < 1e4:
+        return f"{float(f'{v:.2g}'):g}"  # 120, not 1.2e+02
+    return f"{v:.1e}".replace("e-0", "e-").replace("e+0", "e").replace("e+", "e")
 
 
 _GRADES = {"mean field": "mean field", "finite width": "finite width", "mismatch": "MISMATCH", "n/a": "no theory"}
@@ -361,7 +363,7 @@ def _print_tables(runs, verdicts, schemes, activations, report):
                 cells = [s]
                 for l in report:
                     v, t = r.stats[stat][l - 1], r.theory[stat][l - 1]
-                    band = (f"; {_fmt_short(lo[l - 1])}..{_fmt_short(hi[l - 1])}"
+                    band = (f"; {fmt_band_end(lo[l - 1])}..{fmt_band_end(hi[l - 1])}"
                             if np.isfinite(lo[l - 1]) and np.isfinite(hi[l - 1]) else "")
                     cells.append(f"{_fmt(v)} [{_fmt(t)}{band}]")
                 v = verdicts[(s, act)]

@@ -201,7 +201,7 @@ def test_gelu_he_depth_25_is_finite_width():
 def test_cli_prints_and_writes_the_band(tmp_path, capsys):
     import argparse
 
-    from fastinit._simulate_cli import add_simulate_parser, run_simulate
+    from fastinit._simulate_cli import fmt_band_end, add_simulate_parser, run_simulate
 
     p = argparse.ArgumentParser()
     add_simulate_parser(p.add_subparsers(dest="command", required=True))
@@ -218,7 +218,7 @@ def test_cli_prints_and_writes_the_band(tmp_path, capsys):
     assert he["verdict"]["theory"] in {"mean field", "finite width"}
     lo, hi = log_normal_band(np.array(he["theory"]["preact_var_median"]), np.array(he["theory"]["preact_var_logsd"]))
     # the table prints the band of the last layer with two digits
-    assert f"{lo[-1]:.2g}..{hi[-1]:.2g}" in text
+    assert f"{fmt_band_end(lo[-1])}..{fmt_band_end(hi[-1])}" in text
     with open(out / "results.csv") as fh:
         row = next(csv.DictReader(fh))
     assert {"preact_var_median", "preact_var_theory_median", "preact_var_theory_lo", "preact_var_theory_hi",
