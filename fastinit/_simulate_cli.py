@@ -472,9 +472,11 @@ def _positive(y):
 
 def _in_range(r, stat):
     """True when the simulation and the mean-field line of ``stat`` span at most IN_RANGE_DECADES decades."""
-    y = np.concatenate([_positive(r.stats[stat]), _positive(r.theory[stat])])
-    if not np.all(np.isfinite(y)):
+    sim = _positive(r.stats[stat])
+    if not np.all(np.isfinite(sim)):  # a zero, an overflow: the values left the range
         return False
+    y = np.concatenate([sim, _positive(r.theory[stat])])
+    y = y[np.isfinite(y)]  # a theory of NaN (none for this configuration) does not count
     return float(np.log10(y.max() / y.min())) <= IN_RANGE_DECADES
 
 
