@@ -243,11 +243,13 @@ def fluctuation_keys(widths, act, weight_means, weight_vars, bias_mean, bias_var
 
 
 def _fluctuation_keys_cached(*args, mean_field=None):
-    if args not in _FLUCT_CACHE:
+    out = _FLUCT_CACHE.get(args)
+    if out is None:
+        out = _fluctuation_keys(*args, mean_field)
         if len(_FLUCT_CACHE) >= 512:
-            _FLUCT_CACHE.pop(next(iter(_FLUCT_CACHE)))
-        _FLUCT_CACHE[args] = _fluctuation_keys(*args, mean_field)
-    return _FLUCT_CACHE[args]
+            _FLUCT_CACHE.clear()  # (sweeps run in threads: no iteration over a dict another thread may change)
+        _FLUCT_CACHE[args] = out
+    return out
 
 
 _FLUCT_CACHE = {}  # configuration -> keys (the mean-field dict is not hashable, so no functools.lru_cache)
