@@ -39,8 +39,9 @@ def _same(a, b):
     assert list(a.results) == list(b.results)
     for ra, rb in zip(a.results.values(), b.results.values(), strict=True):
         assert ra.config == rb.config
-        for n in ra.theory:
+        for n in ra.theory:  # the mean field and the finite-width band (<stat>_median, <stat>_logsd)
             np.testing.assert_array_equal(ra.theory[n], rb.theory[n])
+        for n in ra.per_network:
             np.testing.assert_array_equal(ra.per_network[n], rb.per_network[n])
 
 

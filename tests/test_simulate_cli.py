@@ -22,7 +22,8 @@ def test_quick_run_writes_files(tmp_path, capsys):
                               "--networks", "2", "--output-dir", str(out), "--no-progress"]))
     assert rc == 0
     text = capsys.readouterr().out
-    assert "== tanh ==" in text and "symmetric" in text and "vanishing" in text
+    assert "== tanh: forward" in text and "== tanh: backward" in text   # one table per pass (with the band)
+    assert "symmetric" in text and "vanishing" in text
     data = json.loads((out / "results.json").read_text())
     assert [(r["scheme"], r["activation"]) for r in data["runs"]] == [
         ("zeros", "tanh"), ("he", "tanh"), ("small", "tanh")]

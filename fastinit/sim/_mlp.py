@@ -22,7 +22,7 @@ from ._args import (
     check_seed,
     resolve_widths,
 )
-from ._results import MLPResult, summarise
+from ._results import MLPResult, fluctuation_keys, summarise
 from ._schemes import (
     KIND_BIAS,
     KIND_INPUT,
@@ -102,9 +102,14 @@ def config_theory(*, depth, width, batch, activation="relu", activation_param=No
 
 def _scheme_theory(ws, B, act, scheme, params, bias, bias_value, bias_std, input_mean, input_std, residual_scale):
     wmom = [weight_moments((ws[l + 1], ws[l]), scheme, params) for l in range(len(ws) - 1)]
-    return _mlp_theory(ws, act, [m for m, _ in wmom], [v for _, v in wmom],
-                       bias_value if bias == "constant" else 0.0, bias_std ** 2,
-                       input_mean, input_std, B, residual_scale)
+    th, note = _mlp_theory(ws, act, [m for m, _ in wmom], [v for _, v in wmom],
+                           bias_value if bias == "constant" else 0.0, bias_std ** 2,
+                           input_mean, input_std, B, residual_scale)
+    if not note:  # the finite-width band (docs/theory.md section 2.7)
+        th.update(fluctuation_keys(ws, act, [m for m, _ in wmom], [v for _, v in wmom],
+                                   bias_value if bias == "constant" else 0.0, bias_std ** 2, input_mean, input_std,
+                                   B, residual_scale, scheme == "orthogonal", mean_field=th))
+    return th, note
 
 
 # ------------------------------------------------------------------------------------------

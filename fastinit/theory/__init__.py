@@ -44,6 +44,7 @@ The package's modules (each re-exported here; import from :mod:`fastinit.theory`
 ``_jacobian``     input-output Jacobian spectra (free probability)
 ``_networks``     whole-network predictions (:func:`mlp_theory`, :func:`rnn_theory`)
 ``_architectures`` LayerNorm residual stacks and convolutions (:func:`resnet_theory`, :func:`conv_theory`)
+``_fluctuations`` finite-width spread across networks (:func:`fluctuation_theory`)
 ``_common``       what they share: activation look-up and the statistic names
 
 Examples
@@ -67,6 +68,7 @@ from ._closed_forms import (
     selu_fixed_point,
     selu_moments,
 )
+from ._fluctuations import FLUCTUATION_STATISTICS, fluctuation_theory, log_normal_band
 from ._gains import GainReport, gain_preserving, torch_gain
 from ._jacobian import critical_sigmas, jacobian_density, jacobian_theory, linear_sv2_finite_width
 from ._maps import (
@@ -83,6 +85,7 @@ from ._networks import backward_m2, mlp_theory, rnn_theory
 from ._quadrature import gaussian_expectation
 
 __all__ = [
+    "FLUCTUATION_STATISTICS",
     "GainReport",
     "activation_moments",
     "backward_m2",
@@ -94,6 +97,7 @@ __all__ = [
     "correlation_map",
     "depth_scales",
     "fixed_point",
+    "fluctuation_theory",
     "fuss_catalan_moment",
     "gain_preserving",
     "gaussian_expectation",
@@ -104,6 +108,7 @@ __all__ = [
     "length_map_slope",
     "linear_net_sv2_moments",
     "linear_sv2_finite_width",
+    "log_normal_band",
     "mlp_theory",
     "p_dead",
     "relu_cross_moment",
