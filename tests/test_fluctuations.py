@@ -201,7 +201,7 @@ def test_gelu_he_depth_25_is_finite_width():
 def test_cli_prints_and_writes_the_band(tmp_path, capsys):
     import argparse
 
-    from fastinit._simulate_cli import fmt_band_end, add_simulate_parser, run_simulate
+    from fastinit._simulate_cli import add_simulate_parser, fmt_band_end, run_simulate
 
     p = argparse.ArgumentParser()
     add_simulate_parser(p.add_subparsers(dest="command", required=True))
