@@ -41,6 +41,7 @@ said otherwise):
 The package's modules (each re-exported here; import from :mod:`fastinit.sim`):
 
 ``_mlp``, ``_rnn``, ``_sweep``   the simulators and the grid runner
+``_correlation``                 pairs of inputs through the same networks: c_l, chi_1, the depth scale xi_c
 ``_results``                     result classes, verdicts, the text-table formatter
 ``_schemes``                     weight schemes (:mod:`fastinit.init` by name) and random streams
 ``_activation``                  registry or user activations, as the kernels see them
@@ -65,6 +66,7 @@ True
 
 from fastinit.theory._common import MLP_STATISTICS, RNN_STATISTICS
 
+from ._correlation import CorrelationResult, fit_depth_scale, simulate_correlation
 from ._mlp import simulate_mlp
 from ._results import MLPResult, RNNResult, SimulationResult, SweepResult, format_table, verdict
 from ._rnn import simulate_rnn
@@ -75,6 +77,9 @@ __all__ = [
     "simulate_mlp",
     "simulate_rnn",
     "sweep",
+    "simulate_correlation",
+    "fit_depth_scale",
+    "CorrelationResult",
     "SimulationResult",
     "MLPResult",
     "RNNResult",

@@ -40,6 +40,7 @@ The package's modules (each re-exported here; import from :mod:`fastinit.theory`
 ``_quadrature``   Gaussian expectations (the three rules above)
 ``_closed_forms`` ReLU and SELU moments, He's analysis, deep linear nets
 ``_maps``         length and correlation maps, slopes, fixed points, depth scales, dead units
+``_correlations`` two inputs layer by layer, the phase of (sigma_w^2, sigma_b^2), the critical line
 ``_gains``        torch's gains beside the second-moment-preserving ones
 ``_networks``     whole-network predictions (:func:`mlp_theory`, :func:`rnn_theory`)
 ``_common``       what they share: activation look-up and the statistic names
@@ -64,6 +65,7 @@ from ._closed_forms import (
     selu_fixed_point,
     selu_moments,
 )
+from ._correlations import critical_sigma_w2, correlation_trajectory, criticality
 from ._gains import GainReport, gain_preserving, torch_gain
 from ._maps import (
     activation_moments,
@@ -84,6 +86,9 @@ __all__ = [
     "backward_m2",
     "chi1",
     "correlation_map",
+    "correlation_trajectory",
+    "critical_sigma_w2",
+    "criticality",
     "depth_scales",
     "fixed_point",
     "fuss_catalan_moment",
