@@ -142,21 +142,25 @@ def fit_depth_scale(c, se=None, *, first=1):
 
 
 def _pair_inputs(n0, pairs, q0, c0, seed, network, dtype):
-    """Rows [x_a (pairs), x_b (pairs), tangent (pairs)] of one network: exact length and cosine."""
+    """Rows [x_a (pairs), x_b (pairs), tangent (pairs)] of one network for each cosine in ``c0`` (K,):
+    shape (K, 3 pairs, n0), exact length and cosine, the same random plane per pair for every k."""
     g = random_normal((3, pairs, n0), 0.0, 1.0, seed, stream(network, 0, KIND_INPUT), np.float64)
     e1 = g[0] / np.linalg.norm(g[0], axis=1, keepdims=True)
     u = g[1] - np.sum(g[1] * e1, axis=1, keepdims=True) * e1  # Gram-Schmidt: e2 orthogonal to e1
     nu = np.linalg.norm(u, axis=1, keepdims=True)
     e2 = np.divide(u, nu, out=np.zeros_like(u), where=nu > 0)
     r = math.sqrt(n0 * q0)
-    xa = r * e1
-    xb = r * (c0 * e1 + math.sqrt(max(1.0 - c0 * c0, 0.0)) * e2)
-    t = g[2] / np.sqrt(np.mean(g[2] ** 2, axis=1, keepdims=True))
-    return np.concatenate([xa, xb, t]).astype(dtype)
+    c0 = np.asarray(c0, dtype=np.float64)[:, None, None]
+    X = np.empty((c0.shape[0], 3 * pairs, n0), dtype=dtype)
+    X[:, :pairs] = r * e1
+    X[:, pairs:2 * pairs] = r * (c0 * e1 + np.sqrt(np.maximum(1.0 - c0 * c0, 0.0)) * e2)
+    X[:, 2 * pairs:] = g[2] / np.sqrt(np.mean(g[2] ** 2, axis=1, keepdims=True))
+    return X
 
 
 def run_pairs(widths, act, sw, sb, *, pairs, n_networks, seed, q0, c0, dtype, scheme=None, params=None):
-    """Simulate every configuration ``k`` (``sw[k]``, ``sb[k]``: standard deviations) at once.
+    """Simulate every configuration ``k`` (``sw[k]``, ``sb[k]``: standard deviations; ``c0`` a number or
+    one cosine per configuration) at once.
 
     Without ``scheme`` the weights are ``sw[k] * N(0, 1/n_in)`` (``fastinit.init.normal_``); with it they
     are ``fastinit.init.<scheme>_(**params)`` and ``sw`` must be ``[1.0]``. Biases ``sb[k] * N(0, 1)``.
@@ -170,8 +174,7 @@ def run_pairs(widths, act, sw, sb, *, pairs, n_networks, seed, q0, c0, dtype, sc
     shape = (n_networks, K, L)
     out = {"q": np.full(shape, np.nan), "one_minus_c": np.full(shape, np.nan), "chi_1": np.full(shape, np.nan)}
     for net in range(n_networks):
-        x = _pair_inputs(widths[0], P, q0, c0, seed, net, dtype)
-        A = np.broadcast_to(x, (K,) + x.shape).copy()
+        A = _pair_inputs(widths[0], P, q0, np.broadcast_to(c0, (K,)), seed, net, dtype)
         for l in range(L):
             n_in, n_out = widths[l], widths[l + 1]
             if scheme is None:

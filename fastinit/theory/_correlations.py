@@ -179,7 +179,7 @@ def criticality(activation, sigma_w2, sigma_b2=0.0, param=None):
     sw, sb = check_sigmas(sigma_w2, sigma_b2)
     q, chi = _q_and_chi1(act, sw, sb)
     if 0.0 < q < math.inf:
-        out = depth_scales(act, sw, sb)
+        out = depth_scales(act, sw, sb, q0=q)  # starts at q*: no second iteration
         out["chi_1"] = chi
     else:
         out = {"q_star": q, "chi_1": chi, "xi_grad": xi_of_slope(chi)}
