@@ -97,7 +97,7 @@ def correlation_trajectory(activation, sigma_w2, sigma_b2=0.0, *, depth, q0=1.0,
     --------
     >>> t = correlation_trajectory("relu", 2.0, depth=3, c0=0.0)
     >>> [round(float(c), 6) for c in t["c"]]         # the arc-cosine kernel: 0 -> 1/pi -> ...
-    [0.0, 0.31831, 0.487852]
+    [0.0, 0.31831, 0.493731]
     >>> correlation_trajectory("tanh", 1.5, 0.1, depth=4, c0=1.0)["c"]
     array([1., 1., 1., 1.])
     """
@@ -180,7 +180,9 @@ def criticality(activation, sigma_w2, sigma_b2=0.0, param=None):
     q, chi = _q_and_chi1(act, sw, sb)
     if 0.0 < q < math.inf:
         out = depth_scales(act, sw, sb, q0=q)  # starts at q*: no second iteration
-        out["chi_1"] = chi
+        out["chi_1"], out["xi_grad"] = chi, xi_of_slope(chi)
+        if out["c_star"] == 1.0:  # ordered: the slope at c = 1 is chi_1 itself, to the last bit
+            out["chi_c"], out["xi_c"] = chi, xi_of_slope(chi)
     else:
         out = {"q_star": q, "chi_1": chi, "xi_grad": xi_of_slope(chi)}
         homogeneous_limit = math.isinf(q) or act.name in ("relu", "leaky_relu")
@@ -203,6 +205,11 @@ def critical_sigma_w2(activation, sigma_b2=0.0, param=None, bracket=(1e-3, 1e3))
     Brent's method on :math:`\chi_1 - 1` (with :math:`\chi_1` as in :func:`criticality`) inside
     ``bracket``; NaN when :math:`\chi_1 - 1` does not change sign there (no transition).
 
+    Where the transition is the birth of :math:`q^* > 0` from 0 (odd :math:`\phi`, no bias: tanh at
+    :math:`\sigma_w^2 = 1`), :math:`\chi_1 - 1` is only :math:`O((\sigma_w^2 - 1)^2)` on the chaotic side
+    (:math:`q^* \approx (\sigma_w^2 - 1)/2` cancels the first order), so the root is ill-conditioned: the
+    answer is good to about ``2e-3`` there and to ``1e-9`` elsewhere.
+
     Parameters
     ----------
     activation : str or Activation
@@ -219,7 +226,7 @@ def critical_sigma_w2(activation, sigma_b2=0.0, param=None, bracket=(1e-3, 1e3))
     --------
     >>> round(critical_sigma_w2("relu", 0.3), 9)       # chi_1 = sigma_w^2 / 2 whatever the bias
     2.0
-    >>> round(critical_sigma_w2("tanh", 0.0), 3)       # Poole et al.: sigma_w^2 = 1 without bias
+    >>> round(critical_sigma_w2("tanh", 0.0), 2)       # Poole et al.: sigma_w^2 = 1 without bias
     1.0
     """
     act = resolve_activation(activation, param)
