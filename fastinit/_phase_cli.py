@@ -241,8 +241,9 @@ def theory_critical_line(act, sw2, sb2, chi):
     out = critical_line(sw2, sb2, chi)
     for i, b in enumerate(sb2):
         if np.isfinite(out[i]):
-            j = int(np.searchsorted(sw2, out[i]))
-            out[i] = critical_sigma_w2(act, float(b), bracket=(float(sw2[max(j - 1, 0)]), float(sw2[j])))
+            j = int(np.searchsorted(sw2, out[i]))  # the crossing lies in [sw2[j - 1], sw2[j]]: search one more cell
+            lo, hi = float(sw2[max(j - 1, 0)]), float(sw2[min(j + 1, sw2.size - 1)])
+            out[i] = critical_sigma_w2(act, float(b), bracket=(lo, hi))
     return out
 
 

@@ -102,8 +102,12 @@ def test_relu_limits():
 def test_critical_line_closed_forms():
     for sb2 in (0.0, 0.05, 0.3):
         assert theory.critical_sigma_w2("relu", sb2) == pytest.approx(2.0, abs=1e-9)
-    # tanh without bias: Poole et al.'s sigma_w^2 = 1 (ill-conditioned there: chi_1 - 1 = O(eps^2))
-    assert theory.critical_sigma_w2("tanh", 0.0) == pytest.approx(1.0, abs=3e-3)
+    # without bias, where q* = 0 loses stability: tanh at Poole et al.'s 1, SELU at 2 / (lambda^2 (1 + alpha^2))
+    assert theory.critical_sigma_w2("tanh", 0.0) == pytest.approx(1.0, rel=1e-12)
+    lam, alpha = 1.0507009873554804934, 1.6732632423543772848
+    assert theory.critical_sigma_w2("selu", 0.0) == pytest.approx(2 / (lam ** 2 * (1 + alpha ** 2)), rel=1e-12)
+    g = theory.critical_sigma_w2("gelu", 0.0)  # not at 1 / phi'(0)^2 = 4: a q* > 0 branch crosses first
+    assert g < 3.0 and theory.criticality("gelu", g, 0.0)["chi_1"] == pytest.approx(1.0, abs=1e-8)
     sw = theory.critical_sigma_w2("tanh", 0.05)
     assert theory.criticality("tanh", sw, 0.05)["chi_1"] == pytest.approx(1.0, abs=1e-9)
     assert theory.criticality("tanh", sw * 0.99, 0.05)["phase"] == "ordered"

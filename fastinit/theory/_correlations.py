@@ -205,10 +205,13 @@ def critical_sigma_w2(activation, sigma_b2=0.0, param=None, bracket=(1e-3, 1e3))
     Brent's method on :math:`\chi_1 - 1` (with :math:`\chi_1` as in :func:`criticality`) inside
     ``bracket``; NaN when :math:`\chi_1 - 1` does not change sign there (no transition).
 
-    Where the transition is the birth of :math:`q^* > 0` from 0 (odd :math:`\phi`, no bias: tanh at
-    :math:`\sigma_w^2 = 1`), :math:`\chi_1 - 1` is only :math:`O((\sigma_w^2 - 1)^2)` on the chaotic side
-    (:math:`q^* \approx (\sigma_w^2 - 1)/2` cancels the first order), so the root is ill-conditioned: the
-    answer is good to about ``2e-3`` there and to ``1e-9`` elsewhere.
+    Without bias and with :math:`\phi(0) = 0` the transition can be the birth of :math:`q^* > 0` from 0
+    (tanh at :math:`\sigma_w^2 = 1`, SELU at 0.478): there :math:`\chi_1 - 1` is only
+    :math:`O((\sigma_w^2 - \sigma_0^2)^2)` on the chaotic side (for tanh :math:`q^* \approx (\sigma_w^2 - 1)/2`
+    cancels the first order), a root no bracketing method can place better than ~1e-3. So when
+    :math:`\chi_1 - 1` changes sign across :math:`\sigma_0^2 = 1 / \lim_{q \to 0} E[\phi'^2]` (checked at
+    :math:`\pm 1\%`), :math:`\sigma_0^2` is returned exactly; otherwise (GELU, whose transition is
+    elsewhere) Brent's root, good to ~1e-9.
 
     Parameters
     ----------
@@ -226,7 +229,7 @@ def critical_sigma_w2(activation, sigma_b2=0.0, param=None, bracket=(1e-3, 1e3))
     --------
     >>> round(critical_sigma_w2("relu", 0.3), 9)       # chi_1 = sigma_w^2 / 2 whatever the bias
     2.0
-    >>> round(critical_sigma_w2("tanh", 0.0), 2)       # Poole et al.: sigma_w^2 = 1 without bias
+    >>> round(critical_sigma_w2("tanh", 0.0), 12)      # Poole et al.: sigma_w^2 = 1 without bias
     1.0
     """
     act = resolve_activation(activation, param)
@@ -238,9 +241,14 @@ def critical_sigma_w2(activation, sigma_b2=0.0, param=None, bracket=(1e-3, 1e3))
     def f(sw):
         return _q_and_chi1(act, sw, sb)[1] - 1.0
 
+    if sb == 0.0 and float(act.f(0.0)) == 0.0:
+        # where q* = 0 loses stability: sigma_w^2 lim_{q -> 0} E[phi'^2] = 1, if chi_1 - 1 changes sign there
+        s0 = 1.0 / activation_moments(act, 0.0, _Q_SMALL)["dphi_m2"]
+        if lo < s0 * 0.99 and s0 * 1.01 < hi and f(s0 * 0.99) < 0.0 < f(s0 * 1.01):
+            return s0
     flo, fhi = f(lo), f(hi)
-    if flo == 0.0:
-        return lo
+    if flo == 0.0 or fhi == 0.0:
+        return lo if flo == 0.0 else hi
     if not flo * fhi < 0.0:
         return math.nan
     return float(optimize.brentq(f, lo, hi, xtol=1e-12, rtol=1e-10))

@@ -205,10 +205,15 @@ def fixed_point(activation, sigma_w2, sigma_b2=0.0, bias_mean=0.0, param=None, q
     q = float(q0)
     if abs(F(q)) <= 1e-13 * max(q, 1.0) and abs(F(2 * q)) <= 2e-13 * max(q, 1.0):
         return q  # the map is the identity here (ReLU at 2, linear at 1)
+    far = 1e6 * max(float(q0), 1.0)  # beyond it, check once whether the map grows geometrically
     for _ in range(maxiter):
         q_new = F(q) + q
         if not math.isfinite(q_new) or q_new > 1e300:
             return math.inf
+        if q_new > far:
+            far = math.inf
+            if F(q_new) > 1e-9 * q_new and F(1e6 * q_new) > 1e-9 * 1e6 * q_new:
+                return math.inf  # q_l grows by a factor > 1 here and a million times further: no root ahead
         if q_new < 1e-150 * max(float(q0), 1.0):
             return 0.0  # collapsed to the trivial fixed point
         step = abs(q_new - q)
