@@ -106,8 +106,13 @@ def test_critical_line_closed_forms():
     assert theory.critical_sigma_w2("tanh", 0.0) == pytest.approx(1.0, rel=1e-12)
     lam, alpha = 1.0507009873554804934, 1.6732632423543772848
     assert theory.critical_sigma_w2("selu", 0.0) == pytest.approx(2 / (lam ** 2 * (1 + alpha ** 2)), rel=1e-12)
-    g = theory.critical_sigma_w2("gelu", 0.0)  # not at 1 / phi'(0)^2 = 4: a q* > 0 branch crosses first
-    assert g < 3.0 and theory.criticality("gelu", g, 0.0)["chi_1"] == pytest.approx(1.0, abs=1e-8)
+    # GELU without bias: not at 1 / phi'(0)^2 = 4 but where q_l from q0 = 1 switches from shrinking to 0
+    # (chi_1 -> sigma_w^2 / 4) to exploding (chi_1 -> sigma_w^2 / 2): the unstable fixed point q = 1 of the
+    # length map, sigma_w^2 = 1 / E[gelu(xi)^2]; chi_1 jumps over 1 there
+    g = theory.critical_sigma_w2("gelu", 0.0)
+    assert g == pytest.approx(1 / theory.activation_moments("gelu", 0.0, 1.0)["m2"], rel=1e-5)  # a jump: ~1e-6
+    assert theory.criticality("gelu", g * 0.999, 0.0)["chi_1"] == pytest.approx(g * 0.999 / 4, rel=1e-9)
+    assert theory.criticality("gelu", g * 1.001, 0.0)["chi_1"] == pytest.approx(g * 1.001 / 2, rel=1e-9)
     sw = theory.critical_sigma_w2("tanh", 0.05)
     assert theory.criticality("tanh", sw, 0.05)["chi_1"] == pytest.approx(1.0, abs=1e-9)
     assert theory.criticality("tanh", sw * 0.99, 0.05)["phase"] == "ordered"

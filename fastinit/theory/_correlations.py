@@ -210,8 +210,10 @@ def critical_sigma_w2(activation, sigma_b2=0.0, param=None, bracket=(1e-3, 1e3))
     :math:`O((\sigma_w^2 - \sigma_0^2)^2)` on the chaotic side (for tanh :math:`q^* \approx (\sigma_w^2 - 1)/2`
     cancels the first order), a root no bracketing method can place better than ~1e-3. So when
     :math:`\chi_1 - 1` changes sign across :math:`\sigma_0^2 = 1 / \lim_{q \to 0} E[\phi'^2]` (checked at
-    :math:`\pm 1\%`), :math:`\sigma_0^2` is returned exactly; otherwise (GELU, whose transition is
-    elsewhere) Brent's root, good to ~1e-9.
+    :math:`\pm 1\%`), :math:`\sigma_0^2` is returned exactly; otherwise Brent's root, good to ~1e-9.
+    Where :math:`\chi_1` jumps over 1 the jump is returned: GELU without bias crosses at
+    :math:`\sigma_w^2 = 1 / E[\mathrm{gelu}(\xi)^2] = 2.35`, where :math:`q^*` reached from ``q0 = 1``
+    switches from 0 (:math:`\chi_1 \to \sigma_w^2/4`) to :math:`\infty` (:math:`\chi_1 \to \sigma_w^2/2`).
 
     Parameters
     ----------
