@@ -55,9 +55,9 @@ class CorrelationResult(SimulationResult):
     Attributes
     ----------
     fit : dict
-        :func:`fit_depth_scale` of the simulated :math:`c_l` (``xi_c``, ``xi_c_se``, ``rate``,
-        ``first``, ``last``) and ``xi_c_theory_fit``: the same fit, same layers, on the mean-field
-        trajectory.
+        :func:`fit_depth_scale` of the mean simulated :math:`c_l` (``xi_c``, ``rate``, ``c_inf``,
+        ``first``, ``last``); ``xi_c_networks``, the fit of each network alone, and ``xi_c_se``, their
+        standard error (finite fits only); ``xi_c_theory_fit``: the same fit of the mean-field trajectory.
     asymptotic : dict
         :func:`fastinit.theory.criticality` of the configuration (``q_star, c_star, chi_1, chi_c,
         xi_q, xi_c, phase, ...``); empty without theory.
@@ -330,6 +330,12 @@ def simulate_correlation(depth, width, *, activation="tanh", activation_param=No
     for k in CORRELATION_STATISTICS:
         stats[k], stderr[k] = _mean_se(per[k])
     fit = fit_depth_scale(stats["c"], stderr["c"], first=fit_first)
+    # the regression's own error ignores that a network's c_l wander together over layers: the standard
+    # error reported is the spread of the networks' separate fits
+    xs = np.array([fit_depth_scale(per["c"][k], first=fit_first)["xi_c"] for k in range(N)])
+    fit["xi_c_networks"] = xs
+    ok = xs[np.isfinite(xs)]
+    fit["xi_c_se"] = float(ok.std(ddof=1) / math.sqrt(ok.size)) if ok.size >= 2 else math.nan
     th, asym = {}, {}
     if theory:
         t = correlation_trajectory(act, sw2, sb2, depth=L, q0=q0, c0=c0)
