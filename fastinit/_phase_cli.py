@@ -26,7 +26,7 @@ __all__ = ["add_phase_parser", "run_phase", "DEFAULT_RANGES"]
 
 #: Default (sigma_w^2 range, sigma_b^2 range) per activation: each holds the critical line.
 DEFAULT_RANGES = {
-    "sigmoid": ((4.0, 40.0), (0.0, 0.3)),
+    "sigmoid": ((20.0, 200.0), (0.0, 0.3)),  # phi'(0) = 1/4 and a mean: critical near 103
     "selu": ((0.1, 2.5), (0.0, 0.3)),
     "linear": ((0.25, 2.0), (0.0, 0.3)),
 }
@@ -56,7 +56,7 @@ def add_phase_parser(subparsers):
     p.add_argument("--activation", default="tanh", help="any activation of the simulator (default tanh)")
     p.add_argument("--activation-param", type=float, default=None, help="leaky_relu slope, softplus beta")
     p.add_argument("--sw2-range", type=_range, default=None, metavar="LO,HI",
-                   help="sigma_w^2 range (default 0.25,4; selu 0.1,2.5; sigmoid 4,40)")
+                   help="sigma_w^2 range (default 0.25,4; selu 0.1,2.5; sigmoid 20,200; linear 0.25,2)")
     p.add_argument("--sb2-range", type=_range, default=None, metavar="LO,HI", help="sigma_b^2 range (default 0,0.3)")
     for k, h in (("sw2-points", "sigma_w^2 grid points"), ("sb2-points", "sigma_b^2 grid points"),
                  ("depth", "layers"), ("width", "units per layer"), ("pairs", "input pairs per network"),
@@ -142,6 +142,7 @@ def run_phase(args) -> int:
                                           f"{sizes['networks']} networks"), flush=True)
     t0 = time.perf_counter()
     th = grid_theory(act, sw2, sb2)
+    line = theory_critical_line(act, sw2, sb2, th["chi_1"])
     t_theory = time.perf_counter() - t0
     sim = None
     if not args.no_simulate:
@@ -152,7 +153,6 @@ def run_phase(args) -> int:
             print(f"fastinit phase: error: {exc}", file=sys.stderr)
             return 2
         t_sim = time.perf_counter() - t1
-    line = theory_critical_line(act, sw2, sb2, th["chi_1"])
     out = {"command": "fastinit phase", "activation": act.name, "activation_param": act.param,
            "sizes": sizes, "seed": args.seed, "q0": args.q0, "c0": args.c0, "fit_first": args.fit_first,
            "sigma_w2": sw2.tolist(), "sigma_b2": sb2.tolist(),
@@ -243,7 +243,7 @@ def theory_critical_line(act, sw2, sb2, chi):
         if np.isfinite(out[i]):
             j = int(np.searchsorted(sw2, out[i]))  # the crossing lies in [sw2[j - 1], sw2[j]]: search one more cell
             lo, hi = float(sw2[max(j - 1, 0)]), float(sw2[min(j + 1, sw2.size - 1)])
-            out[i] = critical_sigma_w2(act, float(b), bracket=(lo, hi))
+            out[i] = critical_sigma_w2(act, float(b), bracket=(lo, hi), xtol=1e-4)  # a drawn line
     return out
 
 

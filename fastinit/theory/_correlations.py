@@ -199,7 +199,7 @@ def criticality(activation, sigma_w2, sigma_b2=0.0, param=None):
     return out
 
 
-def critical_sigma_w2(activation, sigma_b2=0.0, param=None, bracket=(1e-3, 1e3)):
+def critical_sigma_w2(activation, sigma_b2=0.0, param=None, bracket=(1e-3, 1e3), xtol=1e-12):
     r"""The :math:`\sigma_w^2` of the critical line at ``sigma_b2``: :math:`\chi_1(\sigma_w^2, q^*) = 1`.
 
     Brent's method on :math:`\chi_1 - 1` (with :math:`\chi_1` as in :func:`criticality`) inside
@@ -222,6 +222,8 @@ def critical_sigma_w2(activation, sigma_b2=0.0, param=None, bracket=(1e-3, 1e3))
     param : float, optional
     bracket : (float, float)
         Range of :math:`\sigma_w^2` searched.
+    xtol : float
+        Absolute tolerance of the root (a jump is found by bisection: one evaluation per halving).
 
     Returns
     -------
@@ -253,4 +255,4 @@ def critical_sigma_w2(activation, sigma_b2=0.0, param=None, bracket=(1e-3, 1e3))
         return lo if flo == 0.0 else hi
     if not flo * fhi < 0.0:
         return math.nan
-    return float(optimize.brentq(f, lo, hi, xtol=1e-12, rtol=1e-10))
+    return float(optimize.brentq(f, lo, hi, xtol=real(xtol, "xtol", minimum=1e-15), rtol=1e-10))

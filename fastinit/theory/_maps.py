@@ -206,7 +206,8 @@ def fixed_point(activation, sigma_w2, sigma_b2=0.0, bias_mean=0.0, param=None, q
     if abs(F(q)) <= 1e-13 * max(q, 1.0) and abs(F(2 * q)) <= 2e-13 * max(q, 1.0):
         return q  # the map is the identity here (ReLU at 2, linear at 1)
     far = 1e6 * max(float(q0), 1.0)  # beyond it, check once whether the map grows geometrically
-    for _ in range(maxiter):
+    prev = 0.0
+    for it in range(maxiter):
         q_new = F(q) + q
         if not math.isfinite(q_new) or q_new > 1e300:
             return math.inf
@@ -217,9 +218,19 @@ def fixed_point(activation, sigma_w2, sigma_b2=0.0, bias_mean=0.0, param=None, q
         if q_new < 1e-150 * max(float(q0), 1.0):
             return 0.0  # collapsed to the trivial fixed point
         step = abs(q_new - q)
+        signed, prev = q_new - q, (q_new - q if it % 10 == 9 else prev)
         q = q_new
         if step <= tol * max(q, 1e-300):
             return q
+        if it % 10 == 0 and it >= 20 and prev * signed > 0 and 0.5 < signed / prev < 1.0 and q > 1e-8:
+            # slow monotone convergence (near a saddle-node or q* -> 0): the geometric tail
+            # sum of the steps (rate r over the last 10) points near the root; take it when F
+            # changes sign between here and there, so the bracket holds the root being approached
+            r = (signed / prev) ** 0.1
+            target = q + signed * r / (1.0 - r) * 1.1
+            a, b = min(q, target), max(q, target)
+            if a > 0 and F(a) * F(b) < 0:
+                return optimize.brentq(F, a, b, xtol=1e-300, rtol=4 * np.finfo(float).eps)
         if step <= 1e-6 * q:
             # close to the attracting point: polish with Brent on a bracket around it
             lo, hi = q * (1 - 1e-4), q * (1 + 1e-4)
