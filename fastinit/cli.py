@@ -1,4 +1,4 @@
-"""Command line: ``fastinit info``, ``fastinit bench``, ``fastinit simulate``, ``fastinit phase`` and ``fastinit plan``."""
+"""Command line: ``fastinit info``, ``fastinit bench``, ``fastinit simulate`` and ``fastinit plan``."""
 
 from __future__ import annotations
 

@@ -56,10 +56,10 @@ def test_trajectory_first_layer_and_correlation_map(act, sw2, sb2):
     t = theory.correlation_trajectory(act, sw2, sb2, depth=5, q0=q0, c0=c0)
     assert t["q"][0] == pytest.approx(sw2 * q0 + sb2, rel=1e-14)
     assert t["c"][0] == pytest.approx((sw2 * q0 * c0 + sb2) / (sw2 * q0 + sb2), rel=1e-13)
-    for l in range(1, 5):
-        assert t["q"][l] == pytest.approx(theory.length_map(t["q"][l - 1], act, sw2, sb2), rel=1e-12)
-        c = theory.correlation_map(t["c"][l - 1], act, sw2, t["q"][l - 1], sb2)
-        assert t["c"][l] == pytest.approx(c, abs=1e-10)
+    for k in range(1, 5):  # layer k + 1
+        assert t["q"][k] == pytest.approx(theory.length_map(t["q"][k - 1], act, sw2, sb2), rel=1e-12)
+        c = theory.correlation_map(t["c"][k - 1], act, sw2, t["q"][k - 1], sb2)
+        assert t["c"][k] == pytest.approx(c, abs=1e-10)
 
 
 @pytest.mark.parametrize("act, sw2, sb2", [("tanh", 4.0, 0.05), ("tanh", 3.0, 0.15), ("tanh", 1.8, 0.05),

@@ -39,7 +39,16 @@ from ._activation import resolve_activation
 from ._args import check_dtype, check_memory, check_seed
 from ._passes import blas_threads_for
 from ._results import SimulationResult
-from ._schemes import KIND_BIAS, KIND_INPUT, KIND_WEIGHT, make_weight, random_normal, resolve_scheme, stream, weight_moments
+from ._schemes import (
+    KIND_BIAS,
+    KIND_INPUT,
+    KIND_WEIGHT,
+    make_weight,
+    random_normal,
+    resolve_scheme,
+    stream,
+    weight_moments,
+)
 
 __all__ = ["simulate_correlation", "CorrelationResult", "fit_depth_scale", "run_pairs", "CORRELATION_STATISTICS"]
 

@@ -65,7 +65,7 @@ from ._closed_forms import (
     selu_fixed_point,
     selu_moments,
 )
-from ._correlations import critical_sigma_w2, correlation_trajectory, criticality
+from ._correlations import correlation_trajectory, critical_sigma_w2, criticality
 from ._gains import GainReport, gain_preserving, torch_gain
 from ._maps import (
     activation_moments,
