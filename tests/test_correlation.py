@@ -96,7 +96,18 @@ def test_relu_limits():
         assert p["chi_1"] == pytest.approx(sw2 / 2, rel=1e-14)
         assert p["c_star"] == 1.0 and p["xi_c"] == math.inf  # polynomial approach
     assert theory.fixed_point("relu", 2.0, 0.1) == math.inf  # q + 0.1 for ever: no fixed point
+    assert theory.fixed_point("selu", 2.0, 0.1) == math.inf  # q_{l+1} / q_l -> 1.104 (was 1.4e216 at maxiter)
     assert theory.fixed_point("relu", 1.5, 0.1) == pytest.approx(0.4, rel=1e-12)
+
+
+@pytest.mark.parametrize("act, sw2, sb2", [("tanh", 1.001, 0.0), ("tanh", 1.01, 0.0), ("silu", 2.274, 0.2)])
+def test_fixed_point_slow_convergence(act, sw2, sb2):
+    """Near q* -> 0 (tanh just above 1) and a saddle-node (SiLU) the iteration is slow; the root is exact."""
+    q = theory.fixed_point(act, sw2, sb2)
+    assert 0 < q < math.inf
+    assert theory.length_map(q, act, sw2, sb2) == pytest.approx(q, rel=1e-12)
+    if act == "tanh":  # q* = (sigma_w^2 - 1) / 2 + O(eps^2)
+        assert q == pytest.approx((sw2 - 1) / 2, rel=5 * (sw2 - 1))
 
 
 def test_critical_line_closed_forms():
