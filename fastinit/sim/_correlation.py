@@ -258,7 +258,8 @@ def simulate_correlation(depth, width, *, activation="tanh", activation_param=No
     depth, width : int
         Layers L and units per layer (``width >= 2``); ``input_dim`` defaults to ``width``.
     activation, activation_param
-        As :func:`simulate_mlp` (registry name or a user ``@njit`` function is not accepted here: names).
+        A registry activation name, as in :func:`simulate_mlp` (user functions are not accepted here), and
+        its parameter.
     sigma_w2 : float, optional
         Weight variance times fan-in; give it or ``init``.
     sigma_b2 : float
