@@ -58,6 +58,9 @@ def make_parser() -> argparse.ArgumentParser:
         pass
     else:
         add_simulate_parser(sub)
+    from ._phase_cli import add_phase_parser  # `phase`: numpy only at import
+
+    add_phase_parser(sub)
     from .torch._cli import add_plan_parser  # `plan` lives with the torch integration (torch-free import)
 
     add_plan_parser(sub)
@@ -160,6 +163,10 @@ def main(argv=None) -> int:
         return _info(args)
     if args.command == "bench":
         return _bench(args)
+    if args.command == "phase":
+        from ._phase_cli import run_phase
+
+        return run_phase(args)
     if args.command == "plan":
         from .torch._cli import run_plan
 

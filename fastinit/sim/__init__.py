@@ -43,6 +43,7 @@ The package's modules (each re-exported here; import from :mod:`fastinit.sim`):
 ``_mlp``, ``_rnn``, ``_sweep``   the simulators and the grid runner
 ``_resnet``, ``_conv``           LayerNorm residual stacks and convolutional stacks (delta-orthogonal kernels)
 ``_jacobian``                    input-output Jacobian spectra (:func:`jacobian_spectrum`)
+``_correlation``                 pairs of inputs through the same networks: c_l, chi_1, the depth scale xi_c
 ``_results``                     result classes, verdicts, the text-table formatter
 ``_schemes``                     weight schemes (:mod:`fastinit.init` by name) and random streams
 ``_activation``                  registry or user activations, as the kernels see them
@@ -68,6 +69,7 @@ True
 from fastinit.theory._common import MLP_STATISTICS, RNN_STATISTICS
 
 from ._conv import CNNResult, delta_orthogonal_, simulate_cnn
+from ._correlation import CorrelationResult, fit_depth_scale, simulate_correlation
 from ._jacobian import JACOBIAN_STATISTICS, JacobianResult, jacobian_spectrum
 from ._mlp import simulate_mlp
 from ._resnet import ResNetResult, simulate_resnet
@@ -85,6 +87,9 @@ __all__ = [
     "ResNetResult",
     "CNNResult",
     "sweep",
+    "simulate_correlation",
+    "fit_depth_scale",
+    "CorrelationResult",
     "SimulationResult",
     "MLPResult",
     "RNNResult",

@@ -40,6 +40,7 @@ The package's modules (each re-exported here; import from :mod:`fastinit.theory`
 ``_quadrature``   Gaussian expectations (the three rules above)
 ``_closed_forms`` ReLU and SELU moments, He's analysis, deep linear nets
 ``_maps``         length and correlation maps, slopes, fixed points, depth scales, dead units
+``_correlations`` two inputs layer by layer, the phase of (sigma_w^2, sigma_b^2), the critical line
 ``_gains``        torch's gains beside the second-moment-preserving ones
 ``_jacobian``     input-output Jacobian spectra (free probability)
 ``_networks``     whole-network predictions (:func:`mlp_theory`, :func:`rnn_theory`)
@@ -68,6 +69,7 @@ from ._closed_forms import (
     selu_fixed_point,
     selu_moments,
 )
+from ._correlations import correlation_trajectory, critical_sigma_w2, criticality
 from ._fluctuations import FLUCTUATION_STATISTICS, fluctuation_theory, log_normal_band
 from ._gains import GainReport, gain_preserving, torch_gain
 from ._jacobian import critical_sigmas, jacobian_density, jacobian_theory, linear_sv2_finite_width
@@ -95,6 +97,9 @@ __all__ = [
     "cross_moment",
     "critical_sigmas",
     "correlation_map",
+    "correlation_trajectory",
+    "critical_sigma_w2",
+    "criticality",
     "depth_scales",
     "fixed_point",
     "fluctuation_theory",

@@ -174,7 +174,8 @@ def fixed_point(activation, sigma_w2, sigma_b2=0.0, bias_mean=0.0, param=None, q
 
     Iterates :func:`length_map` from ``q0`` and polishes the result with Brent's method.
     Returns ``0.0`` when the iteration collapses to zero (e.g. tanh at
-    :math:`\sigma_w^2 \le 1`, :math:`\sigma_b = 0`), ``inf`` when it diverges, and ``q0``
+    :math:`\sigma_w^2 \le 1`, :math:`\sigma_b = 0`), ``inf`` when it diverges (also slowly, as
+    ReLU's :math:`q + \sigma_b^2` at :math:`\sigma_w^2 = 2`), and ``q0``
     itself for maps that are the identity (ReLU at :math:`\sigma_w^2 = 2`, linear at 1).
     Unstable fixed points (GELU/SiLU at ``g_pre``) are never returned; evaluate
     :func:`length_map` there directly.
@@ -204,16 +205,32 @@ def fixed_point(activation, sigma_w2, sigma_b2=0.0, bias_mean=0.0, param=None, q
     q = float(q0)
     if abs(F(q)) <= 1e-13 * max(q, 1.0) and abs(F(2 * q)) <= 2e-13 * max(q, 1.0):
         return q  # the map is the identity here (ReLU at 2, linear at 1)
-    for _ in range(maxiter):
+    far = 1e6 * max(float(q0), 1.0)  # beyond it, check once whether the map grows geometrically
+    prev = 0.0
+    for it in range(maxiter):
         q_new = F(q) + q
         if not math.isfinite(q_new) or q_new > 1e300:
             return math.inf
+        if q_new > far:
+            far = math.inf
+            if F(q_new) > 1e-9 * q_new and F(1e6 * q_new) > 1e-9 * 1e6 * q_new:
+                return math.inf  # q_l grows by a factor > 1 here and a million times further: no root ahead
         if q_new < 1e-150 * max(float(q0), 1.0):
             return 0.0  # collapsed to the trivial fixed point
         step = abs(q_new - q)
+        signed, prev = q_new - q, (q_new - q if it % 10 == 9 else prev)
         q = q_new
         if step <= tol * max(q, 1e-300):
             return q
+        if it % 10 == 0 and it >= 20 and prev * signed > 0 and 0.5 < signed / prev < 1.0 and q > 1e-8:
+            # slow monotone convergence (near a saddle-node or q* -> 0): the geometric tail
+            # sum of the steps (rate r over the last 10) points near the root; take it when F
+            # changes sign between here and there, so the bracket holds the root being approached
+            r = (signed / prev) ** 0.1
+            target = q + signed * r / (1.0 - r) * 1.1
+            a, b = min(q, target), max(q, target)
+            if a > 0 and F(a) * F(b) < 0:
+                return optimize.brentq(F, a, b, xtol=1e-300, rtol=4 * np.finfo(float).eps)
         if step <= 1e-6 * q:
             # close to the attracting point: polish with Brent on a bracket around it
             lo, hi = q * (1 - 1e-4), q * (1 + 1e-4)
@@ -221,6 +238,8 @@ def fixed_point(activation, sigma_w2, sigma_b2=0.0, bias_mean=0.0, param=None, q
                 return optimize.brentq(F, lo, hi, xtol=1e-300, rtol=4 * np.finfo(float).eps)
     if q < 1e-8 and F(q) < 0:
         return 0.0
+    if F(q) > 0 and F(2 * q) > 0 and F(1e3 * q) > 0:
+        return math.inf  # still growing after maxiter with no root ahead (e.g. ReLU at 2 with a bias)
     return q
 
 
@@ -369,34 +388,50 @@ def depth_scales(activation, sigma_w2, sigma_b2=0.0, param=None, q0=1.0):
         r = activation_moments(act, 0.0, 0.0)
         c1 = sigma_w2 * r["dphi_m2"]
         return {"q_star": q, "c_star": 1.0, "chi_1": c1, "chi_c": c1, "slope_q": c1,
-                "xi_q": _xi(c1), "xi_c": _xi(c1), "xi_grad": _xi(c1)}
+                "xi_q": xi_of_slope(c1), "xi_c": xi_of_slope(c1), "xi_grad": xi_of_slope(c1)}
     c1 = chi1(act, sigma_w2, q)
     slope = length_map_slope(act, sigma_w2, q)
     if c1 <= 1.0 + 1e-12:
         # ordered phase or its boundary: c = 1 is the attracting fixed point, chi_c = chi_1
         cstar, chic = 1.0, c1
     else:
-        # chaotic phase: iterate the correlation map on D = q (1 - c) from c = 0
-        def G(D):
-            return sigma_w2 * dmap(act, 0.0, q, D) - D
-
-        D = q
-        for _ in range(5000):
-            Dn = G(D) + D
-            step = abs(Dn - D)
-            D = Dn
-            if step <= 1e-6 * q:
-                break
-        lo, hi = D * (1 - 1e-4), min(D * (1 + 1e-4), 2 * q)
-        if G(lo) * G(hi) < 0:  # polish the attracting point with Brent
-            D = optimize.brentq(G, lo, hi, xtol=1e-300, rtol=1e-14)
-        cstar = 1.0 - D / q
-        chic = sigma_w2 * _expect2(act, lambda z: act.df(z), lambda z: act.df(z), 0.0, q, q * cstar)
+        cstar, chic = correlation_fixed_point(act, sigma_w2, q)
     return {"q_star": q, "c_star": cstar, "chi_1": c1, "chi_c": chic, "slope_q": slope,
-            "xi_q": _xi(slope), "xi_c": _xi(chic), "xi_grad": _xi(c1)}
+            "xi_q": xi_of_slope(slope), "xi_c": xi_of_slope(chic), "xi_grad": xi_of_slope(c1)}
 
 
-def _xi(r):
+def correlation_fixed_point(act, sigma_w2, q):
+    r"""``(c*, chi_c)`` of the correlation map at the length fixed point ``q`` in the chaotic phase.
+
+    With :math:`D = q (1 - c)` the map is :math:`D \mapsto \sigma_w^2 \tfrac12 E[(\phi(u_1) - \phi(u_2))^2]`.
+    Its Hermite expansion :math:`f(c) = \sum_k a_k c^k` (:math:`a_k \ge 0`, :math:`f(1) = 1`) is convex
+    on :math:`[0, 1]` with :math:`f(0) = a_0 \ge 0` and :math:`f(c) - c \ge a_0 (1 + |c|)` on
+    :math:`[-1, 0]`, so when :math:`\chi_1 > 1` the attracting point is the one root of
+    :math:`G(D) = \sigma_w^2 D_\text{map}(D) - D` in :math:`(0, q]`: found by Brent's method on a bracket
+    (``G > 0`` just below ``c = 1``, ``G(q) \le 0``), not by iterating the map (hundreds of 2-D integrals
+    near the critical line). ``act`` is a resolved Activation.
+    """
+    def G(D):
+        return sigma_w2 * dmap(act, 0.0, q, D) - D
+
+    hi = q
+    g_hi = G(hi)
+    if g_hi >= -1e-13 * q:  # c = 0 maps onto itself (odd phi, no bias): c* = 0
+        cstar = 0.0
+    else:
+        lo = 1e-3 * q
+        while G(lo) <= 0.0 and lo > 1e-13 * q:  # the root lies closer to c = 1
+            hi, lo = lo, lo * 1e-2
+        if lo <= 1e-13 * q:
+            cstar = 1.0
+        else:
+            cstar = 1.0 - optimize.brentq(G, lo, hi, xtol=1e-300, rtol=1e-14) / q
+    chic = sigma_w2 * _expect2(act, lambda z: act.df(z), lambda z: act.df(z), 0.0, q, q * cstar)
+    return cstar, chic
+
+
+def xi_of_slope(r):
+    """Depth scale ``1 / |ln r|`` of a per-layer factor ``r`` (inf at r = 1, 0 at r <= 0)."""
     if r <= 0:
         return 0.0
     lr = math.log(r)
