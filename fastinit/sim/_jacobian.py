@@ -28,6 +28,7 @@ from ._results import format_table
 from ._schemes import (
     KIND_BIAS,
     KIND_INPUT,
+    KIND_PROBE,
     KIND_WEIGHT,
     make_weight,
     random_normal,
@@ -36,10 +37,8 @@ from ._schemes import (
     weight_moments,
 )
 
-__all__ = ["jacobian_spectrum", "JacobianResult", "JACOBIAN_STATISTICS", "KIND_PROBE", "EXACT_MAX_WIDTH"]
+__all__ = ["jacobian_spectrum", "JacobianResult", "JACOBIAN_STATISTICS", "EXACT_MAX_WIDTH"]
 
-#: Stream kind of the randomized method's probe vectors (``_schemes`` numbers kinds 0..5 of 8).
-KIND_PROBE = 7
 #: ``method="auto"`` forms J exactly up to this width (cost ``depth x width^3`` per input), beyond it
 #: it runs stochastic Lanczos quadrature.
 EXACT_MAX_WIDTH = 1024

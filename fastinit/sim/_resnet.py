@@ -19,9 +19,11 @@ from ._mlp import blas_threads
 from ._results import SimulationResult, summarise
 from ._schemes import (
     KIND_BIAS,
+    KIND_BIAS2,
     KIND_INPUT,
     KIND_SEED_G,
     KIND_WEIGHT,
+    KIND_WEIGHT2,
     make_weight,
     random_normal,
     resolve_scheme,
@@ -30,9 +32,6 @@ from ._schemes import (
 )
 
 __all__ = ["simulate_resnet", "ResNetResult", "layer_norm", "layer_norm_backward", "RESNET_STATISTICS"]
-
-# stream kinds 6 and 7 (of the 8 per network and layer) hold the second linear of an mlp block
-KIND_WEIGHT2, KIND_BIAS2 = 6, 7
 
 
 class ResNetResult(SimulationResult):

@@ -23,7 +23,8 @@ from fastinit._fill import fill_normal
 from fastinit._generator import Generator
 
 __all__ = ["WEIGHT_SCHEMES", "resolve_scheme", "weight_moments", "make_weight", "random_normal", "stream",
-           "KIND_WEIGHT", "KIND_BIAS", "KIND_INPUT", "KIND_SEED_G", "KIND_RNN_U", "KIND_RNN_X"]
+           "KIND_WEIGHT", "KIND_BIAS", "KIND_INPUT", "KIND_SEED_G", "KIND_RNN_U", "KIND_RNN_X",
+           "KIND_WEIGHT2", "KIND_BIAS2", "KIND_PROBE"]
 
 # ------------------------------------------------------------------------------------------
 # Random streams. Every random array of a simulation has its own Philox stream id, derived
@@ -31,6 +32,10 @@ __all__ = ["WEIGHT_SCHEMES", "resolve_scheme", "weight_moments", "make_weight", 
 # networks, layers or configurations are simulated alongside it.
 # ------------------------------------------------------------------------------------------
 KIND_WEIGHT, KIND_BIAS, KIND_INPUT, KIND_SEED_G, KIND_RNN_U, KIND_RNN_X = range(6)
+# the second Linear of a residual MLP block (_resnet); the Jacobian's probe vectors (_jacobian) share
+# kind 7: no simulation draws both
+KIND_WEIGHT2, KIND_BIAS2 = 6, 7
+KIND_PROBE = 7
 _MAX_LAYERS = 1 << 20  # layer (or time step) index field of a stream id
 
 
