@@ -8,7 +8,7 @@ import numpy as np
 
 from fastinit._checks import InitArgumentError, integer, real
 from fastinit.theory import mlp_theory
-from fastinit.theory._common import MLP_STATISTICS
+from fastinit.theory._common import MLP_FORWARD_STATISTICS, MLP_STATISTICS
 
 from . import _passes
 from ._activation import resolve_activation
@@ -20,6 +20,7 @@ from ._args import (
     check_hist_layers,
     check_memory,
     check_seed,
+    check_stats,
     resolve_widths,
 )
 from ._results import MLPResult, summarise
@@ -115,7 +116,7 @@ def simulate_mlp(widths=None, *, depth=None, width=None, input_dim=None, batch=1
                  input_mean=0.0, input_std=1.0, residual_scale=None,
                  n_networks=1, seed=0, backward=True, G=None,
                  histograms=False, hist_layers=None, hist_bins=50, hist_range=None,
-                 dtype="float32", weights=None, biases=None, x=None, theory=True):
+                 dtype="float32", weights=None, biases=None, x=None, theory=True, stats=None):
     r"""Simulate deep fully-connected networks at initialization, layer by layer.
 
     For each of ``n_networks`` independently initialised networks,
@@ -184,6 +185,14 @@ def simulate_mlp(widths=None, *, depth=None, width=None, input_dim=None, batch=1
         ``init``/``bias``/``input_*``; the theory then uses the requested scheme's moments.
     theory : bool
         Attach mean-field predictions (``res.theory``).
+    stats : str or sequence of str, optional
+        Compute only these statistics (names of ``MLP_STATISTICS``); the others are NaN in the
+        result (``res.config["stats"]`` lists the computed ones). Default: every statistic (the
+        gradient ones only with ``backward``). Work is skipped accordingly: no backward pass
+        without a gradient statistic, the batch-mean weight-gradient GEMM only for
+        ``grad_weight_m2_batchmean``, the input-gradient GEMM only for ``grad_input_m2``, and
+        each group of forward statistics only when one of its members is asked for. A selected
+        statistic has the same value, bit for bit, as in a run that computes every statistic.
 
     Returns
     -------
@@ -197,7 +206,8 @@ def simulate_mlp(widths=None, *, depth=None, width=None, input_dim=None, batch=1
         An argument of the wrong type (``dtype=None``, ``widths="abc"``, complex ``weights``, ...).
     ValueError
         An invalid value (:class:`~fastinit.InitArgumentError`), NaN or inf in ``weights``,
-        ``biases``, ``x`` or ``G`` included; the message names the argument.
+        ``biases``, ``x`` or ``G`` included, an unknown name in ``stats`` (the message lists the
+        valid ones); the message names the argument.
     MemoryError
         When the estimated peak memory of one network (below) exceeds the memory available now
         (``MemAvailable``); checked before anything is allocated, the message gives the estimate
@@ -265,6 +275,9 @@ def simulate_mlp(widths=None, *, depth=None, width=None, input_dim=None, batch=1
         if not hist_range[0] < hist_range[1]:
             raise InitArgumentError(f"hist_range must be (low, high) with low < high, got {hist_range}")
     explicit = check_explicit(weights, biases, x, ws, B, n_networks)
+    backward_names = tuple(n for n in MLP_STATISTICS if n not in MLP_FORWARD_STATISTICS)
+    selected = check_stats(stats, MLP_STATISTICS, backward_names, bool(backward))
+    backward = bool(backward) and any(n in backward_names for n in selected)
     check_memory(_passes.mlp_bytes(ws, B, dt.itemsize, residual_scale is not None),
                  f"simulate_mlp(widths={_short(ws)}, batch={B}, dtype={dt.name})")
 
@@ -280,7 +293,7 @@ def simulate_mlp(widths=None, *, depth=None, width=None, input_dim=None, batch=1
         out = _passes.mlp_pass(x0, Ws, bs, act.kind, act.param, act.sat,
                                 residual=residual_scale is not None,
                                 alpha=1.0 if residual_scale is None else residual_scale,
-                                G=Gk, backward=backward,
+                                G=Gk, backward=backward, want=set(selected),
                                 hist_layers=hl if k == 0 else (), hist_bins=hist_bins, hist_range=hist_range)
         for n in MLP_STATISTICS:
             per[n].append(out[n])
@@ -293,7 +306,8 @@ def simulate_mlp(widths=None, *, depth=None, width=None, input_dim=None, batch=1
                   init=key, init_params=params, bias=bias, bias_value=bias_value,
                   bias_std=bias_std, input_mean=input_mean, input_std=input_std,
                   residual_scale=residual_scale, n_networks=n_networks, seed=seed,
-                  backward=bool(backward), dtype=dt.name, explicit_arrays=explicit is not None)
+                  backward=bool(backward), dtype=dt.name, explicit_arrays=explicit is not None,
+                  stats=list(selected))
     if theory:
         th, note = _scheme_theory(ws, B, act, scheme, params, bias, bias_value, bias_std, input_mean, input_std,
                                   residual_scale)
