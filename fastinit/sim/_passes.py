@@ -76,13 +76,21 @@ def blas_threads_for(gemm_flops):
 # only on the batch and the widths, never on the thread count, and every block sums into its own
 # slots, reduced in block order: the statistics do not depend on the thread count.
 # ------------------------------------------------------------------------------------------
-BLOCK_BYTES = 1 << 20   # about this many bytes of one layer's output per block (fits a core's L2)
-MIN_BLOCK_ROWS = 16
+BLOCK_BYTES = 1 << 21   # at most about this many bytes of one layer's output per block (a core's L2)
+MIN_BLOCK_ROWS = 16     # BLAS on fewer rows than this (per call) loses too much to packing the weights
 
 
 def row_blocks(batch, width, itemsize):
-    """Row bounds ``[0, r_1, ..., batch]`` of the blocks of a ``batch x width`` layer."""
-    rows = max(MIN_BLOCK_ROWS, BLOCK_BYTES // max(1, width * itemsize))
+    """Row bounds ``[0, r_1, ..., batch]`` of the blocks of a ``batch x width`` layer.
+
+    A layer that runs on several threads (``SMALL_LAYER_ENTRIES`` or more) gets at least 4 blocks so
+    that the threads share it evenly; a small one a single block when it fits in ``BLOCK_BYTES``.
+    The partition depends on the sizes only.
+    """
+    rows = BLOCK_BYTES // max(1, width * itemsize)
+    if batch * width >= SMALL_LAYER_ENTRIES:
+        rows = min(rows, -(-int(batch) // 4))
+    rows = max(MIN_BLOCK_ROWS, rows)
     nb = max(1, -(-int(batch) // rows))
     return np.array([(c * batch) // nb for c in range(nb + 1)], dtype=np.int64)
 
