@@ -132,3 +132,27 @@ def test_no_backward_pass_without_a_gradient_statistic(monkeypatch):
     assert calls == []
     _run(stats=["grad_bias_m2_per_sample"])
     assert len(calls) == 2 * 4      # one per layer and network
+
+
+def test_kernels_loaded_from_the_cache_keep_their_activation(tmp_path):
+    """Two processes on one fresh Numba cache directory: the first compiles the kernels of ReLU and
+    tanh, the second loads both from the cache. Every activation must keep its own row loops (each
+    kind's loops have their own symbol names; with shared names the second process ran ReLU's loops
+    for tanh too)."""
+    import json
+
+    from _subproc import run_python
+
+    code = ("import json; from fastinit.sim import simulate_mlp\n"
+            "print(json.dumps({a: simulate_mlp(depth=2, width=16, batch=32, activation=a, theory=False,"
+            " dtype='float64').post_m2.tolist() for a in ('relu', 'tanh')}))")
+    env = {"NUMBA_CACHE_DIR": str(tmp_path), "FASTINIT_NUMBA_CACHE": "1"}
+    runs = []
+    for _ in range(2):
+        proc = run_python(code, env=env)
+        assert proc.returncode == 0, proc.stderr
+        runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    here = {a: simulate_mlp(depth=2, width=16, batch=32, activation=a, theory=False, dtype="float64").post_m2.tolist()
+            for a in ("relu", "tanh")}
+    assert runs[0] == runs[1] == here
+    assert here["relu"] != here["tanh"]

@@ -104,24 +104,27 @@ def _row_functions(kind):
     f, df = _KINDS[kind]
     flags = dict(fastmath=_FAST, error_model="numpy", nogil=True)
 
-    @njit(**flags)
     def phi_row_k(z, bias, act, i, p):
         for j in range(z.shape[1]):
             z[i, j] = np.float64(z[i, j]) + bias[j]
             act[j] = f(np.float64(z[i, j]), p)
 
-    @njit(**flags)
     def dphi_row_k(g, z, delta, i, p, scale):
         for j in range(z.shape[1]):
             delta[i, j] = scale * df(np.float64(z[i, j]), p) * np.float64(g[i, j])
 
-    @njit(**flags)
     def phi_dphi_row_k(g, z, delta, a_out, i, p):
         for j in range(z.shape[1]):
             zz = np.float64(z[i, j])
             a_out[i, j] = f(zz, p)
             delta[i, j] = 1.0 * df(zz, p) * np.float64(g[i, j])
 
+    # A name of its own per kind: Numba's symbol names come from the qualified name and the
+    # argument types, and two kinds' row functions of one name would share one symbol in the
+    # process (the first one loaded would serve every kind).
+    for fn in (phi_row_k, dphi_row_k, phi_dphi_row_k):
+        fn.__name__ = fn.__qualname__ = fn.__name__.replace("_k", f"_kind{kind}")
+    phi_row_k, dphi_row_k, phi_dphi_row_k = (njit(**flags)(fn) for fn in (phi_row_k, dphi_row_k, phi_dphi_row_k))
     fns = _ROWS[kind] = (phi_row_k, dphi_row_k, phi_dphi_row_k)
     return fns
 
