@@ -322,8 +322,12 @@ def _mlp_pass(x, weights, biases, kind, p, sat_thr, residual=False, alpha=1.0,
     # ---- backward: g_l = dl/da_l (or dl/dh_l), delta_l = dl/dz_l ----
     g = np.ascontiguousarray(G, dtype=dtype)
     delta = np.empty((B, widths[L]), dtype=dtype)
-    rd = backward_layer(nthreads, _no_gemm, kind, g, g, False, zs[L - 1], delta, None, p,
+    # with the batch-mean weight gradient, plain nets use the rebuilding kernel here too (into a
+    # scratch array): one backward kernel per activation to compile instead of two, same bits
+    scratch = np.empty_like(delta) if batchmean and not residual else None
+    rd = backward_layer(nthreads, _no_gemm, kind, g, g, False, zs[L - 1], delta, scratch, p,
                         alpha if residual else 1.0, bounds)
+    del scratch
     for l in range(L - 1, -1, -1):
         n_out, n_in = widths[l + 1], widths[l]
         sd2 = float(ordered_sum(rd))
