@@ -90,19 +90,19 @@ def minimal_numpy_loop(x, Ws, G):
     L = len(Ws)
     out = {k: np.empty(L) for k in SELECTED if k != "grad_input_m2"}
     a, zs = x, []
-    for l, W in enumerate(Ws):
+    for k, W in enumerate(Ws):
         z = a @ W.T
         zm, zm2 = z.mean(dtype=np.float64), np.square(z).mean(dtype=np.float64)
         a = np.maximum(z, 0)
         am, am2 = a.mean(dtype=np.float64), np.square(a).mean(dtype=np.float64)
-        for k, v in zip(SELECTED[:6], (zm, zm2 - zm * zm, zm2, am, am2 - am * am, am2), strict=True):
-            out[k][l] = v
+        for name, v in zip(SELECTED[:6], (zm, zm2 - zm * zm, zm2, am, am2 - am * am, am2), strict=True):
+            out[name][k] = v
         zs.append(z)
     g = G
-    for l in range(L - 1, -1, -1):
-        d = g * (zs[l] > 0)
-        out["grad_preact_m2"][l] = np.square(d).mean(dtype=np.float64)
-        g = d @ Ws[l]
+    for k in range(L - 1, -1, -1):
+        d = g * (zs[k] > 0)
+        out["grad_preact_m2"][k] = np.square(d).mean(dtype=np.float64)
+        g = d @ Ws[k]
     out["grad_input_m2"] = np.square(g).mean(dtype=np.float64)
     return out
 

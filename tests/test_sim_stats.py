@@ -156,3 +156,27 @@ def test_kernels_loaded_from_the_cache_keep_their_activation(tmp_path):
             for a in ("relu", "tanh")}
     assert runs[0] == runs[1] == here
     assert here["relu"] != here["tanh"]
+
+
+def test_theory_cached_on_disk_gives_the_same_numbers(tmp_path, monkeypatch):
+    """The mean-field theory of a configuration is kept on disk beside Numba's cache; a later call
+    (another process: here the in-memory cache is cleared) reads the same numbers, bit for bit."""
+    from fastinit.sim import _mlp
+
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    if not _mlp.NUMBA_CACHE:
+        pytest.skip("on-disk caches are off (FASTINIT_NUMBA_CACHE=0)")
+    kw = dict(depth=5, width=64, batch=128, activation="gelu", init="he", seed=2)
+    _mlp._mlp_theory_cached.cache_clear()
+    first = simulate_mlp(**kw).theory
+    files = list((tmp_path / "fastinit-sim-theory").glob("*.npz"))
+    assert len(files) == 1
+    _mlp._mlp_theory_cached.cache_clear()
+    second = simulate_mlp(**kw).theory
+    for name in MLP_STATISTICS:
+        np.testing.assert_array_equal(second[name], first[name], err_msg=name)
+    files[0].write_bytes(b"not an npz file")   # a damaged entry is recomputed
+    _mlp._mlp_theory_cached.cache_clear()
+    third = simulate_mlp(**kw).theory
+    np.testing.assert_array_equal(third["preact_m2"], first["preact_m2"])
+    _mlp._mlp_theory_cached.cache_clear()

@@ -3,20 +3,23 @@
 Private module. The drivers in :mod:`fastinit.sim._passes` call them; the public functions
 (:mod:`fastinit.sim`) validate every argument, and the kernels trust their inputs.
 
-* Everything elementwise is one fused ``@njit(parallel=True)`` pass per layer and direction:
-  bias add, activation, derivative, and every statistic of the layer. Statistics are
-  accumulated in float64 per row chunk (one chunk per ``prange`` iteration) and reduced after
-  the loop in index order (:func:`ordered_sum`), so results do not depend on the thread count.
+* Everything elementwise is one fused ``@njit`` kernel per block of rows and direction, run by
+  the drivers right after the BLAS call that wrote the block (:func:`forward_block`,
+  :func:`backward_block`, :func:`backward_rebuild_block`): bias add, activation, derivative, and
+  the statistics asked for (``flags``, one loop per group of statistics, so a statistic's bits do
+  not depend on which others are computed). Each block sums in float64 into its own slots;
+  :func:`forward_reduce` merges the blocks in order, so results do not depend on the thread count.
 * The activation is chosen by an integer ``kind`` (an :class:`~fastinit._activations.Activation`'s
   ``kind_id``) at *compile* time: each kernel is compiled once per kind with ``kind`` typed as a
-  literal, and :func:`phi`/:func:`dphi` resolve to that activation's scalar functions
-  (:data:`fastinit.sim._fastmath.KERNEL_ACTIVATIONS`), which are inlined so that the loops
-  vectorise. No branch on the kind is left in the loop (a kernel dispatching on a run-time kind
-  inside the loop was 5x slower for ReLU), and no function is passed as an argument or closed
-  over, so Numba's on-disk cache (``FASTINIT_NUMBA_CACHE``, :mod:`fastinit._config`) keeps every
-  compiled kernel: a second process compiles nothing. :func:`compiled` returns a kernel's entry
-  point for one kind and argument types (calling the dispatcher with a literal argument would
-  resolve the types in Python on every call).
+  literal, and :func:`phi_row`/:func:`dphi_row`/:func:`phi_dphi_row` resolve to that activation's
+  loops over one row, small functions with the scalar code
+  (:data:`fastinit.sim._fastmath.KERNEL_ACTIVATIONS`) inlined so that they vectorise. No branch
+  on the kind is left in the loop (a kernel dispatching on a run-time kind inside the loop was 5x
+  slower for ReLU), and no function is passed as an argument, so Numba's on-disk cache
+  (``FASTINIT_NUMBA_CACHE``, :mod:`fastinit._config`) keeps every compiled kernel: a second
+  process compiles nothing. :func:`compiled` returns a kernel's entry point for one kind and
+  argument types (calling the dispatcher with a literal argument would resolve the types in
+  Python on every call).
 * A user's own activation gets a fresh kind (:func:`register_user_activation`) served by
   uncached copies of the same kernels: its code lives outside fastinit, so a cache entry could
   not tell when it changes.
@@ -31,7 +34,7 @@ import warnings
 
 import numba
 import numpy as np
-from numba import njit, prange, types
+from numba import njit, types
 from numba.core.errors import NumbaIRAssumptionWarning
 from numba.extending import overload
 

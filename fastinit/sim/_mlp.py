@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import functools
+import glob
+import hashlib
+import os
+import tempfile
 
 import numpy as np
 
 from fastinit._checks import InitArgumentError, integer, real
+from fastinit._config import NUMBA_CACHE
 from fastinit.theory import mlp_theory
 from fastinit.theory._common import MLP_FORWARD_STATISTICS, MLP_STATISTICS
 
@@ -62,7 +67,62 @@ def _mlp_theory(widths, act, weight_means, weight_vars, bias_mean, bias_var, inp
 
 @functools.lru_cache(maxsize=512)
 def _mlp_theory_cached(*args):
-    return _mlp_theory_uncached(*args)
+    return _disk_cached_theory(args)
+
+
+# ------------------------------------------------------------------------------------------
+# The theory of a configuration on disk, beside Numba's cache: the quadratures of the default
+# `fastinit simulate` study cost about 11 s of CPU, as much as a third of its simulation, and
+# give the same numbers every time. Entries are keyed by the arguments and by the source of the
+# code that computes them (fastinit.theory, fastinit._activations, this module), so an edit
+# there recomputes them. Registry activations only; off with FASTINIT_NUMBA_CACHE=0.
+# ------------------------------------------------------------------------------------------
+_STAMP = None
+
+
+def _theory_stamp():
+    global _STAMP
+    if _STAMP is None:
+        import fastinit._activations as acts
+        import fastinit.theory as theory
+
+        h = hashlib.sha256()
+        files = sorted(glob.glob(os.path.join(os.path.dirname(theory.__file__), "*.py")))
+        for f in files + [acts.__file__, __file__]:
+            with open(f, "rb") as fh:
+                h.update(fh.read())
+        _STAMP = h.hexdigest()
+    return _STAMP
+
+
+def _theory_dir():
+    base = os.environ.get("NUMBA_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "fastinit")
+    return os.path.join(base, "fastinit-sim-theory")
+
+
+def _disk_cached_theory(args):
+    act = args[1]
+    if not NUMBA_CACHE or not isinstance(act.spec, str):
+        return _mlp_theory_uncached(*args)
+    key = hashlib.sha256(repr((_theory_stamp(), args[0], (act.name, act.kind, act.param, act.sat, act.spec,
+                                                           act.theory_param), args[2:])).encode()).hexdigest()
+    path = os.path.join(_theory_dir(), key[:40] + ".npz")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return {k: f[k] for k in MLP_STATISTICS}, str(f["__note__"])
+    except (OSError, KeyError, ValueError):
+        pass  # not there yet, or unreadable: compute it
+    th, note = _mlp_theory_uncached(*args)
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".npz")
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, __note__=np.array(note), **th)
+        os.replace(tmp, path)  # atomic: a concurrent reader sees the old file or the whole new one
+    except OSError:
+        pass  # a read-only or full disk: the theory is still returned
+    return th, note
 
 
 def _mlp_theory_uncached(widths, act, weight_means, weight_vars, bias_mean, bias_var, input_mean,

@@ -4,12 +4,14 @@ everything elementwise, the thread policy for small problems, and the memory est
 
 Private module: the public functions (:mod:`fastinit.sim`) validate every argument.
 
-* Matrix products go through BLAS: ``numpy.matmul(..., out=buffer)`` outside Numba, so the
-  product lands in a preallocated buffer and OpenBLAS runs its own threads.
+* Matrix products go through BLAS: ``numpy.matmul(..., out=buffer[r0:r1])`` outside Numba,
+  one block of rows at a time on one BLAS thread, each followed at once by the fused kernel on
+  that block (still in cache); blocks run on the calling thread and a small thread pool
+  (:func:`run_blocks`). The partition depends only on the sizes (:func:`row_blocks`).
 * Memory: the forward pass keeps one pre-activation array per layer in the simulation dtype
   (float32 by default), plus the post-activation stream for residual nets, which cannot be
-  rebuilt from the pre-activations. Backward rebuilds ``phi(z)`` and ``phi'(z)`` from the stored
-  ``z`` in the same fused pass that forms ``delta``. Working buffers are a few ``B x n``
+  rebuilt from the pre-activations. Backward forms ``phi'(z)`` from the stored ``z`` (and
+  rebuilds ``phi(z)`` in the same loop when the batch-mean weight gradient needs it). Working buffers are a few ``B x n``
   arrays; there is no float64 copy of any layer (:func:`mlp_bytes`, :func:`rnn_bytes`).
 """
 

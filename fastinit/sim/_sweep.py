@@ -130,7 +130,6 @@ def sweep(inits=("xavier_normal", "kaiming_normal"), activations=("tanh", "relu"
         resolve_scheme(*_spec(spec), dtype)
     for spec in activations:
         resolve_activation(*_spec(spec), kwargs.get("activation_derivative"))
-    total = len(grid) * len(seeds)
     jobs = [(gi, si) for gi in range(len(grid)) for si in range(len(seeds))]
     if remote is None:
         workers = _sweep_workers(workers, grid, batch, kwargs.get("input_dim"))
