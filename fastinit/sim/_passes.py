@@ -11,8 +11,9 @@ Private module: the public functions (:mod:`fastinit.sim`) validate every argume
 * Memory: the forward pass keeps one pre-activation array per layer in the simulation dtype
   (float32 by default), plus the post-activation stream for residual nets, which cannot be
   rebuilt from the pre-activations. Backward forms ``phi'(z)`` from the stored ``z`` (and
-  rebuilds ``phi(z)`` in the same loop when the batch-mean weight gradient needs it). Working buffers are a few ``B x n``
-  arrays; there is no float64 copy of any layer (:func:`mlp_bytes`, :func:`rnn_bytes`).
+  rebuilds ``phi(z)`` in the same loop when the batch-mean weight gradient needs it). Working
+  buffers are a few ``B x n`` arrays; there is no float64 copy of any layer (:func:`mlp_bytes`,
+  :func:`rnn_bytes`).
 """
 
 from __future__ import annotations
