@@ -12,7 +12,7 @@ import numpy as np
 from fastinit._checks import U64, InitArgumentError, integer, real
 
 __all__ = ["check_dtype", "resolve_widths", "bias_spec", "check_hist_layers", "check_array", "check_explicit",
-           "check_seed", "check_memory", "available_memory"]
+           "check_seed", "check_memory", "available_memory", "check_stats"]
 
 
 def check_dtype(dtype):
@@ -144,3 +144,30 @@ def check_memory(nbytes, what):
         raise MemoryError(f"{what} needs about {nbytes / 2**30:.3g} GiB but {avail / 2**30:.3g} GiB is "
                           f"available: reduce batch, width or depth (memory grows with "
                           f"batch x width x depth), use dtype='float32', or run fewer at once")
+
+
+def check_stats(stats, valid, backward_names=(), backward=True):
+    """The selected statistic names of ``stats`` (a name or a sequence of names), as a tuple in the
+    order of ``valid``; ``None`` selects every one (the backward ones only with ``backward``).
+
+    An unknown name, an empty selection, or a backward statistic with ``backward=False`` raises
+    :class:`~fastinit.InitArgumentError` listing the valid names.
+    """
+    if stats is None:
+        return tuple(n for n in valid if backward or n not in backward_names)
+    if isinstance(stats, str):
+        stats = [stats]
+    elif not isinstance(stats, Iterable):
+        raise TypeError(f"stats must be a statistic name or a sequence of names, got {type(stats).__name__}")
+    chosen = set()
+    for s in stats:
+        if not isinstance(s, str):
+            raise TypeError(f"stats entries must be statistic names (str), got {s!r}")
+        if s not in valid:
+            raise InitArgumentError(f"stats: unknown statistic {s!r}; valid names: {', '.join(valid)}")
+        if not backward and s in backward_names:
+            raise InitArgumentError(f"stats: {s!r} is a gradient statistic, but backward=False")
+        chosen.add(s)
+    if not chosen:
+        raise InitArgumentError(f"stats must select at least one statistic; valid names: {', '.join(valid)}")
+    return tuple(n for n in valid if n in chosen)

@@ -3,20 +3,23 @@
 Private module. The drivers in :mod:`fastinit.sim._passes` call them; the public functions
 (:mod:`fastinit.sim`) validate every argument, and the kernels trust their inputs.
 
-* Everything elementwise is one fused ``@njit(parallel=True)`` pass per layer and direction:
-  bias add, activation, derivative, and every statistic of the layer. Statistics are
-  accumulated in float64 per row chunk (one chunk per ``prange`` iteration) and reduced after
-  the loop in index order (:func:`ordered_sum`), so results do not depend on the thread count.
+* Everything elementwise is one fused ``@njit`` kernel per block of rows and direction, run by
+  the drivers right after the BLAS call that wrote the block (:func:`forward_block`,
+  :func:`backward_block`, :func:`backward_rebuild_block`): bias add, activation, derivative, and
+  the statistics asked for (``flags``, one loop per group of statistics, so a statistic's bits do
+  not depend on which others are computed). Each block sums in float64 into its own slots;
+  :func:`forward_reduce` merges the blocks in order, so results do not depend on the thread count.
 * The activation is chosen by an integer ``kind`` (an :class:`~fastinit._activations.Activation`'s
   ``kind_id``) at *compile* time: each kernel is compiled once per kind with ``kind`` typed as a
-  literal, and :func:`phi`/:func:`dphi` resolve to that activation's scalar functions
-  (:data:`fastinit.sim._fastmath.KERNEL_ACTIVATIONS`), which are inlined so that the loops
-  vectorise. No branch on the kind is left in the loop (a kernel dispatching on a run-time kind
-  inside the loop was 5x slower for ReLU), and no function is passed as an argument or closed
-  over, so Numba's on-disk cache (``FASTINIT_NUMBA_CACHE``, :mod:`fastinit._config`) keeps every
-  compiled kernel: a second process compiles nothing. :func:`compiled` returns a kernel's entry
-  point for one kind and argument types (calling the dispatcher with a literal argument would
-  resolve the types in Python on every call).
+  literal, and :func:`phi_row`/:func:`dphi_row`/:func:`phi_dphi_row` resolve to that activation's
+  loops over one row, small functions with the scalar code
+  (:data:`fastinit.sim._fastmath.KERNEL_ACTIVATIONS`) inlined so that they vectorise. No branch
+  on the kind is left in the loop (a kernel dispatching on a run-time kind inside the loop was 5x
+  slower for ReLU), and no function is passed as an argument, so Numba's on-disk cache
+  (``FASTINIT_NUMBA_CACHE``, :mod:`fastinit._config`) keeps every compiled kernel: a second
+  process compiles nothing. :func:`compiled` returns a kernel's entry point for one kind and
+  argument types (calling the dispatcher with a literal argument would resolve the types in
+  Python on every call).
 * A user's own activation gets a fresh kind (:func:`register_user_activation`) served by
   uncached copies of the same kernels: its code lives outside fastinit, so a cache entry could
   not tell when it changes.
@@ -31,7 +34,7 @@ import warnings
 
 import numba
 import numpy as np
-from numba import njit, prange, types
+from numba import njit, types
 from numba.core.errors import NumbaIRAssumptionWarning
 from numba.extending import overload
 
@@ -42,8 +45,10 @@ from fastinit.theory._common import MLP_FORWARD_STATISTICS
 from . import _fastmath
 from ._fastmath import KERNEL_ACTIVATIONS
 
-__all__ = ["compiled", "register_user_activation", "forward_layer", "backward_layer", "sumsq", "ordered_sum",
-           "N_POOLED"]
+__all__ = ["compiled", "register_user_activation", "forward_block", "forward_reduce", "backward_block",
+           "backward_rebuild_block", "sumsq",
+           "ordered_sum", "N_POOLED", "N_PART", "FORWARD_GROUPS", "F_ZMOM", "F_POST", "F_SPREAD", "F_INACT", "F_SAT",
+           "F_DEAD"]
 
 
 # Layout of the pooled statistics returned by `forward_layer`: the order of MLP_FORWARD_STATISTICS.
@@ -86,198 +91,311 @@ def register_user_activation(phi, dphi):
     return kind
 
 
-def phi(kind, x, p):
-    """``phi(x)`` of activation ``kind`` (Numba only; ``kind`` must be a literal)."""
-    raise NotImplementedError("phi is only callable from Numba-compiled code")
+# The activation's loops over one row, one set per kind, built from its scalar (phi, phi') with
+# the scalars inlined into the loop (so that it vectorises). The kernels call them through
+# `phi_row`, `dphi_row` and `phi_dphi_row`, resolved at compile time from the literal kind. The
+# loops are small functions of their own: inlining the scalar activation into the large kernels
+# instead took Numba several times longer to compile (GELU: ~13 s against ~2 s per kind), and the
+# call once per row costs nothing measurable.
+_ROWS = {}
 
 
-def dphi(kind, x, p):
-    """``phi'(x)`` of activation ``kind`` (Numba only; ``kind`` must be a literal)."""
-    raise NotImplementedError("dphi is only callable from Numba-compiled code")
+def _row_functions(kind):
+    fns = _ROWS.get(kind)
+    if fns is not None:
+        return fns
+    f, df = _KINDS[kind]
+    flags = dict(fastmath=_FAST, error_model="numpy", nogil=True)
+
+    def phi_row_k(z, bias, act, i, p):
+        for j in range(z.shape[1]):
+            z[i, j] = np.float64(z[i, j]) + bias[j]
+            act[j] = f(np.float64(z[i, j]), p)
+
+    def dphi_row_k(g, z, delta, i, p, scale):
+        for j in range(z.shape[1]):
+            delta[i, j] = scale * df(np.float64(z[i, j]), p) * np.float64(g[i, j])
+
+    def phi_dphi_row_k(g, z, delta, a_out, i, p):
+        for j in range(z.shape[1]):
+            zz = np.float64(z[i, j])
+            a_out[i, j] = f(zz, p)
+            delta[i, j] = 1.0 * df(zz, p) * np.float64(g[i, j])
+
+    # A name of its own per kind: Numba's symbol names come from the qualified name and the
+    # argument types, and two kinds' row functions of one name would share one symbol in the
+    # process (the first one loaded would serve every kind).
+    for fn in (phi_row_k, dphi_row_k, phi_dphi_row_k):
+        fn.__name__ = fn.__qualname__ = fn.__name__.replace("_k", f"_kind{kind}")
+    phi_row_k, dphi_row_k, phi_dphi_row_k = (njit(**flags)(fn) for fn in (phi_row_k, dphi_row_k, phi_dphi_row_k))
+    fns = _ROWS[kind] = (phi_row_k, dphi_row_k, phi_dphi_row_k)
+    return fns
 
 
-def _scalar_overload(which):
-    def typer(kind, x, p):
+def phi_row(kind, z, bias, act, i, p):
+    """``z[i] += bias``; ``act = phi(z[i])`` in float64 (Numba only; ``kind`` must be a literal)."""
+    raise NotImplementedError("phi_row is only callable from Numba-compiled code")
+
+
+def dphi_row(kind, g, z, delta, i, p, scale):
+    """``delta[i] = scale * phi'(z[i]) * g[i]`` (Numba only; ``kind`` must be a literal)."""
+    raise NotImplementedError("dphi_row is only callable from Numba-compiled code")
+
+
+def phi_dphi_row(kind, g, z, delta, a_out, i, p):
+    """``a_out[i] = phi(z[i])``, ``delta[i] = phi'(z[i]) * g[i]`` (Numba only; literal ``kind``)."""
+    raise NotImplementedError("phi_dphi_row is only callable from Numba-compiled code")
+
+
+def _row_overload(which):
+    def typer(kind, *args):
         if not isinstance(kind, types.IntegerLiteral):
             return None  # Numba retries with the literal kind (numba.literally in the kernels)
-        fn = _KINDS[kind.literal_value][which]
+        fn = _row_functions(kind.literal_value)[which]
 
-        def impl(kind, x, p):
-            return fn(x, p)
+        def impl(kind, *args):
+            return fn(*args)
         return impl
     return typer
 
 
-overload(phi, inline="always")(_scalar_overload(0))
-overload(dphi, inline="always")(_scalar_overload(1))
+overload(phi_row)(_row_overload(0))
+overload(dphi_row)(_row_overload(1))
+overload(phi_dphi_row)(_row_overload(2))
 
 
-def _forward_layer(kind, z, bias, out, prev, alpha, residual, p, sat_thr, nchunk):
-    """Fused forward pass of one layer on the BLAS output ``z = a_{l-1} W^T``.
+# Statistic groups of the forward kernel (the ``flags`` bit set): each group is one loop over a
+# row, run only when one of its statistics is asked for (:data:`FORWARD_GROUPS`).
+F_ZMOM = 1     # per-unit shifted sums of z: preact_mean/var/m2, preact_unitvar
+F_POST = 2     # pooled moments of the output and its per-row sum of squares
+F_SPREAD = 4   # preact_unitspread
+F_INACT = 8    # frac_inactive
+F_SAT = 16     # frac_saturated
+F_DEAD = 32    # frac_dead_units (per-unit maximum of z)
+#: forward statistic -> the group that computes it
+FORWARD_GROUPS = {"preact_mean": F_ZMOM, "preact_var": F_ZMOM, "preact_m2": F_ZMOM, "preact_unitvar": F_ZMOM,
+                  "post_mean": F_POST, "post_var": F_POST, "post_m2": F_POST, "preact_unitspread": F_SPREAD,
+                  "frac_inactive": F_INACT, "frac_saturated": F_SAT, "frac_dead_units": F_DEAD}
+# columns of a block's row of scalar partial sums (`forward_block`'s ``part``)
+_Q_INACT, _Q_SAT, _Q_SPREAD, _Q_A1, _Q_A2, _Q_ASHIFT = range(6)
+N_PART = 6
+
+
+def _forward_block(kind, z, bias, out, prev, alpha, residual, p, sat_thr, flags, r0, r1, c,
+                   ushift, us1, us2, umax, part, rowsq):
+    """Fused forward work on rows ``r0:r1`` (block ``c``) of one layer, right after BLAS wrote them.
 
     In place: ``z += bias`` (rounded to ``z.dtype``: what backward will see), then
-    ``out = phi(kind, z)`` or, with ``residual``, ``out = prev + alpha * phi(kind, z)``. All statistics in
-    the same pass, in float64 partial sums per row chunk, reduced after the loop.
+    ``out = phi(kind, z)`` or, with ``residual``, ``out = prev + alpha * phi(kind, z)``. Then, row
+    by row while the row is in cache, one loop per statistic group in ``flags`` (``F_*``), each
+    summing in float64 into this block's own slots:
 
-    Every sum is taken of a shifted value (``z - z[0, j]`` per unit, ``z - z[i, 0]`` per row,
-    ``out - out[0, 0]`` pooled), so that a large common offset cannot cancel a small spread and a
-    constant layer gives exactly zero variance.
+    * ``F_ZMOM``: ``us1[c, j]``, ``us2[c, j]``: sums of ``z - ushift[c, j]`` and its square, where
+      the shift is the block's first row (so a large common offset cannot cancel a small spread,
+      and a constant layer gives exactly zero variance);
+    * ``F_DEAD``: ``umax[c, j]``, the unit's maximum;
+    * ``F_SPREAD``, ``F_INACT``, ``F_SAT``: ``part[c, :]`` (row variance across units, counts);
+    * ``F_POST``: sums of ``out - out[r0, 0]`` and its square in ``part[c, :]``, and
+      ``rowsq[i] = sum_j out[i, j]^2``.
 
-    Returns
-    -------
-    pooled : (N_POOLED,) float64
-        z mean, variance, second moment; out mean, variance, second moment (all pooled over
-        the B x n entries); mean over units of the across-batch variance (ddof 0); mean over
-        rows of the across-unit variance; fraction of entries with z <= 0; fraction of units
-        with z <= 0 on every row; fraction with |z| > sat_thr (pass ``inf`` for none).
-    rowsq : (B,) float64
-        sum_j out[b, j]^2 per row (for the per-sample weight gradient).
+    Each group is its own loop, so a statistic's bits do not depend on which others are computed.
+    :func:`forward_reduce` combines the blocks in index order.
     """
     numba.literally(kind)  # one compiled kernel per activation (see the module notes)
-    B, n = z.shape
-    N = float(B) * n
-    s1 = np.zeros((nchunk, n))
-    s2 = np.zeros((nchunk, n))
-    zmax = np.full((nchunk, n), -np.inf)
-    part = np.zeros((nchunk, 6))
-    rowsq = np.zeros(B)
-    shift = np.empty(n, dtype=z.dtype)
-    for j in range(n):
-        shift[j] = np.float64(z[0, j]) + bias[j]  # rounded like the stored value
-    first = np.empty(1, dtype=out.dtype)
-    a00 = phi(kind, np.float64(shift[0]), p)
-    if residual:
-        a00 = np.float64(prev[0, 0]) + alpha * a00
-    first[0] = a00
-    ash = np.float64(first[0])
-    for c in prange(nchunk):
-        r0 = (c * B) // nchunk
-        r1 = ((c + 1) * B) // nchunk
-        ninact = 0.0
-        nsat = 0.0
-        spread = 0.0
-        pa1 = 0.0
-        pa2 = 0.0
-        tmp = np.empty(1, dtype=z.dtype)
-        for i in range(r0, r1):
-            tmp[0] = np.float64(z[i, 0]) + bias[0]  # the row's first stored value
-            z0 = np.float64(tmp[0])
+    n = z.shape[1]
+    ninact = 0.0
+    nsat = 0.0
+    spread = 0.0
+    pa1 = 0.0
+    pa2 = 0.0
+    ash = 0.0
+    act = np.empty(n)  # phi of one row, in float64 (the residual sum rounds once, as a single expression)
+    for i in range(r0, r1):
+        phi_row(kind, z, bias, act, i, p)
+        if residual:  # a loop of its own: the activation's loop above is compiled once, not twice
+            for j in range(n):
+                out[i, j] = np.float64(prev[i, j]) + alpha * act[j]
+        else:
+            for j in range(n):
+                out[i, j] = act[j]
+        if i == r0:
+            for j in range(n):
+                ushift[c, j] = np.float64(z[r0, j])
+            ash = np.float64(out[r0, 0])
+        if flags & F_ZMOM:
+            for j in range(n):
+                d = np.float64(z[i, j]) - ushift[c, j]
+                us1[c, j] += d
+                us2[c, j] += d * d
+        if flags & F_DEAD:
+            for j in range(n):
+                umax[c, j] = max(umax[c, j], np.float64(z[i, j]))
+        if flags & F_SPREAD:
+            z0 = np.float64(z[i, 0])
             rz1 = 0.0
             rz2 = 0.0
+            for j in range(n):
+                e = np.float64(z[i, j]) - z0
+                rz1 += e
+                rz2 += e * e
+            spread += max(rz2 / n - (rz1 / n) ** 2, 0.0)
+        if flags & F_INACT:
+            k = 0.0
+            for j in range(n):
+                k += 1.0 if z[i, j] <= 0.0 else 0.0
+            ninact += k
+        if flags & F_SAT:
+            k = 0.0
+            for j in range(n):
+                k += 1.0 if abs(np.float64(z[i, j])) > sat_thr else 0.0
+            nsat += k
+        if flags & F_POST:
             ra1 = 0.0
             ra2 = 0.0
             for j in range(n):
-                z[i, j] = np.float64(z[i, j]) + bias[j]
-                zz = np.float64(z[i, j])
-                a = phi(kind, zz, p)
-                if residual:
-                    a = np.float64(prev[i, j]) + alpha * a
-                out[i, j] = a
                 a = np.float64(out[i, j]) - ash
                 ra1 += a
                 ra2 += a * a
-                d = zz - np.float64(shift[j])
-                s1[c, j] += d
-                s2[c, j] += d * d
-                zmax[c, j] = max(zmax[c, j], zz)
-                e = zz - z0
-                rz1 += e
-                rz2 += e * e
-                ninact += 1.0 if zz <= 0.0 else 0.0
-                nsat += 1.0 if abs(zz) > sat_thr else 0.0
-            rv = rz2 / n - (rz1 / n) ** 2
-            spread += max(rv, 0.0)
             rowsq[i] = max(ra2 + 2.0 * ash * ra1 + n * ash * ash, 0.0)
             pa1 += ra1
             pa2 += ra2
-        part[c, 0] = ninact
-        part[c, 1] = nsat
-        part[c, 2] = spread
-        part[c, 3] = pa1
-        part[c, 4] = pa2
-    tot = np.zeros(6)
-    for c in range(nchunk):
-        for k in range(6):
-            tot[k] += part[c, k]
-    # per-unit means and variances, then the pooled moments from them (law of total variance)
+    part[c, _Q_INACT] = ninact
+    part[c, _Q_SAT] = nsat
+    part[c, _Q_SPREAD] = spread
+    part[c, _Q_A1] = pa1
+    part[c, _Q_A2] = pa2
+    part[c, _Q_ASHIFT] = ash
+
+
+@njit(cache=NUMBA_CACHE, nogil=True, error_model="numpy")
+def forward_reduce(bounds, ushift, us1, us2, umax, part):
+    """The pooled statistics of a layer from its blocks' partial sums (``forward_block``), in block order.
+
+    ``bounds[c]`` is block c's first row, ``bounds[-1]`` the batch size. Each block's sums are
+    turned into a mean and a sum of squared deviations about it, and the blocks are merged
+    with Chan et al.'s pairwise update about the first block's mean (so equal blocks give
+    exactly zero between-block variance).
+
+    Returns
+    -------
+    (N_POOLED,) float64
+        In the order of ``MLP_FORWARD_STATISTICS``. Groups that were not computed give
+        meaningless numbers here; the caller keeps only the requested ones.
+    """
+    nb, n = us1.shape
+    B = float(bounds[nb] - bounds[0])
+    N = B * n
     umean = np.empty(n)
     uvar = np.empty(n)
     dead = 0.0
     for j in range(n):
-        t1 = 0.0
-        t2 = 0.0
+        m0 = ushift[0, j] + us1[0, j] / (bounds[1] - bounds[0])
+        dm = 0.0   # sum_c n_c (m_c - m0)
+        ss = 0.0   # sum_c M2_c
+        for c in range(nb):
+            nc = float(bounds[c + 1] - bounds[c])
+            mc = ushift[c, j] + us1[c, j] / nc
+            dm += nc * (mc - m0)
+            ss += max(us2[c, j] - us1[c, j] * us1[c, j] / nc, 0.0)
+        mean = m0 + dm / B
+        for c in range(nb):
+            nc = float(bounds[c + 1] - bounds[c])
+            mc = ushift[c, j] + us1[c, j] / nc
+            ss += nc * (mc - mean) * (mc - mean)
+        umean[j] = mean
+        uvar[j] = max(ss / B, 0.0)
         mx = -np.inf
-        for c in range(nchunk):
-            t1 += s1[c, j]
-            t2 += s2[c, j]
-            mx = max(mx, zmax[c, j])
-        m = t1 / B
-        uvar[j] = max(t2 / B - m * m, 0.0)
-        umean[j] = np.float64(shift[j]) + m
+        for c in range(nb):
+            mx = max(mx, umax[c, j])
         if mx <= 0.0:
             dead += 1.0
     zmean = ordered_sum(umean) / n
     between = 0.0
     for j in range(n):
         between += (umean[j] - zmean) ** 2
+    # the output's pooled moments: per block about its own first entry, merged as above
+    n0 = float(bounds[1] - bounds[0]) * n
+    am0 = part[0, _Q_ASHIFT] + part[0, _Q_A1] / n0
+    dm = 0.0
+    ss = 0.0
+    tot = np.zeros(3)
+    for c in range(nb):
+        nc = float(bounds[c + 1] - bounds[c]) * n
+        mc = part[c, _Q_ASHIFT] + part[c, _Q_A1] / nc
+        dm += nc * (mc - am0)
+        ss += max(part[c, _Q_A2] - part[c, _Q_A1] * part[c, _Q_A1] / nc, 0.0)
+        tot[0] += part[c, _Q_INACT]
+        tot[1] += part[c, _Q_SAT]
+        tot[2] += part[c, _Q_SPREAD]
+    amean = am0 + dm / N
+    for c in range(nb):
+        nc = float(bounds[c + 1] - bounds[c]) * n
+        mc = part[c, _Q_ASHIFT] + part[c, _Q_A1] / nc
+        ss += nc * (mc - amean) * (mc - amean)
     res = np.empty(N_POOLED)
     res[_P_ZMEAN] = zmean
     res[_P_UNITVAR] = ordered_sum(uvar) / n
     res[_P_ZVAR] = res[_P_UNITVAR] + between / n
     res[_P_ZM2] = res[_P_ZVAR] + zmean * zmean
-    da = tot[3] / N
-    res[_P_AMEAN] = ash + da
-    res[_P_AVAR] = max(tot[4] / N - da * da, 0.0)
-    res[_P_AM2] = res[_P_AVAR] + res[_P_AMEAN] ** 2
+    res[_P_AMEAN] = amean
+    res[_P_AVAR] = max(ss / N, 0.0)
+    res[_P_AM2] = res[_P_AVAR] + amean * amean
     res[_P_SPREAD] = tot[2] / B
     res[_P_INACT] = tot[0] / N
     res[_P_DEAD] = dead / n
     res[_P_SAT] = tot[1] / N
-    return res, rowsq
+    return res
 
 
-def _backward_layer(kind, g, gres, residual, z, delta, a_out, p, scale, nchunk):
-    """Fused backward pass through one layer's nonlinearity.
+def _backward_block(kind, g, gres, residual, z, delta, p, scale, r0, r1, rowsq):
+    """Fused backward work on rows ``r0:r1`` through one layer's nonlinearity.
 
     In place: with ``residual`` first ``g += gres`` (the skip path), then
-    ``delta = scale * phi'(z) * g`` and ``a_out = phi(kind, z)`` (the previous layer's
-    post-activation rebuilt from the stored pre-activation, for the weight gradient; pass a
-    scratch array where it is not needed). One loop for both: their common work (exp, erfc)
-    is computed once, and the activation is compiled into one loop body, not two.
-
-    Returns
-    -------
-    sum_delta2 : float
-        sum of delta^2 over the B x n entries (float64).
-    rowsq : (B,) float64
-        sum_j delta[b, j]^2 per row.
+    ``delta = scale * phi'(z) * g`` and ``rowsq[i] = sum_j delta[i, j]^2`` in float64.
     """
     numba.literally(kind)  # one compiled kernel per activation (see the module notes)
-    B, n = z.shape
-    rowsq = np.zeros(B)
-    for c in prange(nchunk):
-        r0 = (c * B) // nchunk
-        r1 = ((c + 1) * B) // nchunk
-        for i in range(r0, r1):
-            rd = 0.0
-            if residual:
-                for j in range(n):
-                    g[i, j] = np.float64(g[i, j]) + np.float64(gres[i, j])
+    n = z.shape[1]
+    for i in range(r0, r1):
+        if residual:
             for j in range(n):
-                zz = np.float64(z[i, j])
-                a_out[i, j] = phi(kind, zz, p)
-                delta[i, j] = scale * dphi(kind, zz, p) * np.float64(g[i, j])
-                d = np.float64(delta[i, j])
-                rd += d * d
-            rowsq[i] = rd
-    return ordered_sum(rowsq), rowsq
+                g[i, j] = np.float64(g[i, j]) + np.float64(gres[i, j])
+        dphi_row(kind, g, z, delta, i, p, scale)
+        rowsq[i] = _row_sumsq(delta, i, n)
 
 
-_KERNEL_FLAGS = dict(parallel=True, fastmath=_FAST, error_model="numpy", nogil=True)
-#: Fused forward pass of one layer (see ``_forward_layer``), cached on disk per kind.
-forward_layer = njit(_forward_layer, cache=NUMBA_CACHE, **_KERNEL_FLAGS)
-#: Fused backward pass through one layer's nonlinearity (see ``_backward_layer``).
-backward_layer = njit(_backward_layer, cache=NUMBA_CACHE, **_KERNEL_FLAGS)
+def _backward_rebuild_block(kind, g, z, delta, a_out, p, r0, r1, rowsq):
+    """:func:`_backward_block` of a plain layer that also rebuilds ``a_out = phi(kind, z)``: the
+    previous layer's post-activation, for the batch-mean weight gradient. One loop for both, so
+    their common work (exp, erfc) is done once; ``rowsq`` is summed by the same code as in
+    :func:`_backward_block`, so its bits do not depend on which kernel ran.
+    """
+    numba.literally(kind)  # one compiled kernel per activation (see the module notes)
+    n = z.shape[1]
+    for i in range(r0, r1):
+        phi_dphi_row(kind, g, z, delta, a_out, i, p)
+        rowsq[i] = _row_sumsq(delta, i, n)
+
+
+@njit(inline="always", fastmath=_FAST)
+def _row_sumsq(x, i, n):
+    s = 0.0
+    for j in range(n):
+        d = np.float64(x[i, j])
+        s += d * d
+    return s
+
+
+# Not parallel: the drivers (:mod:`fastinit.sim._passes`) run blocks of rows on their own threads,
+# each block right after the BLAS call that wrote it, so the data is still in cache. Plain
+# (non-parfor) kernels also compile several times faster.
+_KERNEL_FLAGS = dict(fastmath=_FAST, error_model="numpy", nogil=True, boundscheck=False)
+#: Fused forward work on a block of rows of one layer (see ``_forward_block``), cached on disk per kind.
+forward_block = njit(_forward_block, cache=NUMBA_CACHE, **_KERNEL_FLAGS)
+#: Fused backward work on a block of rows through one layer's nonlinearity (see ``_backward_block``).
+backward_block = njit(_backward_block, cache=NUMBA_CACHE, **_KERNEL_FLAGS)
+#: The same with the previous layer's post-activation rebuilt (see ``_backward_rebuild_block``); compiled
+#: only when the batch-mean weight gradient is asked for.
+backward_rebuild_block = njit(_backward_rebuild_block, cache=NUMBA_CACHE, **_KERNEL_FLAGS)
 
 
 def _stamp_with_dependencies(kernel, modules):
@@ -299,12 +417,13 @@ def _stamp_with_dependencies(kernel, modules):
     cache_file._source_stamp = (stamp, *extra)
 
 
-for _kernel in (forward_layer, backward_layer):
+for _kernel in (forward_block, backward_block, backward_rebuild_block):
     _stamp_with_dependencies(_kernel, (_fastmath, _activations))
 
 # the same kernels for user activations, never written to the on-disk cache
-_UNCACHED = {forward_layer: njit(_forward_layer, **_KERNEL_FLAGS),
-             backward_layer: njit(_backward_layer, **_KERNEL_FLAGS)}
+_UNCACHED = {forward_block: njit(_forward_block, **_KERNEL_FLAGS),
+             backward_block: njit(_backward_block, **_KERNEL_FLAGS),
+             backward_rebuild_block: njit(_backward_rebuild_block, **_KERNEL_FLAGS)}
 _ENTRIES = {}
 _ENTRIES_LOCK = threading.Lock()
 
@@ -318,7 +437,7 @@ def _type_key(a):
 
 
 def compiled(kernel, kind, *args):
-    """Entry point of ``kernel`` (:data:`forward_layer` or :data:`backward_layer`) compiled for
+    """Entry point of ``kernel`` (:data:`forward_block` or :data:`backward_block`) compiled for
     activation ``kind`` and the types of ``args`` (compiled, or loaded from Numba's cache, once)."""
     key = (kernel, kind, *(_type_key(a) for a in args))
     fn = _ENTRIES.get(key)
@@ -336,15 +455,14 @@ def compiled(kernel, kind, *args):
     return fn
 
 
-@njit(parallel=True, cache=NUMBA_CACHE, nogil=True)
+@njit(cache=NUMBA_CACHE, nogil=True)
 def sumsq(x):
-    """sum(x**2) of a 2-D array with float64 accumulation, one partial per row."""
-    m = x.shape[0]
-    part = np.zeros(m)
-    for i in prange(m):
-        s = 0.0
+    """sum(x**2) of a 2-D array with float64 accumulation, row by row, in index order."""
+    s = 0.0
+    for i in range(x.shape[0]):
+        r = 0.0
         for j in range(x.shape[1]):
             v = np.float64(x[i, j])
-            s += v * v
-        part[i] = s
-    return ordered_sum(part)
+            r += v * v
+        s += r
+    return s

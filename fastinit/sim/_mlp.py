@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import functools
+import glob
+import hashlib
+import os
+import tempfile
 
 import numpy as np
 
 from fastinit._checks import InitArgumentError, integer, real
+from fastinit._config import NUMBA_CACHE
 from fastinit.theory import mlp_theory
-from fastinit.theory._common import MLP_STATISTICS
+from fastinit.theory._common import MLP_FORWARD_STATISTICS, MLP_STATISTICS
 
 from . import _passes
 from ._activation import resolve_activation
@@ -20,6 +25,7 @@ from ._args import (
     check_hist_layers,
     check_memory,
     check_seed,
+    check_stats,
     resolve_widths,
 )
 from ._results import MLPResult, fluctuation_keys, summarise
@@ -61,7 +67,62 @@ def _mlp_theory(widths, act, weight_means, weight_vars, bias_mean, bias_var, inp
 
 @functools.lru_cache(maxsize=512)
 def _mlp_theory_cached(*args):
-    return _mlp_theory_uncached(*args)
+    return _disk_cached_theory(args)
+
+
+# ------------------------------------------------------------------------------------------
+# The theory of a configuration on disk, beside Numba's cache: the quadratures of the default
+# `fastinit simulate` study cost about 11 s of CPU, as much as a third of its simulation, and
+# give the same numbers every time. Entries are keyed by the arguments and by the source of the
+# code that computes them (fastinit.theory, fastinit._activations, this module), so an edit
+# there recomputes them. Registry activations only; off with FASTINIT_NUMBA_CACHE=0.
+# ------------------------------------------------------------------------------------------
+_STAMP = None
+
+
+def _theory_stamp():
+    global _STAMP
+    if _STAMP is None:
+        import fastinit._activations as acts
+        import fastinit.theory as theory
+
+        h = hashlib.sha256()
+        files = sorted(glob.glob(os.path.join(os.path.dirname(theory.__file__), "*.py")))
+        for f in files + [acts.__file__, __file__]:
+            with open(f, "rb") as fh:
+                h.update(fh.read())
+        _STAMP = h.hexdigest()
+    return _STAMP
+
+
+def _theory_dir():
+    base = os.environ.get("NUMBA_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "fastinit")
+    return os.path.join(base, "fastinit-sim-theory")
+
+
+def _disk_cached_theory(args):
+    act = args[1]
+    if not NUMBA_CACHE or not isinstance(act.spec, str):
+        return _mlp_theory_uncached(*args)
+    key = hashlib.sha256(repr((_theory_stamp(), args[0], (act.name, act.kind, act.param, act.sat, act.spec,
+                                                           act.theory_param), args[2:])).encode()).hexdigest()
+    path = os.path.join(_theory_dir(), key[:40] + ".npz")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return {k: f[k] for k in MLP_STATISTICS}, str(f["__note__"])
+    except (OSError, KeyError, ValueError):
+        pass  # not there yet, or unreadable: compute it
+    th, note = _mlp_theory_uncached(*args)
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".npz")
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, __note__=np.array(note), **th)
+        os.replace(tmp, path)  # atomic: a concurrent reader sees the old file or the whole new one
+    except OSError:
+        pass  # a read-only or full disk: the theory is still returned
+    return th, note
 
 
 def _mlp_theory_uncached(widths, act, weight_means, weight_vars, bias_mean, bias_var, input_mean,
@@ -120,7 +181,7 @@ def simulate_mlp(widths=None, *, depth=None, width=None, input_dim=None, batch=1
                  input_mean=0.0, input_std=1.0, residual_scale=None,
                  n_networks=1, seed=0, backward=True, G=None,
                  histograms=False, hist_layers=None, hist_bins=50, hist_range=None,
-                 dtype="float32", weights=None, biases=None, x=None, theory=True):
+                 dtype="float32", weights=None, biases=None, x=None, theory=True, stats=None):
     r"""Simulate deep fully-connected networks at initialization, layer by layer.
 
     For each of ``n_networks`` independently initialised networks,
@@ -189,6 +250,14 @@ def simulate_mlp(widths=None, *, depth=None, width=None, input_dim=None, batch=1
         ``init``/``bias``/``input_*``; the theory then uses the requested scheme's moments.
     theory : bool
         Attach mean-field predictions (``res.theory``).
+    stats : str or sequence of str, optional
+        Compute only these statistics (names of ``MLP_STATISTICS``); the others are NaN in the
+        result (``res.config["stats"]`` lists the computed ones). Default: every statistic (the
+        gradient ones only with ``backward``). Work is skipped accordingly: no backward pass
+        without a gradient statistic, the batch-mean weight-gradient GEMM only for
+        ``grad_weight_m2_batchmean``, the input-gradient GEMM only for ``grad_input_m2``, and
+        each group of forward statistics only when one of its members is asked for. A selected
+        statistic has the same value, bit for bit, as in a run that computes every statistic.
 
     Returns
     -------
@@ -202,7 +271,8 @@ def simulate_mlp(widths=None, *, depth=None, width=None, input_dim=None, batch=1
         An argument of the wrong type (``dtype=None``, ``widths="abc"``, complex ``weights``, ...).
     ValueError
         An invalid value (:class:`~fastinit.InitArgumentError`), NaN or inf in ``weights``,
-        ``biases``, ``x`` or ``G`` included; the message names the argument.
+        ``biases``, ``x`` or ``G`` included, an unknown name in ``stats`` (the message lists the
+        valid ones); the message names the argument.
     MemoryError
         When the estimated peak memory of one network (below) exceeds the memory available now
         (``MemAvailable``); checked before anything is allocated, the message gives the estimate
@@ -270,6 +340,9 @@ def simulate_mlp(widths=None, *, depth=None, width=None, input_dim=None, batch=1
         if not hist_range[0] < hist_range[1]:
             raise InitArgumentError(f"hist_range must be (low, high) with low < high, got {hist_range}")
     explicit = check_explicit(weights, biases, x, ws, B, n_networks)
+    backward_names = tuple(n for n in MLP_STATISTICS if n not in MLP_FORWARD_STATISTICS)
+    selected = check_stats(stats, MLP_STATISTICS, backward_names, bool(backward))
+    backward = bool(backward) and any(n in backward_names for n in selected)
     check_memory(_passes.mlp_bytes(ws, B, dt.itemsize, residual_scale is not None),
                  f"simulate_mlp(widths={_short(ws)}, batch={B}, dtype={dt.name})")
 
@@ -285,7 +358,7 @@ def simulate_mlp(widths=None, *, depth=None, width=None, input_dim=None, batch=1
         out = _passes.mlp_pass(x0, Ws, bs, act.kind, act.param, act.sat,
                                 residual=residual_scale is not None,
                                 alpha=1.0 if residual_scale is None else residual_scale,
-                                G=Gk, backward=backward,
+                                G=Gk, backward=backward, want=set(selected),
                                 hist_layers=hl if k == 0 else (), hist_bins=hist_bins, hist_range=hist_range)
         for n in MLP_STATISTICS:
             per[n].append(out[n])
@@ -298,7 +371,8 @@ def simulate_mlp(widths=None, *, depth=None, width=None, input_dim=None, batch=1
                   init=key, init_params=params, bias=bias, bias_value=bias_value,
                   bias_std=bias_std, input_mean=input_mean, input_std=input_std,
                   residual_scale=residual_scale, n_networks=n_networks, seed=seed,
-                  backward=bool(backward), dtype=dt.name, explicit_arrays=explicit is not None)
+                  backward=bool(backward), dtype=dt.name, explicit_arrays=explicit is not None,
+                  stats=list(selected))
     if theory:
         th, note = _scheme_theory(ws, B, act, scheme, params, bias, bias_value, bias_std, input_mean, input_std,
                                   residual_scale)

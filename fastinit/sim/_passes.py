@@ -4,18 +4,25 @@ everything elementwise, the thread policy for small problems, and the memory est
 
 Private module: the public functions (:mod:`fastinit.sim`) validate every argument.
 
-* Matrix products go through BLAS: ``numpy.matmul(..., out=buffer)`` outside Numba, so the
-  product lands in a preallocated buffer and OpenBLAS runs its own threads.
+* Matrix products go through BLAS: ``numpy.matmul(..., out=buffer[r0:r1])`` outside Numba,
+  one block of rows at a time on one BLAS thread, each followed at once by the fused kernel on
+  that block (still in cache); blocks run on the calling thread and a small thread pool
+  (:func:`run_blocks`). The partition depends only on the sizes (:func:`row_blocks`).
 * Memory: the forward pass keeps one pre-activation array per layer in the simulation dtype
   (float32 by default), plus the post-activation stream for residual nets, which cannot be
-  rebuilt from the pre-activations. Backward rebuilds ``phi(z)`` and ``phi'(z)`` from the stored
-  ``z`` in the same fused pass that forms ``delta``. Working buffers are a few ``B x n``
-  arrays; there is no float64 copy of any layer (:func:`mlp_bytes`, :func:`rnn_bytes`).
+  rebuilt from the pre-activations. Backward forms ``phi'(z)`` from the stored ``z`` (and
+  rebuilds ``phi(z)`` in the same loop when the batch-mean weight gradient needs it). Working
+  buffers are a few ``B x n`` arrays; there is no float64 copy of any layer (:func:`mlp_bytes`,
+  :func:`rnn_bytes`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
@@ -23,10 +30,24 @@ import numpy as np
 from fastinit import _blas
 from fastinit.theory._common import MLP_BACKWARD_STATISTICS, MLP_FORWARD_STATISTICS
 
-from ._kernels import backward_layer, compiled, forward_layer, sumsq
+from ._kernels import (
+    F_POST,
+    F_SAT,
+    F_ZMOM,
+    FORWARD_GROUPS,
+    N_PART,
+    backward_block,
+    backward_rebuild_block,
+    compiled,
+    forward_block,
+    forward_reduce,
+    ordered_sum,
+    sumsq,
+)
 
-__all__ = ["mlp_pass", "rnn_pass", "mlp_bytes", "rnn_bytes", "row_chunks", "blas_threads_for",
-           "numba_threads_for", "SMALL_GEMM_FLOPS", "SMALL_LAYER_ENTRIES"]
+__all__ = ["mlp_pass", "rnn_pass", "mlp_bytes", "rnn_bytes", "row_blocks", "run_blocks", "forward_layer",
+           "backward_layer", "forward_flags", "weight_gradient_sumsq", "blas_threads_for", "threads_for",
+           "SMALL_GEMM_FLOPS", "SMALL_LAYER_ENTRIES"]
 
 # positions in forward_layer's pooled row (the order of MLP_FORWARD_STATISTICS)
 _P_ZMEAN, _P_ZM2, _P_AMEAN, _P_AM2 = (MLP_FORWARD_STATISTICS.index(k)
@@ -50,27 +71,175 @@ def blas_threads_for(gemm_flops):
     return _blas.single_threaded_blas()
 
 
-def row_chunks(batch):
-    """Number of row chunks (prange iterations) for a batch: a few per thread, at least 1.
+# ------------------------------------------------------------------------------------------
+# Blocks of rows. Each layer is computed in blocks of rows: the BLAS call that writes a block is
+# followed at once by the fused kernel on that block, while it is still in cache, so the only
+# full passes over memory are the GEMMs' own. Blocks run on this thread or on a small pool of
+# threads (BLAS single-threaded in each), one block at a time per thread. The partition depends
+# only on the batch and the widths, never on the thread count, and every block sums into its own
+# slots, reduced in block order: the statistics do not depend on the thread count.
+# ------------------------------------------------------------------------------------------
+BLOCK_BYTES = 1 << 21   # at most about this many bytes of one layer's output per block (a core's L2)
+MIN_BLOCK_ROWS = 16     # BLAS on fewer rows than this (per call) loses too much to packing the weights
 
-    Chunks own their float64 accumulators; 64 chunks keep every thread busy on machines with up
-    to ~16 cores without making the per-unit accumulators (chunks x width) large.
+
+def row_blocks(batch, width, itemsize):
+    """Row bounds ``[0, r_1, ..., batch]`` of the blocks of a ``batch x width`` layer.
+
+    A layer that runs on several threads (``SMALL_LAYER_ENTRIES`` or more) gets at least 4 blocks so
+    that the threads share it evenly; a small one a single block when it fits in ``BLOCK_BYTES``.
+    The partition depends on the sizes only.
     """
-    return max(1, min(int(batch), 64))
+    rows = BLOCK_BYTES // max(1, width * itemsize)
+    if batch * width >= SMALL_LAYER_ENTRIES:
+        rows = min(rows, -(-int(batch) // 4))
+    rows = max(MIN_BLOCK_ROWS, rows)
+    nb = max(1, -(-int(batch) // rows))
+    return np.array([(c * batch) // nb for c in range(nb + 1)], dtype=np.int64)
 
 
+_POOL = None
+_POOL_LOCK = threading.Lock()
 
 
-def _forward(kind, *args):
-    return compiled(forward_layer, kind, *args)(kind, *args)
+def _pool():
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=max(1, numba.config.NUMBA_NUM_THREADS - 1),
+                                       thread_name_prefix="fastinit-sim")
+        return _POOL
 
 
-def _backward(kind, *args):
-    return compiled(backward_layer, kind, *args)(kind, *args)
+def _forget_pool_after_fork():
+    global _POOL, _POOL_LOCK
+    _POOL, _POOL_LOCK = None, threading.Lock()  # the parent's threads do not exist in a child
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool_after_fork)
+
+
+def run_blocks(nthreads, nblocks, fn):
+    """``fn(c)`` for every block ``c < nblocks``, on up to ``nthreads`` threads (this one included).
+
+    Threads take the next block as they finish one, so a core that another job slows down takes
+    fewer blocks; which thread ran a block does not change its result.
+    """
+    if nthreads <= 1 or nblocks <= 1:
+        for c in range(nblocks):
+            fn(c)
+        return
+    counter = itertools.count()
+
+    def worker():
+        while True:
+            c = next(counter)
+            if c >= nblocks:
+                return
+            fn(c)
+
+    futures = [_pool().submit(worker) for _ in range(min(nthreads, nblocks) - 1)]
+    try:
+        worker()
+    finally:
+        for f in futures:
+            f.result()
+
+
+def forward_layer(nthreads, gemm, kind, z, bias, out, prev, alpha, residual, p, sat_thr, flags, bounds):
+    """One layer forward in blocks: ``gemm(r0, r1)`` fills ``z[r0:r1]``, the fused kernel does the rest.
+
+    Returns ``(pooled, rowsq)``: the pooled statistics (``forward_reduce``) and the per-row sums of
+    ``out**2`` (only with ``F_POST`` in ``flags``).
+    """
+    nb, n = len(bounds) - 1, z.shape[1]
+    ushift = np.zeros((nb, n))
+    us1 = np.zeros((nb, n))
+    us2 = np.zeros((nb, n))
+    umax = np.full((nb, n), -np.inf)
+    part = np.zeros((nb, N_PART))
+    rowsq = np.zeros(z.shape[0])
+    fn = compiled(forward_block, kind, z, bias, out, prev, alpha, residual, p, sat_thr, flags, 0, 0, 0,
+                  ushift, us1, us2, umax, part, rowsq)
+
+    def block(c):
+        r0, r1 = int(bounds[c]), int(bounds[c + 1])
+        gemm(r0, r1)
+        fn(kind, z, bias, out, prev, alpha, residual, p, sat_thr, flags, r0, r1, c, ushift, us1, us2, umax, part,
+           rowsq)
+
+    run_blocks(nthreads, nb, block)
+    return forward_reduce(bounds, ushift, us1, us2, umax, part), rowsq
+
+
+def backward_layer(nthreads, gemm, kind, g, gres, residual, z, delta, a_out, p, scale, bounds):
+    """Backward through one layer's nonlinearity in blocks: ``gemm(r0, r1)`` fills ``g[r0:r1]`` (or does
+    nothing), then ``delta = scale * phi'(z) * g`` (with ``residual``, after ``g += gres``) and, when
+    ``a_out`` is given (plain layers, ``scale`` 1), ``a_out = phi(z)``.
+
+    Returns the per-row sums of ``delta**2``.
+    """
+    rowsq = np.zeros(z.shape[0])
+    if a_out is None:
+        fn = compiled(backward_block, kind, g, gres, residual, z, delta, p, scale, 0, 0, rowsq)
+
+        def block(c):
+            r0, r1 = int(bounds[c]), int(bounds[c + 1])
+            gemm(r0, r1)
+            fn(kind, g, gres, residual, z, delta, p, scale, r0, r1, rowsq)
+    else:
+        fn = compiled(backward_rebuild_block, kind, g, z, delta, a_out, p, 0, 0, rowsq)
+
+        def block(c):
+            r0, r1 = int(bounds[c]), int(bounds[c + 1])
+            gemm(r0, r1)
+            fn(kind, g, z, delta, a_out, p, r0, r1, rowsq)
+
+    run_blocks(nthreads, len(bounds) - 1, block)
+    return rowsq
+
+
+def _no_gemm(r0, r1):
+    return None
+
+
+def weight_gradient_sumsq(nthreads, delta, aprev):
+    """``sum((delta^T aprev)**2)`` in float64: the batch-mean weight gradient's squared norm (times B^2).
+
+    The product is formed in blocks of its rows (output units), one BLAS call per block, and the
+    blocks' sums are added in block order.
+    """
+    n_out, n_in = delta.shape[1], aprev.shape[1]
+    dW = np.empty((n_out, n_in), dtype=delta.dtype)
+    bounds = row_blocks(n_out, n_in, delta.dtype.itemsize)
+    nb = len(bounds) - 1
+    part = np.zeros(nb)
+
+    def block(c):
+        j0, j1 = int(bounds[c]), int(bounds[c + 1])
+        np.matmul(delta[:, j0:j1].T, aprev, out=dW[j0:j1])
+        part[c] = sumsq(dW[j0:j1])
+
+    run_blocks(nthreads, nb, block)
+    return float(ordered_sum(part))
+
+
+def forward_flags(want, sat_thr):
+    """The forward kernel's statistic groups (``F_*``) for the set of wanted statistic names."""
+    flags = 0
+    for name in want:
+        flags |= FORWARD_GROUPS.get(name, 0)
+    if "grad_weight_m2_per_sample" in want:
+        flags |= F_POST  # the per-row sums of a_l^2
+    if not np.isfinite(sat_thr):
+        flags &= ~F_SAT
+    return flags
 
 
 def _mlp_pass(x, weights, biases, kind, p, sat_thr, residual=False, alpha=1.0,
-             G=None, backward=True, hist_layers=(), hist_bins=50, hist_range=None):
+              G=None, backward=True, hist_layers=(), hist_bins=50, hist_range=None, want=None,
+              nthreads=1):
     """Run one network forward (and backward) and return its per-layer statistics.
 
     Parameters
@@ -90,6 +259,13 @@ def _mlp_pass(x, weights, biases, kind, p, sat_thr, residual=False, alpha=1.0,
         Backward seed (per-sample loss ``sum_k G[b,k] a_L[b,k]``).
     hist_layers : iterable of int
         0-based layers whose pre- and post-activation histograms are returned.
+    want : set of str, optional
+        The statistics to compute (default: every one; the backward ones only with ``backward``).
+        The others are NaN. The backward pass runs only for a gradient statistic, the batch-mean
+        weight-gradient GEMM only for ``grad_weight_m2_batchmean``, the last ``delta W_1`` only for
+        ``grad_input_m2``.
+    nthreads : int
+        Threads for the blocks of rows.
 
     Returns
     -------
@@ -97,81 +273,108 @@ def _mlp_pass(x, weights, biases, kind, p, sat_thr, residual=False, alpha=1.0,
         Statistic name -> float64 array of length L (``grad_input_m2``: 0-d), and
         ``"histograms"``: list of dicts.
     """
+    all_names = MLP_FORWARD_STATISTICS + MLP_BACKWARD_STATISTICS + ("grad_input_m2",)
+    if want is None:
+        want = set(all_names if backward else MLP_FORWARD_STATISTICS)
     dtype = x.dtype
     B = x.shape[0]
     L = len(weights)
     widths = [x.shape[1]] + [w.shape[0] for w in weights]
-    nchunk = row_chunks(B)
+    bounds = row_blocks(B, max(widths), dtype.itemsize)
     out = {k: np.full(L, np.nan) for k in MLP_FORWARD_STATISTICS + MLP_BACKWARD_STATISTICS}
-    use_sat = np.isfinite(sat_thr)
+    flags = forward_flags(want, sat_thr)
+    keep = [(k, name) for k, name in enumerate(MLP_FORWARD_STATISTICS) if name in want]
+    if not np.isfinite(sat_thr):
+        keep = [(k, name) for k, name in keep if name != "frac_saturated"]
     hist_layers = set(int(h) for h in hist_layers)
     hists = []
 
+    need_bwd = backward and any(n in want for n in MLP_BACKWARD_STATISTICS + ("grad_input_m2",))
+    per_sample = need_bwd and "grad_weight_m2_per_sample" in want
+    batchmean = need_bwd and "grad_weight_m2_batchmean" in want
     zs = []          # stored pre-activations (simulation dtype), one per layer
     posts = [x]      # residual nets keep h_l (cannot be rebuilt from z); plain nets only x
-    rowsq_post = [np.einsum("ij,ij->i", x, x, dtype=np.float64)]
+    rowsq_post = [np.einsum("ij,ij->i", x, x, dtype=np.float64) if per_sample else None]
     a = x
     for l in range(L):
         W = weights[l]
         z = np.empty((B, widths[l + 1]), dtype=dtype)
-        np.matmul(a, W.T, out=z)
         a_new = np.empty_like(z)
-        pooled, rsq = _forward(kind, z, biases[l], a_new, a, alpha, residual, p, sat_thr, nchunk)
-        for k, name in enumerate(MLP_FORWARD_STATISTICS):  # the order of the pooled row
+
+        def gemm(r0, r1, a=a, W=W, z=z):
+            np.matmul(a[r0:r1], W.T, out=z[r0:r1])
+
+        pooled, rsq = forward_layer(nthreads, gemm, kind, z, biases[l], a_new, a, alpha, residual, p, sat_thr,
+                                    flags, bounds)
+        for k, name in keep:
             out[name][l] = pooled[k]
-        if not use_sat:
-            out["frac_saturated"][l] = np.nan
         if l in hist_layers:
             hists.append(_histograms(l, z, a_new, hist_bins, hist_range))
-        zs.append(z)
+        if need_bwd:
+            zs.append(z)
         rowsq_post.append(rsq)
-        if residual:
+        if residual and need_bwd:
             posts.append(a_new)
         a = a_new
     result = dict(out)
     result["histograms"] = hists
     result["grad_input_m2"] = np.array(np.nan)
-    if not backward:
+    if not need_bwd:
         return result
 
     # ---- backward: g_l = dl/da_l (or dl/dh_l), delta_l = dl/dz_l ----
     g = np.ascontiguousarray(G, dtype=dtype)
     delta = np.empty((B, widths[L]), dtype=dtype)
-    aprev = None
-    sd2, rd = _backward(kind, g, g, False, zs[L - 1], delta, np.empty_like(delta), p,
-                              alpha if residual else 1.0, nchunk)
+    # with the batch-mean weight gradient, plain nets use the rebuilding kernel here too (into a
+    # scratch array): one backward kernel per activation to compile instead of two, same bits
+    scratch = np.empty_like(delta) if batchmean and not residual else None
+    rd = backward_layer(nthreads, _no_gemm, kind, g, g, False, zs[L - 1], delta, scratch, p,
+                        alpha if residual else 1.0, bounds)
+    del scratch
     for l in range(L - 1, -1, -1):
         n_out, n_in = widths[l + 1], widths[l]
-        out["grad_preact_m2"][l] = sd2 / (B * n_out)
-        out["grad_bias_m2_per_sample"][l] = sd2 / (B * n_out)
-        out["grad_weight_m2_per_sample"][l] = float(np.dot(rd, rowsq_post[l])) / (B * n_out * n_in)
-        # g_{l-1} = delta_l W_l  (+ g_l through the skip path, added inside backward_layer)
-        g_new = np.empty((B, n_in), dtype=dtype)
-        np.matmul(delta, weights[l], out=g_new)
+        sd2 = float(ordered_sum(rd))
+        if "grad_preact_m2" in want:
+            out["grad_preact_m2"][l] = sd2 / (B * n_out)
+        if "grad_bias_m2_per_sample" in want:
+            out["grad_bias_m2_per_sample"][l] = sd2 / (B * n_out)
+        if per_sample:
+            out["grad_weight_m2_per_sample"][l] = float(np.dot(rd, rowsq_post[l])) / (B * n_out * n_in)
+        # g_{l-1} = delta_l W_l  (+ g_l through the skip path, added inside the backward kernel)
+        aprev = x
         if l > 0:
+            g_new = np.empty((B, n_in), dtype=dtype)
             delta_new = np.empty((B, n_in), dtype=dtype)
+
+            def gemm(r0, r1, delta=delta, W=weights[l], g_new=g_new):
+                np.matmul(delta[r0:r1], W, out=g_new[r0:r1])
+
             if residual:
                 aprev = posts[l]
-                sd2_new, rd_new = _backward(kind, g_new, g, True, zs[l - 1], delta_new,
-                                                 np.empty_like(delta_new), p, alpha, nchunk)
+                rd_new = backward_layer(nthreads, gemm, kind, g_new, g, True, zs[l - 1], delta_new, None,
+                                        p, alpha, bounds)
             else:
-                aprev = np.empty((B, n_in), dtype=dtype)
-                sd2_new, rd_new = _backward(kind, g_new, g, False, zs[l - 1], delta_new, aprev,
-                                                 p, 1.0, nchunk)
-        else:
-            aprev = x
-            if residual:
-                g_new += g
-        dW = np.matmul(delta.T, aprev)
-        out["grad_weight_m2_batchmean"][l] = sumsq(dW) / (B * B * n_out * n_in)
-        del dW
+                aprev = np.empty((B, n_in), dtype=dtype) if batchmean else None
+                rd_new = backward_layer(nthreads, gemm, kind, g_new, g, False, zs[l - 1], delta_new, aprev,
+                                        p, 1.0, bounds)
+        elif "grad_input_m2" in want:
+            g_new = np.empty((B, n_in), dtype=dtype)
+
+            def gemm0(c, delta=delta, W=weights[0], g_new=g_new, g=g):
+                r0, r1 = int(bounds[c]), int(bounds[c + 1])
+                np.matmul(delta[r0:r1], W, out=g_new[r0:r1])
+                if residual:
+                    g_new[r0:r1] += g[r0:r1]
+
+            run_blocks(nthreads, len(bounds) - 1, gemm0)
+        if batchmean:
+            out["grad_weight_m2_batchmean"][l] = weight_gradient_sumsq(nthreads, delta, aprev) / (B * B * n_out * n_in)
         if l > 0:
-            g, delta, sd2, rd = g_new, delta_new, sd2_new, rd_new
+            g, delta, rd = g_new, delta_new, rd_new
             zs[l] = None  # free as we go: peak memory stays ~ the forward's
-        else:
-            g = g_new
     result.update(out)
-    result["grad_input_m2"] = np.array(sumsq(g) / (B * widths[0]))
+    if "grad_input_m2" in want:
+        result["grad_input_m2"] = np.array(sumsq(g_new) / (B * widths[0]))
     return result
 
 
@@ -194,7 +397,7 @@ def _auto_range(v):
     return (lo, hi)
 
 
-def _rnn_pass(h0, W, xs_fn, U, b, kind, p, steps, G=None, backward=True):
+def _rnn_pass(h0, W, xs_fn, U, b, kind, p, steps, G=None, backward=True, nthreads=1):
     """Run one recurrent net ``h_t = phi(h_{t-1} W^T [+ x_t U^T] + b)`` for ``steps`` steps.
 
     ``xs_fn(t)`` returns the input batch of step t (1-based) or None (no input). Returns a dict of
@@ -204,7 +407,7 @@ def _rnn_pass(h0, W, xs_fn, U, b, kind, p, steps, G=None, backward=True):
     """
     dtype = h0.dtype
     B, n = h0.shape
-    nchunk = row_chunks(B)
+    bounds = row_blocks(B, n, dtype.itemsize)
     T = int(steps)
     h_m2 = np.full(T + 1, np.nan)
     h_norm = np.full(T + 1, np.nan)
@@ -220,12 +423,16 @@ def _rnn_pass(h0, W, xs_fn, U, b, kind, p, steps, G=None, backward=True):
     h = h0
     for t in range(1, T + 1):
         z = np.empty((B, n), dtype=dtype)
-        np.matmul(h, W.T, out=z)
         xt = xs_fn(t)
-        if xt is not None:
-            z += xt @ U.T
+
+        def gemm(r0, r1, h=h, z=z, xt=xt):
+            np.matmul(h[r0:r1], W.T, out=z[r0:r1])
+            if xt is not None:
+                z[r0:r1] += xt[r0:r1] @ U.T
+
         h_new = np.empty_like(z)
-        pooled, rsq = _forward(kind, z, b, h_new, h, 1.0, False, p, np.inf, nchunk)
+        pooled, rsq = forward_layer(nthreads, gemm, kind, z, b, h_new, h, 1.0, False, p, np.inf,
+                                    F_ZMOM | F_POST, bounds)
         pre_mean[t] = pooled[_P_ZMEAN]
         pre_m2[t] = pooled[_P_ZM2]
         post_mean[t] = pooled[_P_AMEAN]
@@ -240,47 +447,40 @@ def _rnn_pass(h0, W, xs_fn, U, b, kind, p, steps, G=None, backward=True):
     g = np.ascontiguousarray(G, dtype=dtype)
     grad[T] = sumsq(g) / (B * n)
     delta = np.empty((B, n), dtype=dtype)
-    scratch = np.empty((B, n), dtype=dtype)
     for t in range(T, 0, -1):
-        _backward(kind, g, g, False, zs[t - 1], delta, scratch, p, 1.0, nchunk)
+        backward_layer(nthreads, _no_gemm, kind, g, g, False, zs[t - 1], delta, None, p, 1.0, bounds)
         zs[t - 1] = None
         g = np.matmul(delta, W)
         grad[t - 1] = sumsq(g) / (B * n)
     return res
 
 
-# Below this many entries per layer a fused pass takes well under a millisecond on one core,
-# less than waking the other Numba workers costs on a busy machine (a parallel region has to
-# wait until every worker is scheduled), so small layers run on the calling thread only.
+# Below this many entries per layer a layer takes well under a millisecond on one core, less
+# than handing blocks to another thread costs on a busy machine, so small layers run on the
+# calling thread only (and their GEMMs on one BLAS thread).
 SMALL_LAYER_ENTRIES = 1 << 17
 
 
-@contextlib.contextmanager
-def numba_threads_for(entries):
-    """Run the block with one Numba thread if a layer has fewer than SMALL_LAYER_ENTRIES entries."""
-    if entries >= SMALL_LAYER_ENTRIES:
-        yield
-        return
-    old = numba.get_num_threads()
-    numba.set_num_threads(1)
-    try:
-        yield
-    finally:
-        numba.set_num_threads(old)
+def threads_for(entries):
+    """Threads for the blocks of a network whose largest layer has ``entries`` entries: one for
+    small layers, else Numba's thread count (``numba.set_num_threads``, which is per thread)."""
+    if entries < SMALL_LAYER_ENTRIES:
+        return 1
+    return max(1, numba.get_num_threads())
 
 
 def mlp_pass(x, weights, *args, **kwargs):
-    """See :func:`_mlp_pass`; picks BLAS and Numba thread counts from the problem size."""
-    flops = max(2.0 * x.shape[0] * w.shape[0] * w.shape[1] for w in weights)
+    """See :func:`_mlp_pass`; runs blocks on :func:`threads_for` threads, each with one BLAS thread."""
     entries = x.shape[0] * max([x.shape[1]] + [w.shape[0] for w in weights])
-    with blas_threads_for(flops), numba_threads_for(entries):
-        return _mlp_pass(x, weights, *args, **kwargs)
+    with _blas.single_threaded_blas():
+        return _mlp_pass(x, weights, *args, nthreads=threads_for(entries), **kwargs)
 
 
 def rnn_pass(h0, W, *args, **kwargs):
-    """See :func:`_rnn_pass`; picks BLAS and Numba thread counts from the problem size."""
-    with blas_threads_for(2.0 * h0.shape[0] * W.shape[0] * W.shape[1]), numba_threads_for(h0.size):
-        return _rnn_pass(h0, W, *args, **kwargs)
+    """See :func:`_rnn_pass`; runs blocks on :func:`threads_for` threads, each with one BLAS thread."""
+    with _blas.single_threaded_blas():
+        return _rnn_pass(h0, W, *args, nthreads=threads_for(h0.size), **kwargs)
+
 
 def mlp_bytes(widths, batch, itemsize, residual=False):
     """Peak bytes :func:`mlp_pass` allocates for one network (weights, inputs and seed included).

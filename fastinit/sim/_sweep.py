@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from concurrent.futures import BrokenExecutor, Executor, ThreadPoolExecutor, as_completed
 
 import numba
 import numpy as np
 
+from fastinit import _blas
 from fastinit._checks import InitArgumentError, integer
 from fastinit._numba import _SAFE_LAYERS, threading_layer
 from fastinit.theory._common import MLP_STATISTICS
@@ -128,7 +130,6 @@ def sweep(inits=("xavier_normal", "kaiming_normal"), activations=("tanh", "relu"
         resolve_scheme(*_spec(spec), dtype)
     for spec in activations:
         resolve_activation(*_spec(spec), kwargs.get("activation_derivative"))
-    total = len(grid) * len(seeds)
     jobs = [(gi, si) for gi in range(len(grid)) for si in range(len(seeds))]
     if remote is None:
         workers = _sweep_workers(workers, grid, batch, kwargs.get("input_dim"))
@@ -165,30 +166,12 @@ def sweep(inits=("xavier_normal", "kaiming_normal"), activations=("tanh", "relu"
                 th, note = config_theory(**run_kwargs((gi, 0)))
                 runs[(gi, 0)].theory.update(th)
                 runs[(gi, 0)].config["theory_note"] = note
-    elif workers > 1:
-        # compile each activation's kernels once, here, rather than in several threads at once
-        for a in dict.fromkeys(_spec(g[1]) for g in grid):
-            _warm_up(a, kwargs)
-        def run_one_thread(job):
-            numba.set_num_threads(1)  # per thread: the workers supply the parallelism
-            return run(job)
-
-        with ThreadPoolExecutor(max_workers=workers) as ex:
-            futures = {ex.submit(run_one_thread, job): job for job in jobs}
-            try:
-                for done, fut in enumerate(as_completed(futures), 1):
-                    runs[futures[fut]] = fut.result()
-                    if progress is not None:
-                        progress(done, total, label(futures[fut]))
-            except BaseException:
-                for fut in futures:
-                    fut.cancel()
-                raise
     else:
-        for done, job in enumerate(jobs, 1):
-            runs[job] = run(job)
-            if progress is not None:
-                progress(done, total, label(job))
+        # small configurations run on one BLAS thread each: set it once for the whole sweep (toggling
+        # OpenBLAS's thread count per run cost about 2 ms a run)
+        small = _all_small(grid, batch, kwargs.get("input_dim"))
+        with _blas.single_threaded_blas() if small else contextlib.nullcontext():
+            _run_local(jobs, run, label, progress, workers, grid, kwargs, runs)
 
     records, results = [], {}
     for gi, (init_spec, act_spec, depth, width) in enumerate(grid):
@@ -217,17 +200,54 @@ def sweep(inits=("xavier_normal", "kaiming_normal"), activations=("tanh", "relu"
     return SweepResult(records, results)
 
 
+def _run_local(jobs, run, label, progress, workers, grid, kwargs, runs):
+    """Every job in this process, one by one or on ``workers`` threads; results into ``runs``."""
+    total = len(jobs)
+    if workers > 1:
+        # compile each activation's kernels once, here, rather than in several threads at once
+        for a in dict.fromkeys(_spec(g[1]) for g in grid):
+            _warm_up(a, kwargs)
+
+        def run_one_thread(job):
+            numba.set_num_threads(1)  # per thread: the workers supply the parallelism
+            return run(job)
+
+        with ThreadPoolExecutor(max_workers=workers) as ex:
+            futures = {ex.submit(run_one_thread, job): job for job in jobs}
+            try:
+                for done, fut in enumerate(as_completed(futures), 1):
+                    runs[futures[fut]] = fut.result()
+                    if progress is not None:
+                        progress(done, total, label(futures[fut]))
+            except BaseException:
+                for fut in futures:
+                    fut.cancel()
+                raise
+    else:
+        for done, job in enumerate(jobs, 1):
+            runs[job] = run(job)
+            if progress is not None:
+                progress(done, total, label(job))
+
+
+def _all_small(grid, batch, input_dim):
+    """Whether every configuration's layers and GEMMs are small (one thread each does best)."""
+    for _, _, _, width in grid:
+        n0 = width if input_dim is None else int(input_dim)
+        if (2.0 * batch * width * max(width, n0) >= _passes.SMALL_GEMM_FLOPS
+                or batch * max(width, n0) >= _passes.SMALL_LAYER_ENTRIES):
+            return False
+    return True
+
+
 def _sweep_workers(workers, grid, batch, input_dim):
     """Concurrent runs for :func:`sweep` (see its ``workers`` argument)."""
     if workers is not None:
         return integer(workers, "workers", minimum=1)
     if numba.get_num_threads() < 2 or threading_layer() not in _SAFE_LAYERS:
         return 1  # Numba's workqueue layer cannot take parallel kernels from two threads
-    for _, _, _, width in grid:
-        n0 = width if input_dim is None else int(input_dim)
-        if (2.0 * batch * width * max(width, n0) >= _passes.SMALL_GEMM_FLOPS
-                or batch * max(width, n0) >= _passes.SMALL_LAYER_ENTRIES):
-            return 1
+    if not _all_small(grid, batch, input_dim):
+        return 1
     return min(numba.get_num_threads(), len(grid) or 1)
 
 
