@@ -49,8 +49,9 @@ def nan_theory(names, length):
 
 
 def _mlp_theory(widths, act, weight_means, weight_vars, bias_mean, bias_var, input_mean,
-                input_std, batch, residual_scale):
-    """Mean-field predictions of every statistic, and a note ("" or why there are none).
+                input_std, batch, residual_scale, orthogonal):
+    """Mean-field predictions of every statistic with the finite-width band's keys (docs/theory.md
+    section 2.7; ``orthogonal``: the weights are orthogonal), and a note ("" or why there are none).
 
     Cached per configuration (a sweep asks once per configuration and call; repeated calls,
     such as more seeds later, reuse it). Callers get their own copies of the arrays.
@@ -58,10 +59,10 @@ def _mlp_theory(widths, act, weight_means, weight_vars, bias_mean, bias_var, inp
     try:
         th, note = _mlp_theory_cached(tuple(widths), act, tuple(weight_means), tuple(weight_vars),
                                       bias_mean, bias_var, input_mean, input_std, batch,
-                                      residual_scale)
+                                      residual_scale, orthogonal)
     except TypeError:  # an unhashable activation (a user's Activation with unhashable parts)
         th, note = _mlp_theory_uncached(widths, act, weight_means, weight_vars, bias_mean,
-                                        bias_var, input_mean, input_std, batch, residual_scale)
+                                        bias_var, input_mean, input_std, batch, residual_scale, orthogonal)
     return {k: np.array(v, copy=True) for k, v in th.items()}, note
 
 
@@ -110,7 +111,7 @@ def _disk_cached_theory(args):
     path = os.path.join(_theory_dir(), key[:40] + ".npz")
     try:
         with np.load(path, allow_pickle=False) as f:
-            return {k: f[k] for k in MLP_STATISTICS}, str(f["__note__"])
+            return {k: f[k] for k in f.files if k != "__note__"}, str(f["__note__"])
     except (OSError, KeyError, ValueError):
         pass  # not there yet, or unreadable: compute it
     th, note = _mlp_theory_uncached(*args)
@@ -126,7 +127,7 @@ def _disk_cached_theory(args):
 
 
 def _mlp_theory_uncached(widths, act, weight_means, weight_vars, bias_mean, bias_var, input_mean,
-                         input_std, batch, residual_scale):
+                         input_std, batch, residual_scale, orthogonal):
     L = len(widths) - 1
     out = nan_theory(MLP_STATISTICS, L)
     if any(m != 0.0 for m in weight_means):
@@ -139,6 +140,8 @@ def _mlp_theory_uncached(widths, act, weight_means, weight_vars, bias_mean, bias
         if k in th and th[k] is not None:
             v = np.asarray(th[k], dtype=np.float64)
             out[k] = v if k != "grad_input_m2" else np.array(float(np.ravel(v)[-1]) if v.size else np.nan)
+    out.update(fluctuation_keys(widths, act, weight_means, weight_vars, bias_mean, bias_var, input_mean, input_std,
+                                batch, residual_scale, orthogonal, mean_field=out))
     return out, ""
 
 
@@ -163,14 +166,9 @@ def config_theory(*, depth, width, batch, activation="relu", activation_param=No
 
 def _scheme_theory(ws, B, act, scheme, params, bias, bias_value, bias_std, input_mean, input_std, residual_scale):
     wmom = [weight_moments((ws[l + 1], ws[l]), scheme, params) for l in range(len(ws) - 1)]
-    th, note = _mlp_theory(ws, act, [m for m, _ in wmom], [v for _, v in wmom],
-                           bias_value if bias == "constant" else 0.0, bias_std ** 2,
-                           input_mean, input_std, B, residual_scale)
-    if not note:  # the finite-width band (docs/theory.md section 2.7)
-        th.update(fluctuation_keys(ws, act, [m for m, _ in wmom], [v for _, v in wmom],
-                                   bias_value if bias == "constant" else 0.0, bias_std ** 2, input_mean, input_std,
-                                   B, residual_scale, scheme == "orthogonal", mean_field=th))
-    return th, note
+    return _mlp_theory(ws, act, [m for m, _ in wmom], [v for _, v in wmom],
+                       bias_value if bias == "constant" else 0.0, bias_std ** 2,
+                       input_mean, input_std, B, residual_scale, scheme == "orthogonal")
 
 
 # ------------------------------------------------------------------------------------------
