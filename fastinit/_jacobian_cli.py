@@ -49,23 +49,15 @@ def _check(args, sizes):
     from fastinit._activations import get_activation
     from fastinit.sim._schemes import resolve_scheme
 
-    from ._simulate_cli import _scheme_spec
+    from ._simulate_cli import scheme_spec, check_run_options
 
-    for k in ("depth", "width"):
-        if sizes[k] < 1:
-            raise _UsageError(f"--{k} must be >= 1, got {sizes[k]}")
-    if args.networks < 1:
-        raise _UsageError(f"--networks must be >= 1, got {args.networks}")
-    if not 0 <= args.seed < 1 << 64:
-        raise _UsageError(f"--seed must lie in [0, 2**64), got {args.seed}")
-    if not math.isfinite(args.bias):
-        raise _UsageError(f"--bias must be finite, got {args.bias}")
+    check_run_options(args, {k: sizes[k] for k in ("depth", "width")}, _UsageError)
     schemes = list(dict.fromkeys(args.schemes))
     acts = list(dict.fromkeys(args.activations))
     if not schemes or not acts:
         raise _UsageError("--schemes and --activations need at least one name each")
     for s in schemes:
-        nm, prm, _ = _scheme_spec(s)
+        nm, prm, _ = scheme_spec(s)
         try:
             resolve_scheme(nm, prm)
         except (TypeError, ValueError) as exc:
@@ -105,7 +97,7 @@ def _study(args, sizes, schemes, acts):
     from fastinit.sim._results import format_table
     from fastinit.theory import critical_sigmas
 
-    from ._simulate_cli import _scheme_spec
+    from ._simulate_cli import scheme_spec
 
     L, n = sizes["depth"], sizes["width"]
     rep = _report_layers(L)
@@ -116,7 +108,7 @@ def _study(args, sizes, schemes, acts):
     runs = {}
     for a in acts:
         for s in schemes:
-            nm, prm, _ = _scheme_spec(s)
+            nm, prm, _ = scheme_spec(s)
             runs[(s, a)] = jacobian_spectrum(activation=a, init=nm, init_params=prm, bias=args.bias,
                                              layers=rep, **common)
     print("\nSquared singular values s^2 of J = D_L W_L ... D_1 W_1 (one Gaussian input per network).\n"

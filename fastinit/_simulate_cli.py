@@ -143,7 +143,7 @@ def _fmt(v):
     return f"{v:.3g}" if 1e-3 <= a < 1e4 else f"{v:.2e}"
 
 
-def _scheme_spec(name):
+def scheme_spec(name):
     if name in STUDY_SCHEMES:
         return STUDY_SCHEMES[name]
     return name, None, name
@@ -210,17 +210,23 @@ def _writable(path, option):
         os.remove(path)
 
 
+def check_run_options(args, sizes, error):
+    """The checks ``simulate`` and ``simulate --jacobian`` share: each of ``sizes`` (option -> value) >= 1,
+    ``--networks``, ``--seed`` and ``--bias``; ``error``: the exception class raised with the message."""
+    for k, v in sizes.items():
+        if v < 1:
+            raise error(f"--{k} must be >= 1, got {v}")
+    if args.networks < 1:
+        raise error(f"--networks must be >= 1, got {args.networks}")
+    if not 0 <= args.seed < 1 << 64:
+        raise error(f"--seed must lie in [0, 2**64), got {args.seed}")
+    if not math.isfinite(args.bias):
+        raise error(f"--bias must be finite, got {args.bias}")
+
+
 def _check_options(args, sizes):
     """Every check of the options, before any directory or file is created."""
-    for k in ("depth", "width", "batch"):
-        if sizes[k] < 1:
-            raise _UsageError(f"--{k} must be >= 1, got {sizes[k]}")
-    if args.networks < 1:
-        raise _UsageError(f"--networks must be >= 1, got {args.networks}")
-    if not 0 <= args.seed < 1 << 64:
-        raise _UsageError(f"--seed must lie in [0, 2**64), got {args.seed}")
-    if not math.isfinite(args.bias):
-        raise _UsageError(f"--bias must be finite, got {args.bias}")
+    check_run_options(args, {k: sizes[k] for k in ("depth", "width", "batch")}, _UsageError)
     args.schemes = list(dict.fromkeys(args.schemes))  # a repeated name is one configuration
     args.activations = list(dict.fromkeys(args.activations))
     if not args.schemes:
@@ -232,7 +238,7 @@ def _check_options(args, sizes):
     from fastinit.sim._schemes import resolve_scheme
 
     for s in args.schemes:
-        nm, prm, _ = _scheme_spec(s)
+        nm, prm, _ = scheme_spec(s)
         try:
             resolve_scheme(nm, prm)
         except (TypeError, ValueError) as exc:
@@ -301,7 +307,7 @@ def _study(args, sim, sizes, report, hist, json_path, csv_path, client):
           f"seed {args.seed}" + ("" if client is None else f", on {args.scheduler}"), flush=True)
     update, close = _progress(total, not args.no_progress)
     t0 = time.perf_counter()
-    specs = [_scheme_spec(s)[:2] for s in args.schemes]
+    specs = [scheme_spec(s)[:2] for s in args.schemes]
     try:
         sw = sim.sweep(inits=specs, activations=args.activations, depths=[L], widths=[n], seeds=[args.seed],
                        batch=B, n_networks=args.networks, bias=args.bias, dtype=args.dtype,
