@@ -49,7 +49,7 @@ def _check(args, sizes):
     from fastinit._activations import get_activation
     from fastinit.sim._schemes import resolve_scheme
 
-    from ._simulate_cli import scheme_spec, check_run_options
+    from ._simulate_cli import check_run_options, scheme_spec
 
     check_run_options(args, {k: sizes[k] for k in ("depth", "width")}, _UsageError)
     schemes = list(dict.fromkeys(args.schemes))
