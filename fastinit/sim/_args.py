@@ -52,6 +52,15 @@ def resolve_widths(widths, depth, width, input_dim):
     return [n0] + [width] * depth
 
 
+def network_args(bias, bias_value, bias_std, input_mean, input_std, n_networks, seed):
+    """The arguments every feed-forward simulator checks alike: ``(bias, bias_value, bias_std, input_mean,
+    input_std, n_networks, seed)``, the bias by :func:`bias_spec`, inputs N(mean, std^2) with std >= 0, at
+    least one network, a valid seed."""
+    bias, bias_value, bias_std = bias_spec(bias, bias_value, bias_std)
+    return (bias, bias_value, bias_std, real(input_mean, "input_mean"), real(input_std, "input_std", minimum=0.0),
+            integer(n_networks, "n_networks", minimum=1), check_seed(seed))
+
+
 def bias_spec(bias, bias_value, bias_std):
     """``(kind, value, std)`` of the bias: zeros, a constant, or N(0, std^2) per unit."""
     if isinstance(bias, numbers.Real) and not isinstance(bias, bool):

@@ -22,7 +22,7 @@ from fastinit.theory._architectures import CNN_STATISTICS, conv_theory, corr_pat
 from fastinit.theory._common import resolve_activation as theory_activation
 
 from ._activation import resolve_activation
-from ._args import bias_spec, check_array, check_dtype, check_memory, check_seed
+from ._args import check_array, check_dtype, check_memory, network_args
 from ._mlp import blas_threads
 from ._results import SimulationResult, summarise
 from ._schemes import (
@@ -313,12 +313,9 @@ def simulate_cnn(*, depth, channels, kernel_size=3, spatial=32, batch=64, activa
         scheme = params = None
     else:
         key, scheme, params = resolve_scheme(init, init_params, dt)
-    bias, bias_value, bias_std = bias_spec(bias, bias_value, bias_std)
-    input_mean = real(input_mean, "input_mean")
-    input_std = real(input_std, "input_std", minimum=0.0)
+    bias, bias_value, bias_std, input_mean, input_std, n_networks, seed = network_args(
+        bias, bias_value, bias_std, input_mean, input_std, n_networks, seed)
     rho = _input_corr(input_corr, sp)
-    n_networks = integer(n_networks, "n_networks", minimum=1)
-    seed = check_seed(seed)
     S = int(np.prod(sp))
     N = 2 * B if rho is not None else B
     check_memory((L * N * S * c + N * S * c * k ** d * 2 + 6 * N * S * c) * dt.itemsize,

@@ -22,7 +22,7 @@ from fastinit._activations import get_activation
 from fastinit._checks import InitArgumentError, integer, real
 from fastinit.theory import jacobian_theory
 
-from ._args import bias_spec, check_dtype, check_memory, check_seed, resolve_widths
+from ._args import check_dtype, check_memory, network_args, resolve_widths
 from ._passes import blas_threads_for
 from ._results import format_table
 from ._schemes import (
@@ -304,12 +304,9 @@ def jacobian_spectrum(widths=None, *, depth=None, width=None, input_dim=None, ac
     dt = check_dtype(dtype)
     act = get_activation(activation, activation_param)
     key, scheme, params = resolve_scheme(init, init_params, dt)
-    bias, bias_value, bias_std = bias_spec(bias, bias_value, bias_std)
-    input_mean = real(input_mean, "input_mean")
-    input_std = real(input_std, "input_std", minimum=0.0)
-    n_networks = integer(n_networks, "n_networks", minimum=1)
+    bias, bias_value, bias_std, input_mean, input_std, n_networks, seed = network_args(
+        bias, bias_value, bias_std, input_mean, input_std, n_networks, seed)
     n_inputs = integer(n_inputs, "n_inputs", minimum=1)
-    seed = check_seed(seed)
     if method not in ("auto", "exact", "randomized"):
         raise InitArgumentError(f"method must be 'auto', 'exact' or 'randomized', got {method!r}")
     probes = integer(probes, "probes", minimum=2)

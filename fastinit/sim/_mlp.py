@@ -24,8 +24,8 @@ from ._args import (
     check_explicit,
     check_hist_layers,
     check_memory,
-    check_seed,
     check_stats,
+    network_args,
     resolve_widths,
 )
 from ._results import MLPResult, fluctuation_keys, summarise
@@ -319,11 +319,8 @@ def simulate_mlp(widths=None, *, depth=None, width=None, input_dim=None, batch=1
     dt = check_dtype(dtype)
     act = resolve_activation(activation, activation_param, activation_derivative)
     key, scheme, params = resolve_scheme(init, init_params, dt)
-    bias, bias_value, bias_std = bias_spec(bias, bias_value, bias_std)
-    input_mean = real(input_mean, "input_mean")
-    input_std = real(input_std, "input_std", minimum=0.0)
-    n_networks = integer(n_networks, "n_networks", minimum=1)
-    seed = check_seed(seed)
+    bias, bias_value, bias_std, input_mean, input_std, n_networks, seed = network_args(
+        bias, bias_value, bias_std, input_mean, input_std, n_networks, seed)
     if residual_scale is not None:
         residual_scale = real(residual_scale, "residual_scale")
         if len(set(ws)) != 1:

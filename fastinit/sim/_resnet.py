@@ -14,7 +14,7 @@ from fastinit.theory._architectures import RESNET_STATISTICS, resnet_theory
 from fastinit.theory._common import resolve_activation as theory_activation
 
 from ._activation import resolve_activation
-from ._args import bias_spec, check_array, check_dtype, check_memory, check_seed
+from ._args import check_array, check_dtype, check_memory, network_args
 from ._mlp import blas_threads
 from ._results import SimulationResult, summarise
 from ._schemes import (
@@ -261,11 +261,8 @@ def simulate_resnet(*, depth, width, batch=1024, norm="pre", block="linear", hid
     sact = resolve_activation(activation, activation_param, activation_derivative)
     act = theory_activation(sact.spec, sact.theory_param)
     key, scheme, params = resolve_scheme(init, init_params, dt)
-    bias, bias_value, bias_std = bias_spec(bias, bias_value, bias_std)
-    input_mean = real(input_mean, "input_mean")
-    input_std = real(input_std, "input_std", minimum=0.0)
-    n_networks = integer(n_networks, "n_networks", minimum=1)
-    seed = check_seed(seed)
+    bias, bias_value, bias_std, input_mean, input_std, n_networks, seed = network_args(
+        bias, bias_value, bias_std, input_mean, input_std, n_networks, seed)
     if G is not None:
         G = check_array(G, "G", (B, n))
     check_memory((L * B * (2 * n + m) + 6 * B * max(n, m) + L * 2 * n * m) * dt.itemsize + 4 * B * max(n, m) * 8,
