@@ -210,6 +210,12 @@ def fill_kernel(kind: int, seed: int, stream: int, block0: int, skip: int, n: in
     prefault = fresh_memory(addr, n * itemsize)
     if kind in STREAMING and otype == OUT_F32 and n * itemsize >= STREAM_MIN_BYTES:
         otype |= OUT_STREAM
+    if n <= CHUNK:
+        # one chunk: call its C kernel directly (a parallel region's launch costs ~20 us, more than
+        # filling a small tensor; the simulator's sweeps and models' biases make thousands of them)
+        _fill_chunk(kind, seed, stream, (block0 + skip // epb) % (1 << 64), skip % epb, n, addr, itemsize,
+                    otype, p, prefault)
+        return
     with _guard():
         done = 0
         while done < n:
@@ -218,6 +224,29 @@ def fill_kernel(kind: int, seed: int, stream: int, block0: int, skip: int, n: in
             _drive(kind, np.uint64(seed), np.uint64(stream), np.uint64((block0 + e // epb) % (1 << 64)),
                    e % epb, m, np.uint64(addr + itemsize * done), itemsize, otype, p, prefault)
             done += m
+
+
+def _fill_chunk(kind, seed, stream, blk, sub, m, addr, itemsize, otype, p, prefault):
+    """One chunk of :func:`_drive` (the same C call with the same arguments) through ctypes."""
+    if prefault:
+        lib.fi_prefault(addr, m * itemsize)
+    head = (seed, stream, blk, sub, m, addr)
+    if kind == RAW:
+        lib.fi_raw_u32(*head)
+    elif kind == UNI32:
+        lib.fi_fill_uniform_f32(*head, otype, *p[:4])
+    elif kind == UNI64:
+        lib.fi_fill_uniform_f64(*head, *p[:4])
+    elif kind == NRM32:
+        lib.fi_fill_normal_f32(*head, otype, p[0], p[1])
+    elif kind == NRM64:
+        lib.fi_fill_normal_f64(*head, p[0], p[1])
+    elif kind == TRT32:
+        lib.fi_fill_trunc_table_f32(*head, otype, int(p[0]), p[1], p[2])
+    elif kind == TRN32:
+        lib.fi_fill_trunc_f32(*head, otype, int(p[0]), *p[1:6], p[6], p[7])
+    else:
+        lib.fi_fill_trunc_f64(*head, int(p[0]), *p[1:8])
 
 
 # float32 fills from this size on bypass the caches (non-temporal stores: no read of the target's
@@ -241,6 +270,9 @@ def fresh_memory(addr: int, nbytes: int) -> bool:
 
 def fill_const(n: int, addr: int, itemsize: int, bits: int) -> None:
     """Write the bit pattern `bits` (itemsize 2, 4 or 8 bytes) into n elements at `addr`."""
+    if n <= CHUNK:  # one chunk: its C kernel directly, as in fill_kernel
+        {2: lib.fi_fill_const_u16, 4: lib.fi_fill_const_u32, 8: lib.fi_fill_const_u64}[itemsize](n, addr, bits)
+        return
     with _guard():
         done = 0
         while done < n:

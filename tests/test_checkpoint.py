@@ -288,7 +288,8 @@ def hwm():
 def make():
     return torch.nn.Sequential(torch.nn.Linear(2048, 4096), torch.nn.Linear(4096, 2048, bias=False))  # 64 MiB
 for fmt in ("dcp", "safetensors"):
-    ft.save_initialized(torch.nn.Linear(4, 4, device="meta"), sys.argv[1] + "/warm-" + fmt, format=fmt)
+    # warm-up: compiles or loads every kernel (a weight above one chunk, so the parallel fill driver too)
+    ft.save_initialized(torch.nn.Linear(512, 256, device="meta"), sys.argv[1] + "/warm-" + fmt, format=fmt)
     with torch.device("meta"):
         m = make()
     open("/proc/self/clear_refs", "w").write("5")
