@@ -162,7 +162,7 @@ single_threaded_blas = _blas.single_threaded_blas
 # ---------------------------------------------------------------------------------------
 
 
-@njit(cache=_CACHE)
+@njit(cache=_CACHE, nogil=True)
 def _major(x):
     """Return ``(row_major, ld)`` of a 2-D view that has one unit stride.
 
@@ -182,13 +182,13 @@ def _major(x):
     raise ValueError("gemm operand has no unit stride")
 
 
-@njit(cache=_CACHE)
+@njit(cache=_CACHE, nogil=True)
 def _xgemm(fa, fb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
     """Column-major ``C(m x n) = alpha op(A) op(B) + beta C`` on raw views (s/d by dtype)."""
     _fortran_gemm(_ORD_T if fa else _ORD_N, _ORD_T if fb else _ORD_N, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 
 
-@njit(cache=_CACHE)
+@njit(cache=_CACHE, nogil=True)
 def _gemm(alpha, a, b, beta, c):
     """``c = alpha * a @ b + beta * c`` in place, for row- or column-major views.
 
@@ -222,7 +222,7 @@ def _gemm(alpha, a, b, beta, c):
 # ---------------------------------------------------------------------------------------
 
 
-@njit(cache=_CACHE, fastmath={"reassoc", "nsz", "arcp", "contract"})
+@njit(cache=_CACHE, nogil=True, fastmath={"reassoc", "nsz", "arcp", "contract"})
 def _dot_tail(x, y):
     """``sum(x[1:] * y[1:])`` (vectorised: the sum is re-associated)."""
     s = x[0] * 0
@@ -231,7 +231,7 @@ def _dot_tail(x, y):
     return s
 
 
-@njit(cache=_CACHE)
+@njit(cache=_CACHE, nogil=True)
 def _larfg(x):
     """Householder reflector for the contiguous vector ``x``, in place (LAPACK ``?larfg``).
 
@@ -268,7 +268,7 @@ def _larfg(x):
     return tau
 
 
-@njit(cache=_CACHE)
+@njit(cache=_CACHE, nogil=True)
 def _householder_panel(at, j, jb, tau):
     """Unblocked Householder QR of columns ``j .. j+jb-1`` of ``A = at.T`` (rows ``j:``).
 
@@ -289,7 +289,7 @@ def _householder_panel(at, j, jb, tau):
                     y[r] -= s * x[r]
 
 
-@njit(cache=_CACHE)
+@njit(cache=_CACHE, nogil=True)
 def _form_y(at, j, jb, yt):
     """Copy reflectors ``j .. j+jb-1`` from ``at`` into explicit ``yt[:jb, :m-j]`` (= Y^T)."""
     m = at.shape[1]
@@ -304,7 +304,7 @@ def _form_y(at, j, jb, yt):
             row[i] = src[j + i]
 
 
-@njit(cache=_CACHE, parallel=True)
+@njit(cache=_CACHE, parallel=True, nogil=True)
 def _gram(yt, jb, L, g, parts):
     """``g[:jb, :jb] = Y^T Y`` for ``Y^T = yt[:jb, :L]``, as a fixed-order sum of single-threaded
     products over column chunks of :data:`GCHUNK` (``parts`` holds one partial product per chunk)."""
@@ -326,7 +326,7 @@ def _gram(yt, jb, L, g, parts):
             gg[r, c] = s
 
 
-@njit(cache=_CACHE)
+@njit(cache=_CACHE, nogil=True)
 def _form_t(tau, j, jb, t, g):
     """Upper-triangular ``T = t[:jb, :jb]`` with ``H_j ... H_{j+jb-1} = I - Y T Y^T`` (``?larft``).
 
@@ -346,7 +346,7 @@ def _form_t(tau, j, jb, t, g):
                 t[r, i] = -ti * s
 
 
-@njit(cache=_CACHE, parallel=True)
+@njit(cache=_CACHE, parallel=True, nogil=True)
 def _larfb(yt, jb, L, t, trans, cbase, ct, r0, c0, c1, w1, w2):
     """Apply a compact-WY block reflector from the left, in place (LAPACK ``?larfb``).
 
@@ -448,7 +448,7 @@ def geqrf(at, tau, nb, ib):
             _larfb(ws.yt, jb, m - j, ws.t, True, at, True, j, pe, n, ws.w1, ws.w2)
 
 
-@njit(cache=_CACHE)
+@njit(cache=_CACHE, nogil=True)
 def set_identity(q):
     """``q[:] = I`` (rectangular), looping in memory order for either layout."""
     m, n = q.shape
@@ -488,7 +488,7 @@ def orgqr(at, tau, k, q, nb):
 # ---------------------------------------------------------------------------------------
 
 
-@njit(cache=_CACHE)
+@njit(cache=_CACHE, nogil=True)
 def stewart_reflectors(z, j, jb, m, dsign, yt, tau):
     """Reflectors ``j .. j+jb-1`` of Stewart's construction into ``yt[:jb, :m-j]`` and ``tau[:jb]``.
 
@@ -526,7 +526,7 @@ def stewart_block(z, j, jb, q, dsign, ws):
     _larfb(ws.yt, jb, L, ws.t, False, qb, qt, j, j, nq, ws.w1, ws.w2)
 
 
-@njit(cache=_CACHE)
+@njit(cache=_CACHE, nogil=True)
 def scale_columns(q, s):
     """``q[:, c] *= s[c]`` in memory order for either layout."""
     m, n = q.shape
