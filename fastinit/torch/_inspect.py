@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import _stats
 from .._checks import InitArgumentError
 from .._generator import Generator
 from .._plain import normal_
-from . import _stats
 from ._cli import load_factory
 from ._plots import plot
 
@@ -70,6 +70,7 @@ class _Acc:
         self.input_from = None
         self.branch = False
         self.h_lo = self.h_hi = None  # histogram range, fixed at the first call (see histogram_range)
+        self.h_edges = None
         self.h_counts = None
         self.h_under = self.h_over = 0
 
@@ -83,7 +84,8 @@ class _Acc:
             lo, hi = torch.aminmax(x if all_finite else x[torch.isfinite(x)])
             self.h_lo, self.h_hi = histogram_range(float(lo), float(hi), mean, math.sqrt(max(m2 - mean * mean, 0.0)))
             self.h_counts = np.zeros(HIST_BINS, dtype=np.int64)
-        counts, under, over = _stats.histogram(xm, self.h_lo, self.h_hi, HIST_BINS, all_finite)
+            self.h_edges = np.linspace(self.h_lo, self.h_hi, HIST_BINS + 1)
+        counts, under, over = _stats.histogram(xm, self.h_edges, all_finite)
         self.h_counts += counts
         self.h_under += int(under)
         self.h_over += int(over)
