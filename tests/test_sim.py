@@ -375,6 +375,32 @@ def test_results_tables_and_histograms():
     assert np.all(lo <= res.preact_m2) and np.all(res.preact_m2 <= hi)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("hist_range", [None, (-0.7, 1.3)])
+def test_histograms_equal_numpy(dtype, hist_range):
+    """The parallel histogram kernel gives numpy.histogram's counts and edges (range from min/max or
+    given; values outside a given range are dropped, values on inner edges go right)."""
+    from fastinit.sim import _passes
+
+    rng = np.random.default_rng(3)
+    z = rng.standard_normal((300, 40)).astype(dtype)
+    a = np.tanh(z)
+    edges = np.linspace(-0.7, 1.3, 12).astype(dtype)
+    z[0, :5] = edges[[1, 3, 6, 10, 11]]  # on the edges of a given range
+    h = _passes._histograms(4, z, a, 11, hist_range)
+    assert h["layer"] == 5
+    for name, v in (("preact", z), ("post", a)):
+        rg = hist_range or (float(v.min()), float(v.max()))  # the range as Python floats
+        ref, ref_edges = np.histogram(v, bins=11, range=rg)
+        np.testing.assert_array_equal(h[f"{name}_counts"], ref)
+        np.testing.assert_array_equal(h[f"{name}_edges"], ref_edges)
+        assert h[f"{name}_edges"].dtype == ref_edges.dtype
+    z[5, 5] = np.nan  # not finite: the automatic range is (-1, 1), as before, and NaN is not counted
+    h = _passes._histograms(0, z, a, 11, None)
+    ref, _ = np.histogram(z[np.isfinite(z)], bins=11, range=(-1.0, 1.0))
+    np.testing.assert_array_equal(h["preact_counts"], ref)
+
+
 def test_sweep_tidy_rows_and_ci():
     sw = sweep(inits=["xavier_normal", ("kaiming_normal", {"mode": "fan_out"})],
                activations=["relu"], depths=[3], widths=[16, 24], seeds=[0, 1], batch=32,
@@ -523,6 +549,84 @@ def test_fast_activations_match_numpy_forms():
         rtol, atol = (2e-13, 1e-15) if name in ("gelu", "silu") else (4e-15, 0.0)
         np.testing.assert_allclose(a, want, rtol=rtol, atol=atol, err_msg=f"{name} phi")
         np.testing.assert_allclose(d, want_d, rtol=rtol, atol=atol, err_msg=f"{name} phi'")
+
+
+def test_fast_exp_and_expm1_match_numpy():
+    """The kernels' exp and expm1 (one shared range reduction; expm1 as 2^k p + (2^k - 1)) agree with
+    numpy to a few ulp over the whole range: both sides of every k = 0, +-1 switch, the k > 52 branch,
+    the overflow and underflow ends, infinities and NaN."""
+    from fastinit.sim import _fastmath as fm
+    from fastinit.sim import _kernels as k
+
+    @njit(fastmath=k._FAST, error_model="numpy")
+    def run(xs):
+        e = np.empty_like(xs)
+        m = np.empty_like(xs)
+        for i in range(xs.size):
+            e[i] = fm._exp(xs[i])
+            m[i] = fm._expm1(xs[i])
+        return e, m
+
+    ln2 = math.log(2.0)
+    edges = np.array([j * ln2 / 2 for j in range(-5, 6)] + [52.5 * ln2, 709.78, -708.0])
+    xs = np.concatenate([np.linspace(-750, 720, 40001), np.linspace(-3, 3, 20001), np.geomspace(1e-300, 1, 300),
+                         -np.geomspace(1e-300, 1, 300), (edges[:, None] * (1 + np.linspace(-1e-6, 1e-6, 41))).ravel(),
+                         [0.0, -0.0, np.inf, -np.inf, np.nan]])
+    e, m = run(xs)
+    with np.errstate(over="ignore"):
+        want_e, want_m = np.exp(xs), np.expm1(xs)
+    sub = (xs > -708) & (xs < 709.78)
+    np.testing.assert_allclose(e[sub], want_e[sub], rtol=4e-16 * 8, atol=0)
+    np.testing.assert_allclose(m[sub], want_m[sub], rtol=4e-16 * 8, atol=0)
+    assert np.all(e[xs <= -708] < 3.4e-308) and np.all(m[xs <= -708] == -1.0)
+    assert np.all(np.isinf(e[xs > 709.79])) and np.all(np.isinf(m[xs > 709.79]))
+    assert np.isnan(e[-1]) and np.isnan(m[-1])
+
+
+def test_workspace_recycles_only_its_own_arrays():
+    """Arrays given back are handed out again (same memory) only at the same byte size; foreign
+    arrays are ignored; buffers outlive a pass only inside keep_buffers, and only the sizes the
+    last pass used."""
+    from fastinit.sim import _workspace
+
+    with _workspace.Workspace() as ws:
+        a = ws.empty((4, 8), np.float32)
+        foreign = np.empty((4, 8), np.float32)
+        ws.give(a, foreign, None)
+        b = ws.empty((8, 4), np.float32)           # 128 bytes: a's buffer
+        assert np.shares_memory(a, b)
+        c = ws.empty((4, 8), np.float32)           # a is out again (as b): a fresh one
+        assert not np.shares_memory(b, c)
+        d = ws.empty((2, 8), np.float64)           # same bytes, other dtype: a free buffer is reused
+        assert d.dtype == np.float64 and d.shape == (2, 8)
+    with _workspace.Workspace() as ws:             # outside keep_buffers: nothing survived
+        assert not np.shares_memory(ws.empty((4, 8), np.float32), b)
+    with _workspace.keep_buffers():
+        with _workspace.Workspace({128}) as ws:
+            x = ws.empty((32,), np.float32)
+            y = ws.empty((64,), np.float32)        # 256 bytes
+        with _workspace.keep_buffers():            # nested: the outer block keeps them
+            with _workspace.Workspace({128}) as ws:  # 256-byte buffers are dropped here
+                x2 = ws.empty((32,), np.float32)
+                y2 = ws.empty((64,), np.float32)
+        assert np.shares_memory(x, x2) and not np.shares_memory(y, y2)
+    with _workspace.Workspace({128}) as ws:        # the outermost block ended: pool emptied
+        assert not np.shares_memory(ws.empty((32,), np.float32), x)
+
+
+def test_kept_buffers_do_not_change_results():
+    """A sweep (buffers kept between runs, in one or several threads) gives each network the bits of
+    its own simulate_mlp call (fresh buffers)."""
+    kw = dict(depths=[3], widths=[16, 24], seeds=[0, 1], batch=32, theory=False)
+    for workers in (1, 2):
+        sw = sweep(inits=["xavier_normal", "orthogonal"], activations=["tanh", "relu"], workers=workers, **kw)
+        assert len(sw.results) == 8
+        for (init, act, depth, width), res in sw.results.items():
+            for i, seed in enumerate(kw["seeds"]):
+                one = simulate_mlp(depth=depth, width=width, batch=32, init=init, activation=act, seed=seed,
+                                   theory=False)
+                for name in ("preact_m2", "post_m2", "grad_preact_m2", "grad_weight_m2_batchmean", "grad_input_m2"):
+                    np.testing.assert_array_equal(res.per_network[name][i], one.per_network[name][0])
 
 
 # ------------------------------------------------------------------------------------------

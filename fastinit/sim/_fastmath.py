@@ -22,7 +22,7 @@ from numba.extending import intrinsic
 
 from fastinit._activations import ACTIVATIONS, SELU_ALPHA, SELU_LAMBDA, get_activation
 
-__all__ = ["FAST_ACTIVATIONS", "KERNEL_ACTIVATIONS"]
+__all__ = ["FAST_ACTIVATIONS", "KERNEL_ACTIVATIONS", "prefer_wide_vectors"]
 
 _INLINE = dict(inline="always", error_model="numpy")
 
@@ -33,6 +33,35 @@ def _f64_from_bits(typingctx, bits):
     def codegen(context, builder, signature, args):
         return builder.bitcast(args[0], llvm_ir.DoubleType())
     return types.float64(types.int64), codegen
+
+
+@intrinsic
+def _bits_of_f64(typingctx, x):
+    """The int64 bit pattern of the float64 ``x`` (an LLVM bitcast)."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], llvm_ir.IntType(64))
+    return types.int64(types.float64), codegen
+
+
+_HIGH26 = np.int64(-(1 << 27))  # sign, exponent and the leading 25 stored significand bits
+
+
+@intrinsic
+def prefer_wide_vectors(typingctx):
+    """Ask LLVM to vectorise the calling function's loops with the widest vectors the CPU has.
+
+    LLVM's default for AVX-512 CPUs is 256-bit vectors (``prefer-vector-width=256``, chosen for
+    older parts whose clock dropped on 512-bit code). The simulator's activation loops are
+    arithmetic-bound polynomials: 512-bit vectors ran them 1.4x faster on the development machine
+    (tanh 1.74 -> 1.24 ns per element). The function attribute only lifts the preference; on a CPU
+    without AVX-512 LLVM keeps what it has. Call it first in an ``@njit`` function; it emits no code.
+    """
+    def codegen(context, builder, signature, args):
+        attrs = builder.function.attributes
+        # llvmlite knows no string attributes; its set renders any member verbatim into the IR
+        set.add(attrs, '"prefer-vector-width"="512"')
+        return context.get_dummy_value()
+    return types.none(), codegen
 
 
 _LOG2E = 1.4426950408889634
@@ -79,19 +108,50 @@ def _taylor_exp_tail(r):
     return q
 
 
+@intrinsic
+def _scale_expm1(typingctx, a, p):
+    """``a p + (a - 1)`` in exactly this order (``a = 2^k``, ``p = e^r - 1``: ``e^(k ln2 + r) - 1``).
+
+    Emitted with explicit ``nsz`` flags, as :func:`_sub_ln2_multiple`: reassociation may not
+    turn it into ``a (p + 1) - 1``, which cancels catastrophically when ``k`` is 0 or -1.
+    """
+    def codegen(context, builder, signature, args):
+        av, pv = args
+        one = llvm_ir.Constant(llvm_ir.DoubleType(), 1.0)
+        t = builder.fsub(av, one, flags=("nsz",))
+        return builder.fadd(builder.fmul(av, pv, flags=("nsz",)), t, flags=("nsz",))
+    return types.float64(types.float64, types.float64), codegen
+
+
+@intrinsic
+def _mul_in_order(typingctx, x, y):
+    """``x * y`` that reassociation cannot regroup with its neighbours (an explicit ``nsz`` flag):
+    ``(q 2^(k-1)) 2`` must not become ``q (2^(k-1) 2)``, which overflows to inf for k = 1024."""
+    def codegen(context, builder, signature, args):
+        return builder.fmul(args[0], args[1], flags=("nsz",))
+    return types.float64(types.float64, types.float64), codegen
+
+
 @njit(**_INLINE)
-def _exp(x):
-    """exp(x): x = k ln2 + r, |r| <= ln2/2, e^r by its degree-13 Taylor polynomial (truncation
-    error r^14/14! < 3e-18), times 2^k built from the exponent bits."""
-    xc = x if x > _EXP_LO else _EXP_LO      # NaN -> _EXP_LO here; restored at the end
+def _exp_reduced(x):
+    """``(k, p)`` with ``x = k ln2 + r``, ``|r| <= ln2/2`` and ``p = e^r - 1`` (degree-13 Taylor
+    polynomial, truncation error r^14/14! < 3e-18 relative), for ``x`` clamped to the range where
+    ``exp`` is a normal number. :func:`_exp` and :func:`_expm1` share it, so a kernel that needs
+    both of the same argument (tanh and its derivative) computes it once."""
+    xc = x if x > _EXP_LO else _EXP_LO      # NaN -> _EXP_LO here; the callers restore it
     xc = xc if xc < _EXP_HI else _EXP_HI
     kf = np.floor(xc * _LOG2E + 0.5)
     r = _sub_ln2_multiple(xc, kf)
-    q = _taylor_exp_tail(r)
-    q = q * r + 1.0
-    q = q * r + 1.0
+    p = (_taylor_exp_tail(r) * r) * r + r
+    return kf, p
+
+
+@njit(**_INLINE)
+def _exp(x):
+    """exp(x) = 2^k (1 + p) (:func:`_exp_reduced`), 2^k built from the exponent bits."""
+    kf, p = _exp_reduced(x)
     # 2^k = 2 * 2^(k-1): k - 1 + 1023 stays in the normal exponent range for k in [-1021, 1024]
-    y = q * _f64_from_bits((np.int64(kf) + 1022) << 52) * 2.0
+    y = _mul_in_order(_mul_in_order(p + 1.0, _f64_from_bits((np.int64(kf) + 1022) << 52)), 2.0)
     y = y if x > _EXP_LO else 0.0
     y = y if x <= _EXP_HI else np.inf
     return y if x == x else x
@@ -99,12 +159,17 @@ def _exp(x):
 
 @njit(**_INLINE)
 def _expm1(x):
-    """exp(x) - 1 without cancellation: Taylor series for |x| <= ln2/2 (truncation error
-    x^15/15! < 2e-19 relative), exp(x) - 1 beyond (where it is at least 0.29 in size)."""
-    q = _taylor_exp_tail(x)
-    small = (q * x) * x + x
-    big = _exp(x) - 1.0
-    return small if abs(x) <= 0.34657359027997264 else big
+    """exp(x) - 1 without cancellation and with one polynomial: ``2^k p + (2^k - 1)``
+    (:func:`_exp_reduced`); ``2^k - 1`` is exact for ``|k| <= 52`` and the sum cancels at most
+    two bits (k = -1), so the error stays within a few ulp; beyond, ``2^k (1 + p) - 1``."""
+    kf, p = _exp_reduced(x)
+    half = _f64_from_bits((np.int64(kf) + 1022) << 52)   # 2^(k-1)
+    small = _scale_expm1(half * 2.0, p)
+    big = _mul_in_order(_mul_in_order(p + 1.0, half), 2.0) - 1.0
+    y = small if kf <= 52.0 else big
+    y = y if x > _EXP_LO else -1.0
+    y = y if x <= _EXP_HI else np.inf
+    return y if x == x else x
 
 
 # W. J. Cody, "Rational Chebyshev approximations for the error function", Math. Comp. 23
@@ -148,9 +213,13 @@ def _erfc_gauss(x):
     den = (den + _CB[2]) * t
     d1 = den + _CB[3]
     n1 = d1 - x * (num + _CA[3])
-    # e^(-y^2) = e^(-s^2) e^(-(y-s)(y+s)) with s = y rounded down to 1/16: s^2 is exact
-    s = np.floor(16.0 * y) / 16.0
-    gauss = _exp(-s * s) * _exp(-(y - s) * (y + s))
+    # e^(-y^2) = e^(-s^2) e^(-d), d = (y - s)(y + s), with s = y cut to its leading 26 bits (low 27
+    # bits of the significand cleared): s^2 is exact and 0 <= d < 2^-24 y^2 < 4.2e-5 wherever
+    # erfc is not 0 (y < 26.543), so e^(-d) = 1 - d + d^2/2 - d^3/6 to 2e-19 relative (one exp
+    # instead of two)
+    s = _f64_from_bits(_bits_of_f64(y) & _HIGH26)
+    d = (y - s) * (y + s)
+    gauss = _exp(-s * s) * (1.0 - d * (1.0 - d * (0.5 - d * (1.0 / 6.0))))
     # 0.46875 < |y| <= 4: erfc(y) = e^(-y^2) R2(y)
     num = _CC[8] * y
     den = y

@@ -15,7 +15,7 @@ from fastinit._config import NUMBA_CACHE
 from fastinit.theory import mlp_theory
 from fastinit.theory._common import MLP_FORWARD_STATISTICS, MLP_STATISTICS
 
-from . import _passes
+from . import _passes, _workspace
 from ._activation import resolve_activation
 from ._args import (
     bias_spec,
@@ -343,22 +343,23 @@ def simulate_mlp(widths=None, *, depth=None, width=None, input_dim=None, batch=1
 
     per = {n: [] for n in MLP_STATISTICS}
     hists = []
-    for k in range(n_networks):
-        with blas_threads(B, ws):
-            Ws, bs, x0 = _build_network(k, ws, B, dt, scheme, params, bias, bias_value,
-                                        bias_std, input_mean, input_std, seed, explicit)
-        Gk = G if G is not None else (
-            random_normal((B, ws[-1]), 0.0, 1.0, seed, stream(k, 0, KIND_SEED_G), dt)
-            if backward else None)
-        out = _passes.mlp_pass(x0, Ws, bs, act.kind, act.param, act.sat,
-                                residual=residual_scale is not None,
-                                alpha=1.0 if residual_scale is None else residual_scale,
-                                G=Gk, backward=backward, want=set(selected),
-                                hist_layers=hl if k == 0 else (), hist_bins=hist_bins, hist_range=hist_range)
-        for n in MLP_STATISTICS:
-            per[n].append(out[n])
-        if k == 0:
-            hists = out["histograms"]
+    with _workspace.keep_buffers():  # the networks reuse one another's working arrays
+        for k in range(n_networks):
+            with blas_threads(B, ws):
+                Ws, bs, x0 = _build_network(k, ws, B, dt, scheme, params, bias, bias_value,
+                                            bias_std, input_mean, input_std, seed, explicit)
+            Gk = G if G is not None else (
+                random_normal((B, ws[-1]), 0.0, 1.0, seed, stream(k, 0, KIND_SEED_G), dt)
+                if backward else None)
+            out = _passes.mlp_pass(x0, Ws, bs, act.kind, act.param, act.sat,
+                                    residual=residual_scale is not None,
+                                    alpha=1.0 if residual_scale is None else residual_scale,
+                                    G=Gk, backward=backward, want=set(selected),
+                                    hist_layers=hl if k == 0 else (), hist_bins=hist_bins, hist_range=hist_range)
+            for n in MLP_STATISTICS:
+                per[n].append(out[n])
+            if k == 0:
+                hists = out["histograms"]
     per = {n: np.array(v, dtype=np.float64) for n, v in per.items()}
     stats, stderr = summarise(per, MLP_STATISTICS)
 

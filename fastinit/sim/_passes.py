@@ -10,10 +10,11 @@ Private module: the public functions (:mod:`fastinit.sim`) validate every argume
   (:func:`run_blocks`). The partition depends only on the sizes (:func:`row_blocks`).
 * Memory: the forward pass keeps one pre-activation array per layer in the simulation dtype
   (float32 by default), plus the post-activation stream for residual nets, which cannot be
-  rebuilt from the pre-activations. Backward forms ``phi'(z)`` from the stored ``z`` (and
-  rebuilds ``phi(z)`` in the same loop when the batch-mean weight gradient needs it). Working
-  buffers are a few ``B x n`` arrays; there is no float64 copy of any layer (:func:`mlp_bytes`,
-  :func:`rnn_bytes`).
+  rebuilt from the pre-activations. Backward forms ``phi'(z)`` from the stored ``z`` and, in plain
+  nets, rebuilds ``phi(z)`` in the same loop (the batch-mean weight gradient needs it; the one kernel
+  keeps the gradients' bits independent of the statistics asked for). Working buffers are a few
+  ``B x n`` arrays, recycled (:mod:`fastinit.sim._workspace`); there is no float64 copy of any
+  layer (:func:`mlp_bytes`, :func:`rnn_bytes`).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numba
 import numpy as np
 
-from fastinit import _blas
+from fastinit import _blas, _stats
 from fastinit.theory._common import MLP_BACKWARD_STATISTICS, MLP_FORWARD_STATISTICS
 
 from ._kernels import (
@@ -44,6 +45,7 @@ from ._kernels import (
     ordered_sum,
     sumsq,
 )
+from ._workspace import Workspace
 
 __all__ = ["mlp_pass", "rnn_pass", "mlp_bytes", "rnn_bytes", "row_blocks", "run_blocks", "forward_layer",
            "backward_layer", "forward_flags", "weight_gradient_sumsq", "blas_threads_for", "threads_for",
@@ -288,108 +290,130 @@ def _mlp_pass(x, weights, biases, kind, p, sat_thr, residual=False, alpha=1.0,
         keep = [(k, name) for k, name in keep if name != "frac_saturated"]
     hist_layers = set(int(h) for h in hist_layers)
     hists = []
+    # working arrays recycled within the pass (and between passes under keep_buffers); none escapes
+    with Workspace({B * n * dtype.itemsize for n in widths}) as ws:
+        need_bwd = backward and any(n in want for n in MLP_BACKWARD_STATISTICS + ("grad_input_m2",))
+        per_sample = need_bwd and "grad_weight_m2_per_sample" in want
+        batchmean = need_bwd and "grad_weight_m2_batchmean" in want
+        zs = []          # stored pre-activations (simulation dtype), one per layer
+        posts = [x]      # residual nets keep h_l (cannot be rebuilt from z); plain nets only x
+        rowsq_post = [np.einsum("ij,ij->i", x, x, dtype=np.float64) if per_sample else None]
+        a = x
+        for l in range(L):
+            W = weights[l]
+            z = ws.empty((B, widths[l + 1]), dtype)
+            a_new = ws.empty((B, widths[l + 1]), dtype)
 
-    need_bwd = backward and any(n in want for n in MLP_BACKWARD_STATISTICS + ("grad_input_m2",))
-    per_sample = need_bwd and "grad_weight_m2_per_sample" in want
-    batchmean = need_bwd and "grad_weight_m2_batchmean" in want
-    zs = []          # stored pre-activations (simulation dtype), one per layer
-    posts = [x]      # residual nets keep h_l (cannot be rebuilt from z); plain nets only x
-    rowsq_post = [np.einsum("ij,ij->i", x, x, dtype=np.float64) if per_sample else None]
-    a = x
-    for l in range(L):
-        W = weights[l]
-        z = np.empty((B, widths[l + 1]), dtype=dtype)
-        a_new = np.empty_like(z)
+            def gemm(r0, r1, a=a, W=W, z=z):
+                np.matmul(a[r0:r1], W.T, out=z[r0:r1])
 
-        def gemm(r0, r1, a=a, W=W, z=z):
-            np.matmul(a[r0:r1], W.T, out=z[r0:r1])
-
-        pooled, rsq = forward_layer(nthreads, gemm, kind, z, biases[l], a_new, a, alpha, residual, p, sat_thr,
-                                    flags, bounds)
-        for k, name in keep:
-            out[name][l] = pooled[k]
-        if l in hist_layers:
-            hists.append(_histograms(l, z, a_new, hist_bins, hist_range))
-        if need_bwd:
-            zs.append(z)
-        rowsq_post.append(rsq)
-        if residual and need_bwd:
-            posts.append(a_new)
-        a = a_new
-    result = dict(out)
-    result["histograms"] = hists
-    result["grad_input_m2"] = np.array(np.nan)
-    if not need_bwd:
-        return result
-
-    # ---- backward: g_l = dl/da_l (or dl/dh_l), delta_l = dl/dz_l ----
-    g = np.ascontiguousarray(G, dtype=dtype)
-    delta = np.empty((B, widths[L]), dtype=dtype)
-    # with the batch-mean weight gradient, plain nets use the rebuilding kernel here too (into a
-    # scratch array): one backward kernel per activation to compile instead of two, same bits
-    scratch = np.empty_like(delta) if batchmean and not residual else None
-    rd = backward_layer(nthreads, _no_gemm, kind, g, g, False, zs[L - 1], delta, scratch, p,
-                        alpha if residual else 1.0, bounds)
-    del scratch
-    for l in range(L - 1, -1, -1):
-        n_out, n_in = widths[l + 1], widths[l]
-        sd2 = float(ordered_sum(rd))
-        if "grad_preact_m2" in want:
-            out["grad_preact_m2"][l] = sd2 / (B * n_out)
-        if "grad_bias_m2_per_sample" in want:
-            out["grad_bias_m2_per_sample"][l] = sd2 / (B * n_out)
-        if per_sample:
-            out["grad_weight_m2_per_sample"][l] = float(np.dot(rd, rowsq_post[l])) / (B * n_out * n_in)
-        # g_{l-1} = delta_l W_l  (+ g_l through the skip path, added inside the backward kernel)
-        aprev = x
-        if l > 0:
-            g_new = np.empty((B, n_in), dtype=dtype)
-            delta_new = np.empty((B, n_in), dtype=dtype)
-
-            def gemm(r0, r1, delta=delta, W=weights[l], g_new=g_new):
-                np.matmul(delta[r0:r1], W, out=g_new[r0:r1])
-
-            if residual:
-                aprev = posts[l]
-                rd_new = backward_layer(nthreads, gemm, kind, g_new, g, True, zs[l - 1], delta_new, None,
-                                        p, alpha, bounds)
+            pooled, rsq = forward_layer(nthreads, gemm, kind, z, biases[l], a_new, a, alpha, residual, p, sat_thr,
+                                        flags, bounds)
+            for k, name in keep:
+                out[name][l] = pooled[k]
+            if l in hist_layers:
+                hists.append(_histograms(l, z, a_new, hist_bins, hist_range))
+            if need_bwd:
+                zs.append(z)
             else:
-                aprev = np.empty((B, n_in), dtype=dtype) if batchmean else None
-                rd_new = backward_layer(nthreads, gemm, kind, g_new, g, False, zs[l - 1], delta_new, aprev,
-                                        p, 1.0, bounds)
-        elif "grad_input_m2" in want:
-            g_new = np.empty((B, n_in), dtype=dtype)
+                ws.give(z)
+            rowsq_post.append(rsq)
+            if residual and need_bwd:
+                posts.append(a_new)
+            elif a is not x:
+                ws.give(a)  # read by this layer's GEMM only (plain nets rebuild it in backward)
+            a = a_new
+        result = dict(out)
+        result["histograms"] = hists
+        result["grad_input_m2"] = np.array(np.nan)
+        if not need_bwd:
+            return result
 
-            def gemm0(c, delta=delta, W=weights[0], g_new=g_new, g=g):
-                r0, r1 = int(bounds[c]), int(bounds[c + 1])
-                np.matmul(delta[r0:r1], W, out=g_new[r0:r1])
+        # ---- backward: g_l = dl/da_l (or dl/dh_l), delta_l = dl/dz_l ----
+        g = np.ascontiguousarray(G, dtype=dtype)
+        delta = ws.empty((B, widths[L]), dtype)
+        # plain nets always run the rebuilding kernel (phi(z) into a scratch array when the batch-mean
+        # weight gradient does not need it): compiled code fuses phi's and phi''s shared work
+        # differently from phi' alone, so one kernel keeps delta's bits whatever the statistics
+        scratch = None if residual else ws.empty((B, widths[L]), dtype)
+        rd = backward_layer(nthreads, _no_gemm, kind, g, g, False, zs[L - 1], delta, scratch, p,
+                            alpha if residual else 1.0, bounds)
+        ws.give(scratch)
+        for l in range(L - 1, -1, -1):
+            n_out, n_in = widths[l + 1], widths[l]
+            sd2 = float(ordered_sum(rd))
+            if "grad_preact_m2" in want:
+                out["grad_preact_m2"][l] = sd2 / (B * n_out)
+            if "grad_bias_m2_per_sample" in want:
+                out["grad_bias_m2_per_sample"][l] = sd2 / (B * n_out)
+            if per_sample:
+                out["grad_weight_m2_per_sample"][l] = float(np.dot(rd, rowsq_post[l])) / (B * n_out * n_in)
+            # g_{l-1} = delta_l W_l  (+ g_l through the skip path, added inside the backward kernel)
+            aprev = x
+            if l > 0:
+                g_new = ws.empty((B, n_in), dtype)
+                delta_new = ws.empty((B, n_in), dtype)
+
+                def gemm(r0, r1, delta=delta, W=weights[l], g_new=g_new):
+                    np.matmul(delta[r0:r1], W, out=g_new[r0:r1])
+
                 if residual:
-                    g_new[r0:r1] += g[r0:r1]
+                    aprev = posts[l]
+                    rd_new = backward_layer(nthreads, gemm, kind, g_new, g, True, zs[l - 1], delta_new, None,
+                                            p, alpha, bounds)
+                else:
+                    aprev = ws.empty((B, n_in), dtype)  # phi(z_{l-1}): a scratch array without batchmean
+                    rd_new = backward_layer(nthreads, gemm, kind, g_new, g, False, zs[l - 1], delta_new, aprev,
+                                            p, 1.0, bounds)
+                    if not batchmean:
+                        ws.give(aprev)
+                        aprev = None
+            elif "grad_input_m2" in want:
+                g_new = ws.empty((B, n_in), dtype)
 
-            run_blocks(nthreads, len(bounds) - 1, gemm0)
-        if batchmean:
-            out["grad_weight_m2_batchmean"][l] = weight_gradient_sumsq(nthreads, delta, aprev) / (B * B * n_out * n_in)
-        if l > 0:
-            g, delta, rd = g_new, delta_new, rd_new
-            zs[l] = None  # free as we go: peak memory stays ~ the forward's
-    result.update(out)
-    if "grad_input_m2" in want:
-        result["grad_input_m2"] = np.array(sumsq(g_new) / (B * widths[0]))
-    return result
+                def gemm0(c, delta=delta, W=weights[0], g_new=g_new, g=g):
+                    r0, r1 = int(bounds[c]), int(bounds[c + 1])
+                    np.matmul(delta[r0:r1], W, out=g_new[r0:r1])
+                    if residual:
+                        g_new[r0:r1] += g[r0:r1]
+
+                run_blocks(nthreads, len(bounds) - 1, gemm0)
+            if batchmean:
+                wsq = weight_gradient_sumsq(nthreads, delta, aprev)
+                out["grad_weight_m2_batchmean"][l] = wsq / (B * B * n_out * n_in)
+            if l > 0:
+                if not residual:
+                    ws.give(aprev)
+                ws.give(g, delta, zs[l])  # reused by the next layers: peak memory stays ~ the forward's
+                g, delta, rd = g_new, delta_new, rd_new
+                zs[l] = None
+        result.update(out)
+        if "grad_input_m2" in want:
+            result["grad_input_m2"] = np.array(sumsq(g_new) / (B * widths[0]))
+        return result
 
 
 def _histograms(l, z, a, bins, rng):
-    zr = rng if rng is not None else _auto_range(z)
-    ar = rng if rng is not None else _auto_range(a)
-    hz, ez = np.histogram(z, bins=bins, range=zr)
-    ha, ea = np.histogram(a, bins=bins, range=ar)
-    return {"layer": l + 1, "preact_counts": hz, "preact_edges": ez,
-            "post_counts": ha, "post_edges": ea}
+    """Layer ``l``'s histograms of ``z`` and ``a``: ``numpy.histogram(v, bins, range)``'s counts and edges
+    (the range: ``rng``, else the array's min and max), counted by the parallel one-pass kernel
+    of :mod:`fastinit._stats` (exactly numpy's bins; a serial ``numpy.histogram`` per array took a
+    tenth of the default study's time on one core while the other waited)."""
+    out = {"layer": l + 1}
+    for name, v in (("preact", z), ("post", a)):
+        lo, hi = _stats.minmax(v)
+        finite = bool(np.isfinite(lo) and np.isfinite(hi))
+        first, last = rng if rng is not None else _auto_range(lo, hi)
+        edges = np.linspace(first, last, bins + 1, dtype=np.result_type(first, last, v))  # numpy's edges
+        counts, _, _ = _stats.histogram(v, edges.astype(np.float64), finite)
+        out[f"{name}_counts"] = counts
+        out[f"{name}_edges"] = edges
+    return out
 
 
-def _auto_range(v):
-    lo = float(np.min(v))
-    hi = float(np.max(v))
+def _auto_range(lo, hi):
+    """A histogram's range from the array's min and max: ``(-1, 1)`` when either is not finite, widened
+    by 1/2 on each side when they are equal (as ``numpy.histogram``)."""
+    lo, hi = float(lo), float(hi)
     if not (np.isfinite(lo) and np.isfinite(hi)):
         return (-1.0, 1.0)
     if hi <= lo:

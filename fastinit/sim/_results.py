@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import math
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -215,14 +214,18 @@ class RNNResult(SimulationResult):
 
 
 def summarise(per_network, names):
+    """Mean over networks and its standard error (NaN for one network) of each statistic in ``names``."""
     stats, stderr = {}, {}
-    for n in names:
-        arr = np.asarray(per_network[n], dtype=np.float64)
-        k = arr.shape[0]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            stats[n] = arr.mean(axis=0)
-            stderr[n] = (arr.std(axis=0, ddof=1) / math.sqrt(k)) if k > 1 else np.full_like(stats[n], np.nan)
+    with np.errstate(all="ignore"):  # exploding networks: inf and NaN pass through without warnings
+        for n in names:
+            arr = np.asarray(per_network[n], dtype=np.float64)
+            k = arr.shape[0]
+            if k == 1:  # the mean of one value is that value
+                stats[n] = arr[0].copy()
+                stderr[n] = np.full_like(stats[n], np.nan)
+            else:
+                stats[n] = arr.mean(axis=0)
+                stderr[n] = arr.std(axis=0, ddof=1) / math.sqrt(k)
     return stats, stderr
 
 

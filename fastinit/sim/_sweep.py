@@ -13,7 +13,7 @@ from fastinit._checks import InitArgumentError, integer
 from fastinit._numba import _SAFE_LAYERS, threading_layer
 from fastinit.theory._common import MLP_STATISTICS
 
-from . import _passes
+from . import _passes, _workspace
 from ._activation import resolve_activation
 from ._args import check_dtype, check_memory, check_seed
 from ._mlp import config_theory, simulate_mlp
@@ -210,6 +210,7 @@ def _run_local(jobs, run, label, progress, workers, grid, kwargs, runs):
 
         def run_one_thread(job):
             numba.set_num_threads(1)  # per thread: the workers supply the parallelism
+            _workspace.keep_buffers_in_this_thread()  # the next job reuses them; freed with the thread
             return run(job)
 
         with ThreadPoolExecutor(max_workers=workers) as ex:
@@ -224,10 +225,11 @@ def _run_local(jobs, run, label, progress, workers, grid, kwargs, runs):
                     fut.cancel()
                 raise
     else:
-        for done, job in enumerate(jobs, 1):
-            runs[job] = run(job)
-            if progress is not None:
-                progress(done, total, label(job))
+        with _workspace.keep_buffers():  # each run reuses the previous run's working arrays
+            for done, job in enumerate(jobs, 1):
+                runs[job] = run(job)
+                if progress is not None:
+                    progress(done, total, label(job))
 
 
 def _all_small(grid, batch, input_dim):
