@@ -9,6 +9,9 @@ networks; in the latter case the quantile is Student-t with K - 1 degrees of fre
 """
 
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -387,7 +390,7 @@ def test_histograms_equal_numpy(dtype, hist_range):
     a = np.tanh(z)
     edges = np.linspace(-0.7, 1.3, 12).astype(dtype)
     z[0, :5] = edges[[1, 3, 6, 10, 11]]  # on the edges of a given range
-    h = _passes._histograms(4, z, a, 11, hist_range)
+    h = _passes._histograms(2, np.array([0, 100, 160, 300]), 4, z, a, 11, hist_range)  # 3 blocks, 2 threads
     assert h["layer"] == 5
     for name, v in (("preact", z), ("post", a)):
         rg = hist_range or (float(v.min()), float(v.max()))  # the range as Python floats
@@ -396,7 +399,7 @@ def test_histograms_equal_numpy(dtype, hist_range):
         np.testing.assert_array_equal(h[f"{name}_edges"], ref_edges)
         assert h[f"{name}_edges"].dtype == ref_edges.dtype
     z[5, 5] = np.nan  # not finite: the automatic range is (-1, 1), as before, and NaN is not counted
-    h = _passes._histograms(0, z, a, 11, None)
+    h = _passes._histograms(1, np.array([0, 300]), 0, z, a, 11, None)
     ref, _ = np.histogram(z[np.isfinite(z)], bins=11, range=(-1.0, 1.0))
     np.testing.assert_array_equal(h["preact_counts"], ref)
 
@@ -497,10 +500,10 @@ def test_relu_he_width1000_unitvar_and_dead_units():
 
 
 def _apply_compiled(phi, dphi, p, xs):
-    """phi and phi' over an array, inlined into a loop compiled with the fused kernels' flags."""
+    """phi and phi' over an array, inlined into a loop compiled with the row functions' flags."""
     from fastinit.sim import _kernels as k
 
-    @njit(fastmath=k._FAST, error_model="numpy")
+    @njit(**k.ROW_FLAGS)
     def run(xs, p):
         a = np.empty_like(xs)
         d = np.empty_like(xs)
@@ -558,7 +561,7 @@ def test_fast_exp_and_expm1_match_numpy():
     from fastinit.sim import _fastmath as fm
     from fastinit.sim import _kernels as k
 
-    @njit(fastmath=k._FAST, error_model="numpy")
+    @njit(**k.ROW_FLAGS)
     def run(xs):
         e = np.empty_like(xs)
         m = np.empty_like(xs)
@@ -581,6 +584,29 @@ def test_fast_exp_and_expm1_match_numpy():
     assert np.all(e[xs <= -708] < 3.4e-308) and np.all(m[xs <= -708] == -1.0)
     assert np.all(np.isinf(e[xs > 709.79])) and np.all(np.isinf(m[xs > 709.79]))
     assert np.isnan(e[-1]) and np.isnan(m[-1])
+
+
+_FRESH_VS_CACHED = """
+import hashlib, numpy as np
+from fastinit import sim
+r = sim.simulate_mlp(depth=6, width=40, batch=64, activation="gelu", init="xavier_normal", dtype="float64",
+                     theory=False)
+print(hashlib.sha256(b"".join(np.asarray(r.per_network[k]).tobytes() for k in sorted(r.per_network))).hexdigest())
+"""
+
+
+def test_first_run_and_cached_runs_have_the_same_bits(tmp_path):
+    """A process that compiles the kernels (fresh Numba cache) and one that loads them from the cache
+    give the same bits: the first used to run the separately compiled row functions and later ones the
+    copy inside the cached kernel, optimised differently under fast-math flags (last-bit differences
+    in the gradients)."""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), "FASTINIT_NUMBA_CACHE": "1"}
+    runs = [subprocess.run([sys.executable, "-c", _FRESH_VS_CACHED], capture_output=True, text=True, env=env,
+                           timeout=600) for _ in range(2)]
+    for r in runs:
+        assert r.returncode == 0, r.stderr[-2000:]
+    assert any(tmp_path.rglob("*.nbc"))  # the first run wrote the cache the second one read
+    assert runs[0].stdout == runs[1].stdout
 
 
 def test_workspace_recycles_only_its_own_arrays():

@@ -18,6 +18,7 @@ import math
 import numpy as np
 from llvmlite import ir as llvm_ir
 from numba import njit, types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
 from fastinit._activations import ACTIVATIONS, SELU_ALPHA, SELU_LAMBDA, get_activation
@@ -33,6 +34,20 @@ def _f64_from_bits(typingctx, bits):
     def codegen(context, builder, signature, args):
         return builder.bitcast(args[0], llvm_ir.DoubleType())
     return types.float64(types.int64), codegen
+
+
+@intrinsic
+def _fma(typingctx, a, b, c):
+    """``a * b + c`` rounded once (LLVM's ``llvm.fma``: one instruction where the CPU has FMA, and
+    the same bits everywhere). Explicit, so that the row functions can be compiled without
+    fast-math flags yet keep the fused multiply-adds of their polynomials (see
+    :data:`fastinit.sim._kernels.ROW_FLAGS`)."""
+    def codegen(context, builder, signature, args):
+        f64 = llvm_ir.DoubleType()
+        fn = cgutils.get_or_insert_function(builder.module, llvm_ir.FunctionType(f64, [f64, f64, f64]),
+                                            "llvm.fma.f64")
+        return builder.call(fn, args)
+    return types.float64(types.float64, types.float64, types.float64), codegen
 
 
 @intrinsic
@@ -94,17 +109,17 @@ def _sub_ln2_multiple(typingctx, x, k):
 def _taylor_exp_tail(r):
     """(e^r - 1 - r) / r^2 by Horner's rule on the Taylor coefficients 1/13! .. 1/2."""
     q = 1.0 / 6227020800.0
-    q = q * r + 1.0 / 479001600.0
-    q = q * r + 1.0 / 39916800.0
-    q = q * r + 1.0 / 3628800.0
-    q = q * r + 1.0 / 362880.0
-    q = q * r + 1.0 / 40320.0
-    q = q * r + 1.0 / 5040.0
-    q = q * r + 1.0 / 720.0
-    q = q * r + 1.0 / 120.0
-    q = q * r + 1.0 / 24.0
-    q = q * r + 1.0 / 6.0
-    q = q * r + 0.5
+    q = _fma(q, r, 1.0 / 479001600.0)
+    q = _fma(q, r, 1.0 / 39916800.0)
+    q = _fma(q, r, 1.0 / 3628800.0)
+    q = _fma(q, r, 1.0 / 362880.0)
+    q = _fma(q, r, 1.0 / 40320.0)
+    q = _fma(q, r, 1.0 / 5040.0)
+    q = _fma(q, r, 1.0 / 720.0)
+    q = _fma(q, r, 1.0 / 120.0)
+    q = _fma(q, r, 1.0 / 24.0)
+    q = _fma(q, r, 1.0 / 6.0)
+    q = _fma(q, r, 0.5)
     return q
 
 
@@ -142,7 +157,7 @@ def _exp_reduced(x):
     xc = xc if xc < _EXP_HI else _EXP_HI
     kf = np.floor(xc * _LOG2E + 0.5)
     r = _sub_ln2_multiple(xc, kf)
-    p = (_taylor_exp_tail(r) * r) * r + r
+    p = _fma(_taylor_exp_tail(r) * r, r, r)
     return kf, p
 
 
@@ -203,56 +218,33 @@ def _erfc_gauss(x):
     y = abs(x)
     t = y * y
     # |y| <= 0.46875: erfc = 1 - x R1(x^2) = (den - x num) / den
-    num = _CA[4] * t
-    den = t
-    num = (num + _CA[0]) * t
-    den = (den + _CB[0]) * t
-    num = (num + _CA[1]) * t
-    den = (den + _CB[1]) * t
-    num = (num + _CA[2]) * t
-    den = (den + _CB[2]) * t
-    d1 = den + _CB[3]
-    n1 = d1 - x * (num + _CA[3])
+    num = _fma(_fma(_fma(_fma(_CA[4], t, _CA[0]), t, _CA[1]), t, _CA[2]), t, _CA[3])
+    d1 = _fma(_fma(_fma(t + _CB[0], t, _CB[1]), t, _CB[2]), t, _CB[3])
+    n1 = _fma(-x, num, d1)
     # e^(-y^2) = e^(-s^2) e^(-d), d = (y - s)(y + s), with s = y cut to its leading 26 bits (low 27
     # bits of the significand cleared): s^2 is exact and 0 <= d < 2^-24 y^2 < 4.2e-5 wherever
     # erfc is not 0 (y < 26.543), so e^(-d) = 1 - d + d^2/2 - d^3/6 to 2e-19 relative (one exp
     # instead of two)
     s = _f64_from_bits(_bits_of_f64(y) & _HIGH26)
     d = (y - s) * (y + s)
-    gauss = _exp(-s * s) * (1.0 - d * (1.0 - d * (0.5 - d * (1.0 / 6.0))))
+    gauss = _exp(-s * s) * _fma(-d, _fma(-d, _fma(-d, 1.0 / 6.0, 0.5), 1.0), 1.0)
     # 0.46875 < |y| <= 4: erfc(y) = e^(-y^2) R2(y)
-    num = _CC[8] * y
-    den = y
-    num = (num + _CC[0]) * y
-    den = (den + _CD[0]) * y
-    num = (num + _CC[1]) * y
-    den = (den + _CD[1]) * y
-    num = (num + _CC[2]) * y
-    den = (den + _CD[2]) * y
-    num = (num + _CC[3]) * y
-    den = (den + _CD[3]) * y
-    num = (num + _CC[4]) * y
-    den = (den + _CD[4]) * y
-    num = (num + _CC[5]) * y
-    den = (den + _CD[5]) * y
-    num = (num + _CC[6]) * y
-    den = (den + _CD[6]) * y
-    n2 = gauss * (num + _CC[7])
-    d2 = den + _CD[7]
+    num = _CC[8]
+    for c in _CC[:8]:
+        num = _fma(num, y, c)
+    d2 = y + _CD[0]
+    for c in _CD[1:8]:
+        d2 = _fma(d2, y, c)
+    n2 = gauss * num
     # |y| > 4: erfc(y) = e^(-y^2) (1/sqrt(pi) - u R3(u)) / y with u = 1/y^2
     u = 1.0 / t
-    num = _CP[5] * u
-    den = u
-    num = (num + _CP[0]) * u
-    den = (den + _CQ[0]) * u
-    num = (num + _CP[1]) * u
-    den = (den + _CQ[1]) * u
-    num = (num + _CP[2]) * u
-    den = (den + _CQ[2]) * u
-    num = (num + _CP[3]) * u
-    den = (den + _CQ[3]) * u
-    d3 = den + _CQ[4]
-    n3 = gauss * (_SQRPI * d3 - u * (num + _CP[4]))
+    num = _CP[5]
+    for c in _CP[:5]:
+        num = _fma(num, u, c)
+    d3 = u + _CQ[0]
+    for c in _CQ[1:5]:
+        d3 = _fma(d3, u, c)
+    n3 = gauss * _fma(-u, num, _SQRPI * d3)
     d3 = d3 * y
     central = y <= 0.46875
     n = n1 if central else (n2 if y <= 4.0 else n3)

@@ -57,9 +57,10 @@ __all__ = ["compiled", "register_user_activation", "forward_block", "forward_red
 N_POOLED = len(MLP_FORWARD_STATISTICS)
 
 
-# Reassociation lets LLVM vectorise the float64 partial sums (2.5x on the ReLU forward pass);
-# contraction turns the activations' polynomials into fused multiply-adds (tanh 2.4 -> 1.7 ns per
-# element); no 'nnan'/'ninf', so exploding runs still propagate inf and NaN faithfully.
+# Flags of the kernels' own loops (the statistics): reassociation lets LLVM vectorise the float64
+# partial sums (2.5x on the ReLU forward pass), contraction fuses their multiply-adds; no
+# 'nnan'/'ninf', so exploding runs still propagate inf and NaN faithfully. The activations' row
+# functions are compiled without fast-math flags (ROW_FLAGS).
 _FAST = {"reassoc", "nsz", "contract"}
 
 
@@ -99,6 +100,13 @@ def register_user_activation(phi, dphi):
 # instead took Numba several times longer to compile (GELU: ~13 s against ~2 s per kind), and the
 # call once per row costs nothing measurable.
 _ROWS = {}
+#: Compiler flags of the row functions: no fast-math flags. A kernel runs its row function either as
+#: the separately compiled function (right after compiling, in the compiling process) or as the copy
+#: inside its own cached code (every later process); with fast-math flags LLVM optimised the two
+#: copies differently (fused or vectorised other operations), so the first run's gradients differed
+#: from every later run's in the last bits. Strict IEEE code has one result whatever the copy; the
+#: polynomials keep their fused multiply-adds through explicit ``llvm.fma`` (``_fastmath._fma``).
+ROW_FLAGS = dict(fastmath=False, error_model="numpy", nogil=True)
 
 
 def _row_functions(kind):
@@ -106,7 +114,7 @@ def _row_functions(kind):
     if fns is not None:
         return fns
     f, df = _KINDS[kind]
-    flags = dict(fastmath=_FAST, error_model="numpy", nogil=True)
+    flags = ROW_FLAGS
 
     def phi_row_k(z, bias, act, i, p):
         prefer_wide_vectors()

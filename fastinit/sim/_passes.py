@@ -312,7 +312,7 @@ def _mlp_pass(x, weights, biases, kind, p, sat_thr, residual=False, alpha=1.0,
             for k, name in keep:
                 out[name][l] = pooled[k]
             if l in hist_layers:
-                hists.append(_histograms(l, z, a_new, hist_bins, hist_range))
+                hists.append(_histograms(nthreads, bounds, l, z, a_new, hist_bins, hist_range))
             if need_bwd:
                 zs.append(z)
             else:
@@ -393,19 +393,27 @@ def _mlp_pass(x, weights, biases, kind, p, sat_thr, residual=False, alpha=1.0,
         return result
 
 
-def _histograms(l, z, a, bins, rng):
+def _histograms(nthreads, bounds, l, z, a, bins, rng):
     """Layer ``l``'s histograms of ``z`` and ``a``: ``numpy.histogram(v, bins, range)``'s counts and edges
-    (the range: ``rng``, else the array's min and max), counted by the parallel one-pass kernel
-    of :mod:`fastinit._stats` (exactly numpy's bins; a serial ``numpy.histogram`` per array took a
-    tenth of the default study's time on one core while the other waited)."""
+    (the range: ``rng``, else the array's min and max), counted in the blocks of rows ``bounds`` on
+    ``nthreads`` threads by the kernels of :mod:`fastinit._stats` (exactly numpy's bins; integer
+    counts, so the threads do not matter). A serial ``numpy.histogram`` per array took a tenth of the
+    default study's time on one core while the other waited."""
+    nb = len(bounds) - 1
     out = {"layer": l + 1}
     for name, v in (("preact", z), ("post", a)):
-        lo, hi = _stats.minmax(v)
+        mm = np.empty((nb, 3))
+        run_blocks(nthreads, nb, lambda c, v=v, mm=mm: _stats.minmax_rows(v, int(bounds[c]), int(bounds[c + 1]),
+                                                                           mm[c]))
+        lo, hi = (np.nan, np.nan) if mm[:, 2].any() else (mm[:, 0].min(), mm[:, 1].max())
         finite = bool(np.isfinite(lo) and np.isfinite(hi))
         first, last = rng if rng is not None else _auto_range(lo, hi)
         edges = np.linspace(first, last, bins + 1, dtype=np.result_type(first, last, v))  # numpy's edges
-        counts, _, _ = _stats.histogram(v, edges.astype(np.float64), finite)
-        out[f"{name}_counts"] = counts
+        e64 = edges.astype(np.float64)
+        h = np.zeros((nb, bins + 2), np.int64)
+        run_blocks(nthreads, nb, lambda c, v=v, h=h, e=e64, f=finite: _stats.histogram_rows(
+            v, int(bounds[c]), int(bounds[c + 1]), e, f, h[c]))
+        out[f"{name}_counts"] = h.sum(axis=0)[1:bins + 1]
         out[f"{name}_edges"] = edges
     return out
 

@@ -149,8 +149,8 @@ def sweep(inits=("xavier_normal", "kaiming_normal"), activations=("tanh", "relu"
         return dict(depth=depth, width=width, batch=batch, activation=aname, activation_param=aparam,
                     init=iname, init_params=iparams, n_networks=n_networks, seed=seeds[si], **kwargs)
 
-    def run(job):
-        return simulate_mlp(theory=theory and job[1] == 0, **run_kwargs(job))
+    def run(job):  # the theory is computed once per configuration, beside or after the runs
+        return simulate_mlp(theory=False, **run_kwargs(job))
 
     def label(job):
         gi, si = job
@@ -159,19 +159,31 @@ def sweep(inits=("xavier_normal", "kaiming_normal"), activations=("tanh", "relu"
                 f"L={depth} n={width} seed={seeds[si]}")
 
     runs = {}
+    theories = None
     if remote is not None:
         runs = _run_remote(remote, client if remote == "client" else executor, jobs, run_kwargs, label, progress)
         if theory:  # once per configuration, here: the tasks ran without it
-            for gi in range(len(grid)):
-                th, note = config_theory(**run_kwargs((gi, 0)))
-                runs[(gi, 0)].theory.update(th)
-                runs[(gi, 0)].config["theory_note"] = note
+            theories = [config_theory(**run_kwargs((gi, 0))) for gi in range(len(grid))]
     else:
-        # small configurations run on one BLAS thread each: set it once for the whole sweep (toggling
-        # OpenBLAS's thread count per run cost about 2 ms a run)
-        small = _all_small(grid, batch, kwargs.get("input_dim"))
-        with _blas.single_threaded_blas() if small else contextlib.nullcontext():
-            _run_local(jobs, run, label, progress, workers, grid, kwargs, runs)
+        # The theory (mean field and finite-width bands: single-threaded NumPy quadrature, up to a
+        # second per configuration when not cached on disk) runs in a thread of its own while the
+        # runs go on; they leave part of the cores idle (Python between kernels, thread hand-offs).
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastinit-theory") if theory else None
+        try:
+            pending = [pool.submit(config_theory, **run_kwargs((gi, 0))) for gi in range(len(grid))] if pool else []
+            # small configurations run on one BLAS thread each: set it once for the whole sweep (toggling
+            # OpenBLAS's thread count per run cost about 2 ms a run)
+            small = _all_small(grid, batch, kwargs.get("input_dim"))
+            with _blas.single_threaded_blas() if small else contextlib.nullcontext():
+                _run_local(jobs, run, label, progress, workers, grid, kwargs, runs)
+            theories = [f.result() for f in pending] if pool else None
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)  # after a failed run: do not wait for theory
+    if theories is not None:
+        for gi, (th, note) in enumerate(theories):
+            runs[(gi, 0)].theory.update(th)
+            runs[(gi, 0)].config["theory_note"] = note
 
     records, results = [], {}
     for gi, (init_spec, act_spec, depth, width) in enumerate(grid):
