@@ -20,7 +20,8 @@ from numba import njit, prange
 
 from ._config import NUMBA_CACHE
 
-__all__ = ["PARTS", "moments", "histogram", "minmax", "sumsq", "as_matrix", "FINITE", "NAN", "ZEROS", "INACTIVE"]
+__all__ = ["PARTS", "moments", "histogram", "histogram_rows", "minmax_rows", "sumsq", "as_matrix", "FINITE", "NAN",
+           "ZEROS", "INACTIVE"]
 
 #: Fixed parts of the rows (the unit of parallel work and of summation order).
 PARTS = 32
@@ -154,6 +155,26 @@ def _exact(v, k, edges, bins):
     return k if v <= edges[bins] else bins + 1
 
 
+@njit(cache=NUMBA_CACHE, nogil=True)
+def histogram_rows(x, r0, r1, edges, all_finite, out):
+    """Add the counts of rows ``r0:r1`` of ``x`` to ``out`` (int64, ``bins + 2``: below the range, the
+    bins, above it): see :func:`histogram`. Serial: callers split the rows among their threads."""
+    bins = edges.shape[0] - 1
+    lo = edges[0]
+    scale = bins / (edges[bins] - lo)
+    idx = np.empty(x.shape[1], np.int32)
+    for r in range(r0, r1):
+        if all_finite:
+            _bin_row(x, r, lo, scale, bins, idx)
+            for u in range(x.shape[1]):
+                out[_exact(np.float64(x[r, u]), idx[u], edges, bins)] += 1
+        else:
+            for u in range(x.shape[1]):
+                v = np.float64(x[r, u])
+                if v - v == 0.0:
+                    out[_exact(v, _bin(v, lo, scale, bins) + 1, edges, bins)] += 1
+
+
 @njit(parallel=True, cache=NUMBA_CACHE, nogil=True)
 def histogram(x, edges, all_finite):
     """Counts of the finite entries of ``x`` (rows, units) in the ``bins = len(edges) - 1`` equal bins
@@ -162,46 +183,29 @@ def histogram(x, edges, all_finite):
     these edges (an estimate from the scaled value, then corrected against the two edges around it).
     ``all_finite``: no NaN or inf in ``x`` (known from :func:`moments`), which allows the vectorised
     estimate."""
-    rows, units = x.shape
+    rows = x.shape[0]
     bins = edges.shape[0] - 1
-    lo = edges[0]
-    scale = bins / (edges[bins] - lo)
     h = np.zeros((PARTS, bins + 2), np.int64)  # column 0: under, bins + 1: over
     for p in prange(PARTS):
-        idx = np.empty(units, np.int32)
-        for r in range(rows * p // PARTS, rows * (p + 1) // PARTS):
-            if all_finite:
-                _bin_row(x, r, lo, scale, bins, idx)
-                for u in range(units):
-                    h[p, _exact(np.float64(x[r, u]), idx[u], edges, bins)] += 1
-            else:
-                for u in range(units):
-                    v = np.float64(x[r, u])
-                    if v - v == 0.0:
-                        h[p, _exact(v, _bin(v, lo, scale, bins) + 1, edges, bins)] += 1
-    t = h.sum(axis=0)
+        histogram_rows(x, rows * p // PARTS, rows * (p + 1) // PARTS, edges, all_finite, h[p])
+    t = np.zeros(bins + 2, np.int64)
+    for p in range(PARTS):
+        for k in range(bins + 2):
+            t[k] += h[p, k]
     return t[1:bins + 1].copy(), t[0], t[bins + 1]
 
 
-@njit(parallel=True, cache=NUMBA_CACHE, nogil=True)
-def minmax(x):
-    """``(min, max)`` of ``x`` (rows, units) as float64, NaN if any entry is NaN (as ``numpy.min``)."""
-    rows, units = x.shape
-    lo = np.full(PARTS, np.inf)
-    hi = np.full(PARTS, -np.inf)
-    nan = np.zeros(PARTS, np.bool_)
-    for p in prange(PARTS):
-        a, b, bad = np.inf, -np.inf, False
-        for r in range(rows * p // PARTS, rows * (p + 1) // PARTS):
-            for u in range(units):
-                v = np.float64(x[r, u])
-                bad |= v != v
-                a = min(a, v)
-                b = max(b, v)
-        lo[p], hi[p], nan[p] = a, b, bad
-    if nan.any():
-        return np.nan, np.nan
-    return lo.min(), hi.max()
+@njit(cache=NUMBA_CACHE, nogil=True)
+def minmax_rows(x, r0, r1, out):
+    """``out[:] = (min, max, any NaN)`` of rows ``r0:r1`` of ``x`` (float64; 1.0 for NaN present)."""
+    a, b, bad = np.inf, -np.inf, False
+    for r in range(r0, r1):
+        for u in range(x.shape[1]):
+            v = np.float64(x[r, u])
+            bad |= v != v
+            a = min(a, v)
+            b = max(b, v)
+    out[0], out[1], out[2] = a, b, 1.0 if bad else 0.0
 
 
 @njit(fastmath=True, cache=NUMBA_CACHE, nogil=True)
