@@ -406,8 +406,8 @@ _KERNEL_FLAGS = dict(fastmath=_FAST, error_model="numpy", nogil=True, boundschec
 forward_block = njit(_forward_block, cache=NUMBA_CACHE, **_KERNEL_FLAGS)
 #: Fused backward work on a block of rows through one layer's nonlinearity (see ``_backward_block``).
 backward_block = njit(_backward_block, cache=NUMBA_CACHE, **_KERNEL_FLAGS)
-#: The same with the previous layer's post-activation rebuilt (see ``_backward_rebuild_block``): plain nets'
-#: backward pass (``backward_block`` serves residual nets and recurrent ones).
+#: The same with the previous layer's post-activation rebuilt (see ``_backward_rebuild_block``); compiled
+#: only when the batch-mean weight gradient is asked for.
 backward_rebuild_block = njit(_backward_rebuild_block, cache=NUMBA_CACHE, **_KERNEL_FLAGS)
 
 

@@ -10,11 +10,10 @@ Private module: the public functions (:mod:`fastinit.sim`) validate every argume
   (:func:`run_blocks`). The partition depends only on the sizes (:func:`row_blocks`).
 * Memory: the forward pass keeps one pre-activation array per layer in the simulation dtype
   (float32 by default), plus the post-activation stream for residual nets, which cannot be
-  rebuilt from the pre-activations. Backward forms ``phi'(z)`` from the stored ``z`` and, in plain
-  nets, rebuilds ``phi(z)`` in the same loop (the batch-mean weight gradient needs it; the one kernel
-  keeps the gradients' bits independent of the statistics asked for). Working buffers are a few
-  ``B x n`` arrays, recycled (:mod:`fastinit.sim._workspace`); there is no float64 copy of any
-  layer (:func:`mlp_bytes`, :func:`rnn_bytes`).
+  rebuilt from the pre-activations. Backward forms ``phi'(z)`` from the stored ``z`` (and
+  rebuilds ``phi(z)`` in the same loop when the batch-mean weight gradient needs it). Working
+  buffers are a few ``B x n`` arrays, recycled (:mod:`fastinit.sim._workspace`); there is no
+  float64 copy of any layer (:func:`mlp_bytes`, :func:`rnn_bytes`).
 """
 
 from __future__ import annotations
@@ -332,10 +331,10 @@ def _mlp_pass(x, weights, biases, kind, p, sat_thr, residual=False, alpha=1.0,
         # ---- backward: g_l = dl/da_l (or dl/dh_l), delta_l = dl/dz_l ----
         g = np.ascontiguousarray(G, dtype=dtype)
         delta = ws.empty((B, widths[L]), dtype)
-        # plain nets always run the rebuilding kernel (phi(z) into a scratch array when the batch-mean
-        # weight gradient does not need it): compiled code fuses phi's and phi''s shared work
-        # differently from phi' alone, so one kernel keeps delta's bits whatever the statistics
-        scratch = None if residual else ws.empty((B, widths[L]), dtype)
+        # with the batch-mean weight gradient, plain nets use the rebuilding kernel here too (into a
+        # scratch array): one backward kernel per activation to compile instead of two; the row functions
+        # are compiled without fast-math flags, so phi' has the same bits with or without phi beside it
+        scratch = ws.empty((B, widths[L]), dtype) if batchmean and not residual else None
         rd = backward_layer(nthreads, _no_gemm, kind, g, g, False, zs[L - 1], delta, scratch, p,
                             alpha if residual else 1.0, bounds)
         ws.give(scratch)
@@ -362,12 +361,9 @@ def _mlp_pass(x, weights, biases, kind, p, sat_thr, residual=False, alpha=1.0,
                     rd_new = backward_layer(nthreads, gemm, kind, g_new, g, True, zs[l - 1], delta_new, None,
                                             p, alpha, bounds)
                 else:
-                    aprev = ws.empty((B, n_in), dtype)  # phi(z_{l-1}): a scratch array without batchmean
+                    aprev = ws.empty((B, n_in), dtype) if batchmean else None  # phi(z_{l-1}), rebuilt
                     rd_new = backward_layer(nthreads, gemm, kind, g_new, g, False, zs[l - 1], delta_new, aprev,
                                             p, 1.0, bounds)
-                    if not batchmean:
-                        ws.give(aprev)
-                        aprev = None
             elif "grad_input_m2" in want:
                 g_new = ws.empty((B, n_in), dtype)
 
