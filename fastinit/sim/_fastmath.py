@@ -50,6 +50,15 @@ def _fma(typingctx, a, b, c):
     return types.float64(types.float64, types.float64, types.float64), codegen
 
 
+@njit(**_INLINE)
+def _horner(x, lead, coeffs):
+    """``lead x^n + coeffs[0] x^(n-1) + ... + coeffs[n-1]`` by Horner's rule with fused multiply-adds."""
+    q = lead
+    for c in coeffs:
+        q = _fma(q, x, c)
+    return q
+
+
 @intrinsic
 def _bits_of_f64(typingctx, x):
     """The int64 bit pattern of the float64 ``x`` (an LLVM bitcast)."""
@@ -218,9 +227,8 @@ def _erfc_gauss(x):
     y = abs(x)
     t = y * y
     # |y| <= 0.46875: erfc = 1 - x R1(x^2) = (den - x num) / den
-    num = _fma(_fma(_fma(_fma(_CA[4], t, _CA[0]), t, _CA[1]), t, _CA[2]), t, _CA[3])
-    d1 = _fma(_fma(_fma(t + _CB[0], t, _CB[1]), t, _CB[2]), t, _CB[3])
-    n1 = _fma(-x, num, d1)
+    d1 = _horner(t, 1.0, _CB)
+    n1 = _fma(-x, _horner(t, _CA[4], _CA[:4]), d1)
     # e^(-y^2) = e^(-s^2) e^(-d), d = (y - s)(y + s), with s = y cut to its leading 26 bits (low 27
     # bits of the significand cleared): s^2 is exact and 0 <= d < 2^-24 y^2 < 4.2e-5 wherever
     # erfc is not 0 (y < 26.543), so e^(-d) = 1 - d + d^2/2 - d^3/6 to 2e-19 relative (one exp
@@ -229,22 +237,12 @@ def _erfc_gauss(x):
     d = (y - s) * (y + s)
     gauss = _exp(-s * s) * _fma(-d, _fma(-d, _fma(-d, 1.0 / 6.0, 0.5), 1.0), 1.0)
     # 0.46875 < |y| <= 4: erfc(y) = e^(-y^2) R2(y)
-    num = _CC[8]
-    for c in _CC[:8]:
-        num = _fma(num, y, c)
-    d2 = y + _CD[0]
-    for c in _CD[1:8]:
-        d2 = _fma(d2, y, c)
-    n2 = gauss * num
+    n2 = gauss * _horner(y, _CC[8], _CC[:8])
+    d2 = _horner(y, 1.0, _CD)
     # |y| > 4: erfc(y) = e^(-y^2) (1/sqrt(pi) - u R3(u)) / y with u = 1/y^2
     u = 1.0 / t
-    num = _CP[5]
-    for c in _CP[:5]:
-        num = _fma(num, u, c)
-    d3 = u + _CQ[0]
-    for c in _CQ[1:5]:
-        d3 = _fma(d3, u, c)
-    n3 = gauss * _fma(-u, num, _SQRPI * d3)
+    d3 = _horner(u, 1.0, _CQ)
+    n3 = gauss * _fma(-u, _horner(u, _CP[5], _CP[:5]), _SQRPI * d3)
     d3 = d3 * y
     central = y <= 0.46875
     n = n1 if central else (n2 if y <= 4.0 else n3)
