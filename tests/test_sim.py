@@ -611,6 +611,27 @@ def test_first_run_and_cached_runs_have_the_same_bits(tmp_path):
     assert runs[0].stdout == runs[1].stdout
 
 
+def test_row_loops_ask_for_wide_vectors():
+    """prefer_wide_vectors puts the prefer-vector-width attribute on the calling function (this llvmlite
+    supports it: the probe says so), and the activation row functions carry it."""
+    from fastinit._activations import get_activation
+    from fastinit.sim import _fastmath, _kernels
+
+    assert _fastmath._WIDE_OK
+
+    @njit
+    def f(x):
+        _fastmath.prefer_wide_vectors()
+        return x + 1.0
+
+    assert f(1.0) == 2.0
+    assert any('"prefer-vector-width"="512"' in ir for ir in f.inspect_llvm().values())
+    phi_row = _kernels._row_functions(get_activation("tanh").kind_id)[0]
+    z = np.zeros((2, 3), np.float32)
+    phi_row(z, np.zeros(3), np.empty(3), 0, 0.0)
+    assert any('"prefer-vector-width"="512"' in ir for ir in phi_row.inspect_llvm().values())
+
+
 def test_workspace_recycles_only_its_own_arrays():
     """Arrays given back are handed out again (same memory) only at the same byte size; foreign
     arrays are ignored; buffers outlive a pass only inside keep_buffers, and only the sizes the

@@ -70,6 +70,29 @@ def _bits_of_f64(typingctx, x):
 _HIGH26 = np.int64(-(1 << 27))  # sign, exponent and the leading 25 stored significand bits
 
 
+_WIDE_ATTRIBUTE = '"prefer-vector-width"="512"'
+
+
+def _wide_attribute_works():
+    """Whether this llvmlite renders a string member of a function's attribute set into IR that LLVM
+    parses (it does today: the set is rendered verbatim). Checked once on a throwaway module, so a
+    future llvmlite that renders or validates attributes otherwise costs only the speed, never a failed
+    compilation."""
+    try:
+        from llvmlite import binding as llvm
+
+        mod = llvm_ir.Module(name="fastinit_wide_probe")
+        fn = llvm_ir.Function(mod, llvm_ir.FunctionType(llvm_ir.VoidType(), []), name="probe")
+        set.add(fn.attributes, _WIDE_ATTRIBUTE)
+        llvm_ir.IRBuilder(fn.append_basic_block()).ret_void()
+        return _WIDE_ATTRIBUTE in str(llvm.parse_assembly(str(mod)))
+    except Exception:  # noqa: BLE001 - any failure means: do not use it
+        return False
+
+
+_WIDE_OK = _wide_attribute_works()
+
+
 @intrinsic
 def prefer_wide_vectors(typingctx):
     """Ask LLVM to vectorise the calling function's loops with the widest vectors the CPU has.
@@ -81,9 +104,9 @@ def prefer_wide_vectors(typingctx):
     without AVX-512 LLVM keeps what it has. Call it first in an ``@njit`` function; it emits no code.
     """
     def codegen(context, builder, signature, args):
-        attrs = builder.function.attributes
-        # llvmlite knows no string attributes; its set renders any member verbatim into the IR
-        set.add(attrs, '"prefer-vector-width"="512"')
+        if _WIDE_OK:
+            # llvmlite knows no string attributes; its set renders any member verbatim into the IR
+            set.add(builder.function.attributes, _WIDE_ATTRIBUTE)
         return context.get_dummy_value()
     return types.none(), codegen
 
