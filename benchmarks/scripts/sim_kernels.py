@@ -3,6 +3,7 @@
 Usage (from the repository root)::
 
     PYTHONPATH=. python benchmarks/scripts/sim_kernels.py [--batch 512] [--width 128] [--repeats 30]
+    FASTINIT_NUMBA_CACHE=0 PYTHONPATH=. python benchmarks/scripts/sim_kernels.py --no-wide-vectors
 
 One ``batch x width`` float32 block (the sweep benchmark's layer), medians of ``--repeats`` calls:
 
@@ -11,6 +12,10 @@ One ``batch x width`` float32 block (the sweep benchmark's layer), medians of ``
 * ``bwd rebuild``: the backward kernel that also rebuilds ``phi(z)`` (plain nets with the batch-mean
   weight gradient); ``bwd``: ``phi'`` alone;
 * ``sgemm``: ``numpy.matmul`` of the block by a ``width x width`` matrix on one BLAS thread, per output.
+
+``--no-wide-vectors`` compiles the kernels without asking LLVM for 512-bit vectors
+(``fastinit.sim._fastmath.prefer_wide_vectors``), for comparison; it needs Numba's on-disk cache off
+(``FASTINIT_NUMBA_CACHE=0``), whose kernels were compiled with the request.
 """
 
 from __future__ import annotations
@@ -65,7 +70,15 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, default=512)
     ap.add_argument("--width", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--no-wide-vectors", action="store_true", help="compile without the 512-bit vector request")
     args = ap.parse_args(argv)
+    if args.no_wide_vectors:
+        from fastinit import _config
+        from fastinit.sim import _fastmath
+
+        if _config.NUMBA_CACHE:
+            ap.error("--no-wide-vectors needs FASTINIT_NUMBA_CACHE=0 (cached kernels keep the request)")
+        _fastmath._WIDE_OK = False
     B, n, reps = args.batch, args.width, args.repeats
     rng = np.random.default_rng(0)
     z0 = rng.standard_normal((B, n)).astype(np.float32)

@@ -2,9 +2,12 @@ r"""Branch-free, inlinable scalar math for the simulator's fused kernels.
 
 libm's tanh, exp, expm1 and erfc are opaque scalar calls (15-20 ns each), and they were most of
 the simulator's elementwise time. The versions here are branch-free polynomials (every branch is
-computed and the right value selected), written to be inlined into the fused loops of
-:mod:`fastinit.sim._kernels`, which LLVM then vectorises (AVX-512: 8 doubles per instruction).
-Accuracy: a few ulp, checked against NumPy/SciPy in tests/test_sim.py.
+computed and the right value selected), written to be inlined into the activation row functions
+of :mod:`fastinit.sim._kernels`, which LLVM then vectorises (AVX-512: 8 doubles per instruction).
+Those are compiled without fast-math flags (``_kernels.ROW_FLAGS``), so every expression here is
+evaluated as written (the order that keeps ``x - k ln 2`` and ``2^k p + (2^k - 1)`` free of
+cancellation is the one you read) and the polynomials' multiply-adds are fused explicitly
+(:func:`_fma`). Accuracy: a few ulp, checked against NumPy/SciPy in tests/test_sim.py.
 
 :data:`KERNEL_ACTIVATIONS` maps each registry activation's ``kind_id``
 (:mod:`fastinit._activations`) to the ``(phi, phi')`` pair the kernels inline: the versions below
@@ -98,10 +101,11 @@ def prefer_wide_vectors(typingctx):
     """Ask LLVM to vectorise the calling function's loops with the widest vectors the CPU has.
 
     LLVM's default for AVX-512 CPUs is 256-bit vectors (``prefer-vector-width=256``, chosen for
-    older parts whose clock dropped on 512-bit code). The simulator's activation loops are
-    arithmetic-bound polynomials: 512-bit vectors ran them 1.4x faster on the development machine
-    (tanh 1.74 -> 1.24 ns per element). The function attribute only lifts the preference; on a CPU
-    without AVX-512 LLVM keeps what it has. Call it first in an ``@njit`` function; it emits no code.
+    older parts whose clock dropped on 512-bit code). The simulator's forward activation loop is an
+    arithmetic-bound polynomial: 512-bit vectors ran the forward kernel 1.2-1.3x faster on the
+    development machine (tanh 3.5-3.7 -> 2.7 ns per element; ``benchmarks/scripts/sim_kernels.py``
+    with and without ``--no-wide-vectors``). The function attribute only lifts the preference; on a
+    CPU without AVX-512 LLVM keeps what it has. Call it first in an ``@njit`` function; it emits no code.
     """
     def codegen(context, builder, signature, args):
         if _WIDE_OK:
@@ -120,63 +124,14 @@ _EXP_HI = 709.78  # exp overflows to inf above log(DBL_MAX) = 709.7827
 _EXP_LO = -708.0  # below this exp(x) < 3.3e-308 is subnormal; returned as 0 (absolute error < 3e-308)
 
 
-@intrinsic
-def _sub_ln2_multiple(typingctx, x, k):
-    """``(x - k ln2_hi) - k ln2_lo`` in exactly this order.
-
-    Emitted with an explicit (harmless) ``nsz`` flag: Numba's fastmath pass only adds its flags
-    to floating-point instructions that have none, so the callers' ``reassoc`` cannot merge the
-    two halves of ln 2 (that cost 8e-14 relative accuracy at x ~ 700).
-    """
-    def codegen(context, builder, signature, args):
-        xv, kv = args
-        hi = llvm_ir.Constant(llvm_ir.DoubleType(), _LN2_HI)
-        lo = llvm_ir.Constant(llvm_ir.DoubleType(), _LN2_LO)
-        t = builder.fsub(xv, builder.fmul(kv, hi, flags=("nsz",)), flags=("nsz",))
-        return builder.fsub(t, builder.fmul(kv, lo, flags=("nsz",)), flags=("nsz",))
-    return types.float64(types.float64, types.float64), codegen
+# 1/12!, 1/11!, ..., 1/2: the coefficients after the leading 1/13! of (e^r - 1 - r) / r^2, highest first
+_TAYLOR_TAIL = tuple(1.0 / math.factorial(k) for k in range(12, 1, -1))
 
 
 @njit(**_INLINE)
 def _taylor_exp_tail(r):
     """(e^r - 1 - r) / r^2 by Horner's rule on the Taylor coefficients 1/13! .. 1/2."""
-    q = 1.0 / 6227020800.0
-    q = _fma(q, r, 1.0 / 479001600.0)
-    q = _fma(q, r, 1.0 / 39916800.0)
-    q = _fma(q, r, 1.0 / 3628800.0)
-    q = _fma(q, r, 1.0 / 362880.0)
-    q = _fma(q, r, 1.0 / 40320.0)
-    q = _fma(q, r, 1.0 / 5040.0)
-    q = _fma(q, r, 1.0 / 720.0)
-    q = _fma(q, r, 1.0 / 120.0)
-    q = _fma(q, r, 1.0 / 24.0)
-    q = _fma(q, r, 1.0 / 6.0)
-    q = _fma(q, r, 0.5)
-    return q
-
-
-@intrinsic
-def _scale_expm1(typingctx, a, p):
-    """``a p + (a - 1)`` in exactly this order (``a = 2^k``, ``p = e^r - 1``: ``e^(k ln2 + r) - 1``).
-
-    Emitted with explicit ``nsz`` flags, as :func:`_sub_ln2_multiple`: reassociation may not
-    turn it into ``a (p + 1) - 1``, which cancels catastrophically when ``k`` is 0 or -1.
-    """
-    def codegen(context, builder, signature, args):
-        av, pv = args
-        one = llvm_ir.Constant(llvm_ir.DoubleType(), 1.0)
-        t = builder.fsub(av, one, flags=("nsz",))
-        return builder.fadd(builder.fmul(av, pv, flags=("nsz",)), t, flags=("nsz",))
-    return types.float64(types.float64, types.float64), codegen
-
-
-@intrinsic
-def _mul_in_order(typingctx, x, y):
-    """``x * y`` that reassociation cannot regroup with its neighbours (an explicit ``nsz`` flag):
-    ``(q 2^(k-1)) 2`` must not become ``q (2^(k-1) 2)``, which overflows to inf for k = 1024."""
-    def codegen(context, builder, signature, args):
-        return builder.fmul(args[0], args[1], flags=("nsz",))
-    return types.float64(types.float64, types.float64), codegen
+    return _horner(r, 1.0 / 6227020800.0, _TAYLOR_TAIL)
 
 
 @njit(**_INLINE)
@@ -188,7 +143,7 @@ def _exp_reduced(x):
     xc = x if x > _EXP_LO else _EXP_LO      # NaN -> _EXP_LO here; the callers restore it
     xc = xc if xc < _EXP_HI else _EXP_HI
     kf = np.floor(xc * _LOG2E + 0.5)
-    r = _sub_ln2_multiple(xc, kf)
+    r = (xc - kf * _LN2_HI) - kf * _LN2_LO
     p = _fma(_taylor_exp_tail(r) * r, r, r)
     return kf, p
 
@@ -198,7 +153,7 @@ def _exp(x):
     """exp(x) = 2^k (1 + p) (:func:`_exp_reduced`), 2^k built from the exponent bits."""
     kf, p = _exp_reduced(x)
     # 2^k = 2 * 2^(k-1): k - 1 + 1023 stays in the normal exponent range for k in [-1021, 1024]
-    y = _mul_in_order(_mul_in_order(p + 1.0, _f64_from_bits((np.int64(kf) + 1022) << 52)), 2.0)
+    y = ((p + 1.0) * _f64_from_bits((np.int64(kf) + 1022) << 52)) * 2.0
     y = y if x > _EXP_LO else 0.0
     y = y if x <= _EXP_HI else np.inf
     return y if x == x else x
@@ -211,8 +166,9 @@ def _expm1(x):
     two bits (k = -1), so the error stays within a few ulp; beyond, ``2^k (1 + p) - 1``."""
     kf, p = _exp_reduced(x)
     half = _f64_from_bits((np.int64(kf) + 1022) << 52)   # 2^(k-1)
-    small = _scale_expm1(half * 2.0, p)
-    big = _mul_in_order(_mul_in_order(p + 1.0, half), 2.0) - 1.0
+    two_k = half * 2.0
+    small = two_k * p + (two_k - 1.0)
+    big = ((p + 1.0) * half) * 2.0 - 1.0
     y = small if kf <= 52.0 else big
     y = y if x > _EXP_LO else -1.0
     y = y if x <= _EXP_HI else np.inf

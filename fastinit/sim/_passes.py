@@ -393,8 +393,8 @@ def _histograms(nthreads, bounds, l, z, a, bins, rng):
     """Layer ``l``'s histograms of ``z`` and ``a``: ``numpy.histogram(v, bins, range)``'s counts and edges
     (the range: ``rng``, else the array's min and max), counted in the blocks of rows ``bounds`` on
     ``nthreads`` threads by the kernels of :mod:`fastinit._stats` (exactly numpy's bins; integer
-    counts, so the threads do not matter). A serial ``numpy.histogram`` per array took a tenth of the
-    default study's time on one core while the other waited."""
+    counts, so the threads do not matter). A serial ``numpy.histogram`` per array took about 1 s of the
+    default study's sweep (cProfile), on one core while the other waited."""
     nb = len(bounds) - 1
     out = {"layer": l + 1}
     for name, v in (("preact", z), ("post", a)):

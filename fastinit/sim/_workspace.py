@@ -3,8 +3,9 @@
 Private module. A pass allocates a few ``batch x width`` arrays per layer (the stored
 pre-activations, the outputs, the backward pass's gradients). Fresh memory is mapped by the
 kernel one page fault per 4 KiB page, zeroed first: for the default ``fastinit simulate`` study
-(50 layers, batch 1024, width 512, float64) that was ~56,000 faults and 0.3 to 0.4 s of system
-time per network, a fifth of its run time. A :class:`Workspace` hands out arrays and takes back
+(50 layers, batch 1024, width 512, float64) that was ~56,000 faults and 0.26 to 0.39 s of system
+time per network of about 1 s (``benchmarks/scripts/sim_overheads.py faults``; half the faults are
+the network's fresh weights, which stay). A :class:`Workspace` hands out arrays and takes back
 those the pass no longer needs, so later layers reuse their pages; with :func:`keep_buffers`
 active, the buffers also outlive the pass, so the next network in the same thread (a sweep's next
 configuration, the next of ``n_networks``) maps no new memory at all.
