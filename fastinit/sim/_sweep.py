@@ -15,7 +15,7 @@ from fastinit.theory._common import MLP_STATISTICS
 
 from . import _passes, _workspace
 from ._activation import resolve_activation
-from ._args import check_dtype, check_memory, check_seed
+from ._args import available_memory, check_dtype, check_memory, check_seed
 from ._mlp import config_theory, simulate_mlp
 from ._results import MLPResult, SweepResult, summarise, t975
 from ._schemes import resolve_scheme
@@ -64,10 +64,12 @@ def sweep(inits=("xavier_normal", "kaiming_normal"), activations=("tanh", "relu"
         Attach mean-field predictions (computed once per configuration).
     workers : int, optional
         Runs simulated at once, each on one thread (one Numba thread, single-threaded BLAS).
-        Default: Numba's thread count when every configuration is small (layers below
-        ``fastinit.sim._passes.SMALL_LAYER_ENTRIES`` entries, GEMMs below ``SMALL_GEMM_FLOPS``), where
-        one run cannot use several cores well, and 1 otherwise (each run then uses every core).
-        Results do not depend on it: every run's numbers are fixed by its seed.
+        Default: Numba's thread count (at most the number of runs), fewer when that many runs at
+        once would need more than half the available memory; 1 runs one at a time, each on every
+        core. One run per core does better than every core on one run: a small run cannot use
+        several cores well, and a large one leaves cores idle while it builds its weights and
+        hands its blocks of rows between threads (the default ``fastinit simulate`` study: 4% less
+        time). Results do not depend on it: every run's numbers are fixed by its seed.
     client : dask.distributed.Client, optional
         Run on this cluster: one task per (configuration, seed), progress reported as runs
         complete, the theory computed once per configuration here. A task lost with a worker
@@ -132,12 +134,11 @@ def sweep(inits=("xavier_normal", "kaiming_normal"), activations=("tanh", "relu"
         resolve_activation(*_spec(spec), kwargs.get("activation_derivative"))
     jobs = [(gi, si) for gi in range(len(grid)) for si in range(len(seeds))]
     if remote is None:
-        workers = _sweep_workers(workers, grid, batch, kwargs.get("input_dim"))
         # the peak memory of the runs that are in flight at once, before any of them starts
-        itemsize = dtype.itemsize
         input_dim = kwargs.get("input_dim")
-        per_run = [_passes.mlp_bytes([w if input_dim is None else int(input_dim)] + [w] * d, batch, itemsize,
+        per_run = [_passes.mlp_bytes([w if input_dim is None else int(input_dim)] + [w] * d, batch, dtype.itemsize,
                                       kwargs.get("residual_scale") is not None) for _, _, d, w in grid]
+        workers = _sweep_workers(workers, len(jobs), per_run)
         check_memory(sum(sorted(per_run)[-workers:]),
                      f"sweep(depths={depths}, widths={widths}, batch={batch}, {workers} run(s) at once)")
 
@@ -171,10 +172,10 @@ def sweep(inits=("xavier_normal", "kaiming_normal"), activations=("tanh", "relu"
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastinit-theory") if theory else None
         try:
             pending = [pool.submit(config_theory, **run_kwargs((gi, 0))) for gi in range(len(grid))] if pool else []
-            # small configurations run on one BLAS thread each: set it once for the whole sweep (toggling
-            # OpenBLAS's thread count per run cost about 2 ms a run)
-            small = _all_small(grid, batch, kwargs.get("input_dim"))
-            with _blas.single_threaded_blas() if small else contextlib.nullcontext():
+            # concurrent runs, and small ones, run on one BLAS thread each: set it once for the whole sweep
+            # (toggling OpenBLAS's thread count per run cost about 2 ms a run)
+            one_blas_thread = workers > 1 or _all_small(grid, batch, kwargs.get("input_dim"))
+            with _blas.single_threaded_blas() if one_blas_thread else contextlib.nullcontext():
                 _run_local(jobs, run, label, progress, workers, grid, kwargs, runs)
             theories = [f.result() for f in pending] if pool else None
         finally:
@@ -254,15 +255,18 @@ def _all_small(grid, batch, input_dim):
     return True
 
 
-def _sweep_workers(workers, grid, batch, input_dim):
-    """Concurrent runs for :func:`sweep` (see its ``workers`` argument)."""
+def _sweep_workers(workers, njobs, per_run):
+    """Concurrent runs for :func:`sweep` (see its ``workers`` argument); ``per_run``: each
+    configuration's peak bytes (:func:`fastinit.sim._passes.mlp_bytes`)."""
     if workers is not None:
         return integer(workers, "workers", minimum=1)
     if numba.get_num_threads() < 2 or threading_layer() not in _SAFE_LAYERS:
         return 1  # Numba's workqueue layer cannot take parallel kernels from two threads
-    if not _all_small(grid, batch, input_dim):
-        return 1
-    return min(numba.get_num_threads(), len(grid) or 1)
+    k = max(1, min(numba.get_num_threads(), njobs))
+    avail = available_memory()
+    while k > 1 and avail is not None and sum(sorted(per_run)[-k:]) > avail // 2:
+        k -= 1  # fewer at once rather than close to the memory limit
+    return k
 
 
 def _warm_up(act_spec, kwargs):
