@@ -2,7 +2,7 @@
 
 Usage (from the repository root)::
 
-    PYTHONPATH=. python benchmarks/scripts/simulate_vs_gemm.py [--repeats 3] [--quick]
+    PYTHONPATH=. python benchmarks/scripts/simulate_vs_gemm.py [--repeats 3] [--quick] [--workers N]
 
 The default study is 7 schemes x 4 activations, 50 layers of width 512, batch 1024, float64, one
 network each (``fastinit._simulate_cli``). It computes every statistic, so per configuration and
@@ -53,14 +53,14 @@ def gemms_alone(depth, width, batch, nconfig, dtype=np.float64):
             np.matmul(g.T, a, out=dW)
 
 
-def study_sweep(depth, width, batch):
+def study_sweep(depth, width, batch, workers=None):
     _mlp._mlp_theory_cached.cache_clear()  # as in a new process: the theory is computed again
     specs = [STUDY_SCHEMES[s][:2] for s in STUDY_SCHEMES]
     L = depth
     hist = [1, max(1, L // 4), max(1, L // 2), max(1, 3 * L // 4), L]
     return sim.sweep(inits=specs, activations=list(STUDY_ACTIVATIONS), depths=[L], widths=[width], seeds=[0],
                      batch=batch, n_networks=1, bias=0.0, dtype="float64", histograms=True, hist_layers=hist,
-                     hist_bins=60)
+                     hist_bins=60, workers=workers)
 
 
 def command(quick, plots):
@@ -81,6 +81,7 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="the --quick study (smoke test)")
     ap.add_argument("--no-plots", action="store_true", help="run the command with --no-plots")
+    ap.add_argument("--workers", type=int, default=None, help="the sweep's workers= (default: its own)")
     args = ap.parse_args(argv)
     sizes = _QUICK if args.quick else _DEFAULTS
     L, n, B = sizes["depth"], sizes["width"], sizes["batch"]
@@ -93,7 +94,7 @@ def main(argv=None):
     runs = {"gemm": [], "sweep": [], "command": []}
     for _ in range(args.repeats):
         runs["gemm"].append(_time(lambda: gemms_alone(L, n, B, nconfig)))
-        runs["sweep"].append(_time(lambda: study_sweep(L, n, B)))
+        runs["sweep"].append(_time(lambda: study_sweep(L, n, B, args.workers)))
         runs["command"].append(_time(lambda: command(args.quick, plots)))
     for k, v in runs.items():
         res[k] = statistics.median(v)
