@@ -18,6 +18,9 @@ i.i.d. weights (Marchenko-Pastur at ratio 1), 0 for orthogonal weights.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from fractions import Fraction
+
 import numpy as np
 
 from fastinit._checks import InitArgumentError, integer, real
@@ -48,7 +51,7 @@ def _dphi_moments(act, mu, q):
 
 
 def jacobian_theory(depth, activation, sigma_w2, sigma_b2=0.0, *, weights="gaussian", bias_mean=0.0,
-                    input_m2=1.0, param=None):
+                    input_m2=1.0, param=None, widths=None):
     r"""Mean and variance of the squared singular values of a deep net's input-output Jacobian.
 
     For equal widths, :math:`J = D_L W_L \cdots D_1 W_1` (:math:`D_l = \mathrm{diag}\,\phi'(z_l)`) and
@@ -130,6 +133,7 @@ def jacobian_theory(depth, activation, sigma_w2, sigma_b2=0.0, *, weights="gauss
     if weights not in WEIGHT_SPECTRUM_SPREAD:
         raise InitArgumentError(f"weights must be 'gaussian' or 'orthogonal', got {weights!r}")
     s_w = WEIGHT_SPECTRUM_SPREAD[weights]
+    ws = _check_widths(widths, L)
     q = np.empty(L)
     d2 = np.empty(L)
     d4 = np.empty(L)
@@ -141,12 +145,54 @@ def jacobian_theory(depth, activation, sigma_w2, sigma_b2=0.0, *, weights="gauss
     with np.errstate(over="ignore"):  # beyond float64's range the mean is inf
         mean = np.cumprod(chi)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        term = np.where(d2 > 0.0, d4 / np.where(d2 > 0.0, d2, 1.0) ** 2 - 1.0 + s_w, np.nan)
-        norm_var = np.where(mean > 0.0, np.cumsum(term), np.nan)  # J = 0: no spread to speak of
+        excess = np.where(d2 > 0.0, d4 / np.where(d2 > 0.0, d2, 1.0) ** 2 - 1.0, np.nan)  # D_l^2's spread
+        if ws is None or len(set(ws)) == 1:  # square layers: the S-transform sum, as always
+            norm_var = np.cumsum(excess + s_w)
+        else:
+            mean = mean * np.array([n / min(ws[0], n) for n in ws[1:]])  # over k_l = min(n_0, n_l) values
+            norm_var = _rectangular_spread(ws, excess, weights == "orthogonal")
+        norm_var = np.where(mean > 0.0, norm_var, np.nan)  # J = 0: no spread to speak of
         var = np.where(mean > 0.0, mean * mean * np.where(np.isnan(norm_var), 0.0, norm_var), 0.0)
     return {"q": q, "dphi_m2": d2, "dphi_m4": d4, "chi1": chi, "mean_sv2": mean, "norm_var": norm_var,
             "var_sv2": var}
 
+
+def _check_widths(widths, L):
+    """``[n_0, ..., n_L]`` as ints, or None."""
+    if widths is None:
+        return None
+    if isinstance(widths, (str, bytes)) or not isinstance(widths, Iterable):
+        raise TypeError(f"widths must be a sequence of integers [n_0, ..., n_L], got {widths!r}")
+    ws = [integer(w, f"widths[{i}]", minimum=1) for i, w in enumerate(widths)]
+    if len(ws) != L + 1:
+        raise InitArgumentError(f"widths must have depth + 1 = {L + 1} entries [n_0, ..., n_L], got {len(ws)}")
+    return ws
+
+
+def _rectangular_spread(widths, excess, orthogonal):
+    r"""Wide-limit :math:`\mathrm{Var}\lambda / (E\lambda)^2` over the :math:`k_l = \min(n_0, n_l)` values.
+
+    With :math:`e_j = E[\phi'(z_j)^4] / E[\phi'(z_j)^2]^2 - 1` (``excess[j-1]``) and :math:`o = 1` for
+    orthogonal, 0 for i.i.d. weights (theory.md §2.9, rectangular layers):
+
+    .. math::
+        v_l = \sum_{j \le l} \frac{k_l}{n_j}\, e_j
+            + \frac{k_l}{n_0} - 1 + \sum_{j \le l} \left(\frac{k_l}{n_j} - \frac{o\, k_l}{\max(n_{j-1}, n_j)}\right).
+
+    The weights' part (the last two terms) is a rational function of the widths, taken exactly (a
+    semi-orthogonal linear funnel gives 0, not rounding noise); the activations' part has no cancellation.
+    """
+    n = widths
+    o = 1 if orthogonal else 0
+    out = np.empty(len(n) - 1)
+    w_sum = Fraction(1, n[0])  # sum_{j<=l} (1/n_j - o/max(n_{j-1}, n_j)) + 1/n_0, exact
+    d_sum = 0.0                # sum_{j<=l} e_j / n_j (terms >= 0: no cancellation)
+    for l in range(1, len(n)):
+        k = min(n[0], n[l])
+        w_sum += Fraction(1, n[l]) - Fraction(o, max(n[l - 1], n[l]))
+        d_sum += float(excess[l - 1]) / n[l]
+        out[l - 1] = k * d_sum + float(k * w_sum - 1)
+    return out
 
 def critical_sigmas(activation, q_star, bias_mean=0.0, param=None):
     r"""The point :math:`(\sigma_w^2, \sigma_b^2)` of the critical line whose fixed point is ``q_star``.
