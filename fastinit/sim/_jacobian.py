@@ -206,7 +206,9 @@ def jacobian_spectrum(widths=None, *, depth=None, width=None, input_dim=None, ac
     the condition number :math:`s_{max}/s_{min}` (``inf`` when :math:`s_{min} = 0`). The prediction
     (:func:`fastinit.theory.jacobian_theory`) is :math:`E\lambda = \frac{n_l}{k}\prod\chi` and, for
     equal widths, :math:`\mathrm{Var}\lambda = (E\lambda)^2 \sum_l (E\phi'^4/(E\phi'^2)^2 - 1 + s_W)`
-    with :math:`s_W = 1` for i.i.d. and 0 for orthogonal weights.
+    with :math:`s_W = 1` for i.i.d. and 0 for orthogonal weights; for any widths,
+    :math:`\mathrm{Var}\lambda / (E\lambda)^2 = k (1/n_0 + \sum_j (\kappa_j/n_j - o/\max(n_{j-1}, n_j))) - 1`
+    with :math:`\kappa_j = E\phi'^4/(E\phi'^2)^2`, :math:`o = 0` i.i.d., 1 orthogonal.
 
     Parameters
     ----------

@@ -13,7 +13,11 @@ coefficients of :math:`S(w) = \frac{1}{m_1}\left(1 - \frac{m_2 - m_1^2}{m_1^2}\,
 
 with :math:`\chi_l = \sigma_{w,l}^2 E[\phi'(z_l)^2]`, :math:`z_l \sim \mathcal N(\mu, q_l)` from the length
 map, and :math:`s_W` the normalised variance of the spectrum of :math:`W W^\top / \sigma_w^2`: 1 for square
-i.i.d. weights (Marchenko-Pastur at ratio 1), 0 for orthogonal weights.
+i.i.d. weights (Marchenko-Pastur at ratio 1), 0 for orthogonal weights. For rectangular layers (widths
+:math:`n_0, \dots, n_L`) the dimension-free :math:`T = \mathrm{tr}(A^2)/(\mathrm{tr}A)^2` of
+:math:`A = J^\top J` grows by :math:`\kappa_l / n_l - o / \max(n_{l-1}, n_l)` per layer
+(:math:`\kappa_l = E[\phi'^4]/E[\phi'^2]^2`, :math:`o = 0` i.i.d., 1 semi-orthogonal) from
+:math:`T_0 = 1/n_0`, and the spread over :math:`k = \min(n_0, n_L)` values is :math:`k T - 1`.
 """
 
 from __future__ import annotations
@@ -70,6 +74,21 @@ def jacobian_theory(depth, activation, sigma_w2, sigma_b2=0.0, *, weights="gauss
     smaller by exactly 1 for orthogonal weights. A linear net reproduces
     :func:`linear_net_sv2_moments` (Fuss-Catalan variance :math:`L g^{4L}`, or 0 when orthogonal).
 
+    With ``widths`` = :math:`[n_0, \dots, n_L]` (``W_l`` of shape :math:`n_l \times n_{l-1}`, entries of
+    variance :math:`\sigma_{w,l}^2 / n_{l-1}`, or :math:`\sqrt{\sigma_{w,l}^2 \max(n_{l-1}, n_l)/n_{l-1}}`
+    times a Haar semi-orthogonal matrix) the statistics after :math:`l` layers are those of the
+    :math:`k_l = \min(n_0, n_l)` squared singular values (the eigenvalues of the smaller Gram matrix,
+    zeros included), theory.md §2.9:
+
+    .. math::
+        E[\lambda]_l = \frac{n_l}{k_l} \prod_{j \le l} \chi_j, \qquad
+        \frac{\mathrm{Var}[\lambda]_l}{E[\lambda]_l^2} = k_l \Big(\frac{1}{n_0} + \sum_{j \le l}
+            \Big(\frac{\kappa_j}{n_j} - \frac{o}{\max(n_{j-1}, n_j)}\Big)\Big) - 1,
+        \qquad \kappa_j = \frac{E[\phi'(z_j)^4]}{E[\phi'(z_j)^2]^2},
+
+    :math:`o = 0` for i.i.d. and 1 for orthogonal weights. Equal widths give the sum above (and the
+    same numbers, bit for bit).
+
     Parameters
     ----------
     depth : int
@@ -88,21 +107,24 @@ def jacobian_theory(depth, activation, sigma_w2, sigma_b2=0.0, *, weights="gauss
         :math:`E[x^2]` of the input entries.
     param : float, optional
         Activation parameter.
+    widths : sequence of int, optional
+        The widths :math:`[n_0, \dots, n_L]` (``depth + 1`` entries, each >= 1). None: all equal.
 
     Returns
     -------
     dict of numpy.ndarray
         Length-L arrays, entry ``l-1`` describing :math:`J` after ``l`` layers: ``q`` (pre-activation
         variance), ``dphi_m2``, ``dphi_m4``, ``chi1``, ``mean_sv2`` (:math:`E\lambda`), ``norm_var``
-        (:math:`\mathrm{Var}\lambda / (E\lambda)^2`) and ``var_sv2`` (:math:`\mathrm{Var}\lambda`).
+        (:math:`\mathrm{Var}\lambda / (E\lambda)^2`) and ``var_sv2`` (:math:`\mathrm{Var}\lambda`),
+        the last three over the :math:`k_l = \min(n_0, n_l)` squared singular values.
         Where :math:`\chi = 0` (:math:`\sigma_w^2 = 0`, or :math:`E[\phi'^2] = 0`) the Jacobian is 0:
         ``mean_sv2 = var_sv2 = 0`` and ``norm_var`` is NaN from that layer on.
 
     Raises
     ------
     TypeError, InitArgumentError
-        A bad ``depth``, a negative or non-finite ``sigma_w2``/``sigma_b2``/``input_m2``, or an
-        unknown ``weights``.
+        A bad ``depth``, a negative or non-finite ``sigma_w2``/``sigma_b2``/``input_m2``, an
+        unknown ``weights``, or ``widths`` that are not ``depth + 1`` integers >= 1.
 
     Examples
     --------
@@ -118,6 +140,17 @@ def jacobian_theory(depth, activation, sigma_w2, sigma_b2=0.0, *, weights="gauss
     (36.383, 4.383)
     >>> round(float(jacobian_theory(10, "linear", 1.0)["var_sv2"][-1]), 12)      # Fuss-Catalan: L
     10.0
+
+    Rectangular layers: a linear semi-orthogonal funnel is an exact co-isometry (spread 0), a Gaussian
+    one spreads by :math:`k/n_0 - 1 + \sum_j k/n_j` = 128/512 - 1 + 128/256 + 128/128 = 0.75, and a
+    bottleneck 256 -> 64 -> 256 leaves 192 of its 256 singular values at 0 (orthogonal: spread 256/64 - 1):
+
+    >>> fun = [512, 256, 128]
+    >>> [round(float(jacobian_theory(2, "linear", 1.0, weights=w, widths=fun)["norm_var"][-1]), 12)
+    ...  for w in ("orthogonal", "gaussian")]
+    [0.0, 0.75]
+    >>> round(float(jacobian_theory(2, "linear", 1.0, weights="orthogonal", widths=[256, 64, 256])["norm_var"][-1]), 12)
+    3.0
     """
     L = integer(depth, "depth", minimum=1)
     act = resolve_activation(activation, param)
