@@ -196,7 +196,7 @@ def test_rectangular_spread_heavy(widths, init, activation, n_networks, k):
         se = nv.std(ddof=1) / math.sqrt(n_networks)
         th = res.theory["norm_var"][j]
         # the same (1 + spread) L/n_min allowance as above, doubled for ReLU, whose finite-width bias is larger
-        # (measured up to 1.3 of it at 24 networks, sampling noise included; on the funnel 256 -> .. -> 64 x1, x2,
-        # x4 it shrank as 1/n: +8%, +2.5%, +0.2% of the Gaussian ReLU spread)
+        # (measured up to 1.3 of it at 24 networks, sampling noise included; on the Gaussian funnel 256 -> .. -> 64
+        # at widths x1, x2, x4 it shrank: +7.2 +- 2.4%, +2.0 +- 1.5%, +1.6 +- 1.0% of the spread, theory.md §2.9)
         tol = k * se + (2.0 if activation == "relu" else 1.0) * (1.0 + th) * lay / min(widths[:lay + 1])
         assert abs(nv.mean() - th) < tol, (lay, nv.mean(), th, se, tol)
