@@ -206,7 +206,9 @@ def jacobian_spectrum(widths=None, *, depth=None, width=None, input_dim=None, ac
     the condition number :math:`s_{max}/s_{min}` (``inf`` when :math:`s_{min} = 0`). The prediction
     (:func:`fastinit.theory.jacobian_theory`) is :math:`E\lambda = \frac{n_l}{k}\prod\chi` and, for
     equal widths, :math:`\mathrm{Var}\lambda = (E\lambda)^2 \sum_l (E\phi'^4/(E\phi'^2)^2 - 1 + s_W)`
-    with :math:`s_W = 1` for i.i.d. and 0 for orthogonal weights.
+    with :math:`s_W = 1` for i.i.d. and 0 for orthogonal weights; for any widths,
+    :math:`\mathrm{Var}\lambda / (E\lambda)^2 = k (1/n_0 + \sum_j (\kappa_j/n_j - o/\max(n_{j-1}, n_j))) - 1`
+    with :math:`\kappa_j = E\phi'^4/(E\phi'^2)^2`, :math:`o = 0` i.i.d., 1 orthogonal.
 
     Parameters
     ----------
@@ -561,14 +563,6 @@ def _theory(ws, rec, act, scheme, wmom, sigma_w2, bias, bias_value, bias_std, in
     kind = "orthogonal" if scheme == "orthogonal" else "gaussian"
     th = jacobian_theory(L, act, sw2, bias_std ** 2, weights=kind,
                          bias_mean=bias_value if bias == "constant" else 0.0,
-                         input_m2=input_mean ** 2 + input_std ** 2)
-    idx = np.array(rec) - 1
-    out = {k: np.asarray(th[k])[idx].astype(np.float64) for k in ("mean_sv2", "var_sv2", "norm_var", "chi1", "q")}
-    ratio = np.array([ws[l] / min(ws[0], ws[l]) for l in rec])  # E lambda over k = min(n_0, n_l) values
-    out["mean_sv2"] = out["mean_sv2"] * ratio
-    note = ""
-    if len(set(ws[:L + 1])) != 1:
-        out["var_sv2"][:] = np.nan
-        out["norm_var"][:] = np.nan
-        note = "the spread is predicted for equal widths only"
-    return out, note
+                         input_m2=input_mean ** 2 + input_std ** 2, widths=ws[:L + 1])
+    idx = np.array(rec) - 1  # every statistic over the k_l = min(n_0, n_l) squared singular values
+    return {k: np.asarray(th[k])[idx].astype(np.float64) for k in ("mean_sv2", "var_sv2", "norm_var", "chi1", "q")}, ""

@@ -13,10 +13,17 @@ coefficients of :math:`S(w) = \frac{1}{m_1}\left(1 - \frac{m_2 - m_1^2}{m_1^2}\,
 
 with :math:`\chi_l = \sigma_{w,l}^2 E[\phi'(z_l)^2]`, :math:`z_l \sim \mathcal N(\mu, q_l)` from the length
 map, and :math:`s_W` the normalised variance of the spectrum of :math:`W W^\top / \sigma_w^2`: 1 for square
-i.i.d. weights (Marchenko-Pastur at ratio 1), 0 for orthogonal weights.
+i.i.d. weights (Marchenko-Pastur at ratio 1), 0 for orthogonal weights. For rectangular layers (widths
+:math:`n_0, \dots, n_L`) the dimension-free :math:`T = \mathrm{tr}(A^2)/(\mathrm{tr}A)^2` of
+:math:`A = J^\top J` grows by :math:`\kappa_l / n_l - o / \max(n_{l-1}, n_l)` per layer
+(:math:`\kappa_l = E[\phi'^4]/E[\phi'^2]^2`, :math:`o = 0` i.i.d., 1 semi-orthogonal) from
+:math:`T_0 = 1/n_0`, and the spread over :math:`k = \min(n_0, n_L)` values is :math:`k T - 1`.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
+from fractions import Fraction
 
 import numpy as np
 
@@ -48,7 +55,7 @@ def _dphi_moments(act, mu, q):
 
 
 def jacobian_theory(depth, activation, sigma_w2, sigma_b2=0.0, *, weights="gaussian", bias_mean=0.0,
-                    input_m2=1.0, param=None):
+                    input_m2=1.0, param=None, widths=None):
     r"""Mean and variance of the squared singular values of a deep net's input-output Jacobian.
 
     For equal widths, :math:`J = D_L W_L \cdots D_1 W_1` (:math:`D_l = \mathrm{diag}\,\phi'(z_l)`) and
@@ -66,6 +73,21 @@ def jacobian_theory(depth, activation, sigma_w2, sigma_b2=0.0, *, weights="gauss
     Ganguli 2017). At criticality (:math:`\chi = 1`) the variance grows linearly in depth, with slope
     smaller by exactly 1 for orthogonal weights. A linear net reproduces
     :func:`linear_net_sv2_moments` (Fuss-Catalan variance :math:`L g^{4L}`, or 0 when orthogonal).
+
+    With ``widths`` = :math:`[n_0, \dots, n_L]` (``W_l`` of shape :math:`n_l \times n_{l-1}`, entries of
+    variance :math:`\sigma_{w,l}^2 / n_{l-1}`, or :math:`\sqrt{\sigma_{w,l}^2 \max(n_{l-1}, n_l)/n_{l-1}}`
+    times a Haar semi-orthogonal matrix) the statistics after :math:`l` layers are those of the
+    :math:`k_l = \min(n_0, n_l)` squared singular values (the eigenvalues of the smaller Gram matrix,
+    zeros included), theory.md §2.9:
+
+    .. math::
+        E[\lambda]_l = \frac{n_l}{k_l} \prod_{j \le l} \chi_j, \qquad
+        \frac{\mathrm{Var}[\lambda]_l}{E[\lambda]_l^2} = k_l \Big(\frac{1}{n_0} + \sum_{j \le l}
+            \Big(\frac{\kappa_j}{n_j} - \frac{o}{\max(n_{j-1}, n_j)}\Big)\Big) - 1,
+        \qquad \kappa_j = \frac{E[\phi'(z_j)^4]}{E[\phi'(z_j)^2]^2},
+
+    :math:`o = 0` for i.i.d. and 1 for orthogonal weights. Equal widths give the sum above (and the
+    same numbers, bit for bit).
 
     Parameters
     ----------
@@ -85,21 +107,24 @@ def jacobian_theory(depth, activation, sigma_w2, sigma_b2=0.0, *, weights="gauss
         :math:`E[x^2]` of the input entries.
     param : float, optional
         Activation parameter.
+    widths : sequence of int, optional
+        The widths :math:`[n_0, \dots, n_L]` (``depth + 1`` entries, each >= 1). None: all equal.
 
     Returns
     -------
     dict of numpy.ndarray
         Length-L arrays, entry ``l-1`` describing :math:`J` after ``l`` layers: ``q`` (pre-activation
         variance), ``dphi_m2``, ``dphi_m4``, ``chi1``, ``mean_sv2`` (:math:`E\lambda`), ``norm_var``
-        (:math:`\mathrm{Var}\lambda / (E\lambda)^2`) and ``var_sv2`` (:math:`\mathrm{Var}\lambda`).
+        (:math:`\mathrm{Var}\lambda / (E\lambda)^2`) and ``var_sv2`` (:math:`\mathrm{Var}\lambda`),
+        the last three over the :math:`k_l = \min(n_0, n_l)` squared singular values.
         Where :math:`\chi = 0` (:math:`\sigma_w^2 = 0`, or :math:`E[\phi'^2] = 0`) the Jacobian is 0:
         ``mean_sv2 = var_sv2 = 0`` and ``norm_var`` is NaN from that layer on.
 
     Raises
     ------
     TypeError, InitArgumentError
-        A bad ``depth``, a negative or non-finite ``sigma_w2``/``sigma_b2``/``input_m2``, or an
-        unknown ``weights``.
+        A bad ``depth``, a negative or non-finite ``sigma_w2``/``sigma_b2``/``input_m2``, an
+        unknown ``weights``, or ``widths`` that are not ``depth + 1`` integers >= 1.
 
     Examples
     --------
@@ -115,6 +140,17 @@ def jacobian_theory(depth, activation, sigma_w2, sigma_b2=0.0, *, weights="gauss
     (36.383, 4.383)
     >>> round(float(jacobian_theory(10, "linear", 1.0)["var_sv2"][-1]), 12)      # Fuss-Catalan: L
     10.0
+
+    Rectangular layers: a linear semi-orthogonal funnel is an exact co-isometry (spread 0), a Gaussian
+    one spreads by :math:`k/n_0 - 1 + \sum_j k/n_j` = 128/512 - 1 + 128/256 + 128/128 = 0.75, and a
+    bottleneck 256 -> 64 -> 256 leaves 192 of its 256 singular values at 0 (orthogonal: spread 256/64 - 1):
+
+    >>> fun = [512, 256, 128]
+    >>> [round(float(jacobian_theory(2, "linear", 1.0, weights=w, widths=fun)["norm_var"][-1]), 12)
+    ...  for w in ("orthogonal", "gaussian")]
+    [0.0, 0.75]
+    >>> round(float(jacobian_theory(2, "linear", 1.0, weights="orthogonal", widths=[256, 64, 256])["norm_var"][-1]), 12)
+    3.0
     """
     L = integer(depth, "depth", minimum=1)
     act = resolve_activation(activation, param)
@@ -130,6 +166,7 @@ def jacobian_theory(depth, activation, sigma_w2, sigma_b2=0.0, *, weights="gauss
     if weights not in WEIGHT_SPECTRUM_SPREAD:
         raise InitArgumentError(f"weights must be 'gaussian' or 'orthogonal', got {weights!r}")
     s_w = WEIGHT_SPECTRUM_SPREAD[weights]
+    ws = _check_widths(widths, L)
     q = np.empty(L)
     d2 = np.empty(L)
     d4 = np.empty(L)
@@ -141,12 +178,54 @@ def jacobian_theory(depth, activation, sigma_w2, sigma_b2=0.0, *, weights="gauss
     with np.errstate(over="ignore"):  # beyond float64's range the mean is inf
         mean = np.cumprod(chi)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        term = np.where(d2 > 0.0, d4 / np.where(d2 > 0.0, d2, 1.0) ** 2 - 1.0 + s_w, np.nan)
-        norm_var = np.where(mean > 0.0, np.cumsum(term), np.nan)  # J = 0: no spread to speak of
+        excess = np.where(d2 > 0.0, d4 / np.where(d2 > 0.0, d2, 1.0) ** 2 - 1.0, np.nan)  # D_l^2's spread
+        if ws is None or len(set(ws)) == 1:  # square layers: the S-transform sum, as always
+            norm_var = np.cumsum(excess + s_w)
+        else:
+            mean = mean * np.array([n / min(ws[0], n) for n in ws[1:]])  # over k_l = min(n_0, n_l) values
+            norm_var = _rectangular_spread(ws, excess, weights == "orthogonal")
+        norm_var = np.where(mean > 0.0, norm_var, np.nan)  # J = 0: no spread to speak of
         var = np.where(mean > 0.0, mean * mean * np.where(np.isnan(norm_var), 0.0, norm_var), 0.0)
     return {"q": q, "dphi_m2": d2, "dphi_m4": d4, "chi1": chi, "mean_sv2": mean, "norm_var": norm_var,
             "var_sv2": var}
 
+
+def _check_widths(widths, L):
+    """``[n_0, ..., n_L]`` as ints, or None."""
+    if widths is None:
+        return None
+    if isinstance(widths, (str, bytes)) or not isinstance(widths, Iterable):
+        raise TypeError(f"widths must be a sequence of integers [n_0, ..., n_L], got {widths!r}")
+    ws = [integer(w, f"widths[{i}]", minimum=1) for i, w in enumerate(widths)]
+    if len(ws) != L + 1:
+        raise InitArgumentError(f"widths must have depth + 1 = {L + 1} entries [n_0, ..., n_L], got {len(ws)}")
+    return ws
+
+
+def _rectangular_spread(widths, excess, orthogonal):
+    r"""Wide-limit :math:`\mathrm{Var}\lambda / (E\lambda)^2` over the :math:`k_l = \min(n_0, n_l)` values.
+
+    With :math:`e_j = E[\phi'(z_j)^4] / E[\phi'(z_j)^2]^2 - 1` (``excess[j-1]``) and :math:`o = 1` for
+    orthogonal, 0 for i.i.d. weights (theory.md §2.9, rectangular layers):
+
+    .. math::
+        v_l = \sum_{j \le l} \frac{k_l}{n_j}\, e_j
+            + \frac{k_l}{n_0} - 1 + \sum_{j \le l} \left(\frac{k_l}{n_j} - \frac{o\, k_l}{\max(n_{j-1}, n_j)}\right).
+
+    The weights' part (the last two terms) is a rational function of the widths, taken exactly (a
+    semi-orthogonal linear funnel gives 0, not rounding noise); the activations' part has no cancellation.
+    """
+    n = widths
+    o = 1 if orthogonal else 0
+    out = np.empty(len(n) - 1)
+    w_sum = Fraction(1, n[0])  # sum_{j<=l} (1/n_j - o/max(n_{j-1}, n_j)) + 1/n_0, exact
+    d_sum = 0.0                # sum_{j<=l} e_j / n_j (terms >= 0: no cancellation)
+    for l in range(1, len(n)):
+        k = min(n[0], n[l])
+        w_sum += Fraction(1, n[l]) - Fraction(o, max(n[l - 1], n[l]))
+        d_sum += float(excess[l - 1]) / n[l]
+        out[l - 1] = k * d_sum + float(k * w_sum - 1)
+    return out
 
 def critical_sigmas(activation, q_star, bias_mean=0.0, param=None):
     r"""The point :math:`(\sigma_w^2, \sigma_b^2)` of the critical line whose fixed point is ``q_star``.
