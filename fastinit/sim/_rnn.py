@@ -10,7 +10,7 @@ from fastinit.theory._common import RNN_STATISTICS
 
 from . import _passes
 from ._activation import resolve_activation
-from ._args import bias_spec, check_array, check_dtype, check_memory, check_seed
+from ._args import bias_spec, check_array, check_dtype, check_memory, check_seed, check_stats
 from ._mlp import blas_threads
 from ._results import RNNResult, summarise
 from ._schemes import (
@@ -29,13 +29,16 @@ from ._schemes import (
 
 __all__ = ["simulate_rnn"]
 
+#: The statistics only the backward pass through time gives.
+_BACKWARD_STATISTICS = ("grad_h_m2",)
+
 
 def simulate_rnn(hidden, steps, *, batch=256, activation="tanh", activation_param=None,
                  activation_derivative=None, init="orthogonal", init_params=None,
                  h0_std=1.0, input_dim=0, input_std=1.0, input_init="xavier_uniform",
                  input_init_params=None, bias="zeros", bias_value=0.0, bias_std=0.0,
                  n_networks=1, seed=0, backward=True, G=None, dtype="float32",
-                 W=None, h0=None, theory=True):
+                 W=None, h0=None, theory=True, stats=None):
     r"""Simulate a vanilla recurrent net with one shared weight matrix over ``steps`` steps.
 
     .. math::
@@ -61,11 +64,23 @@ def simulate_rnn(hidden, steps, *, batch=256, activation="tanh", activation_para
         Optional input path ``x_t U^T`` (``U`` has shape ``(hidden, input_dim)``).
     W, h0 : array_like, optional
         Explicit recurrent matrix and initial state (one network).
+    backward : bool
+        Also compute the gradient statistic ``grad_h_m2`` (BPTT).
+    stats : str or sequence of str, optional
+        Compute only these statistics (names of ``RNN_STATISTICS``: ``h_m2``, ``h_norm``,
+        ``preact_m2``, ``preact_mean``, ``post_mean``, ``grad_h_m2``); the others are NaN in the
+        result (``res.config["stats"]`` lists the computed ones). Default: every statistic
+        (``grad_h_m2`` only with ``backward``). The backward pass through time runs only when
+        ``grad_h_m2`` is selected; the forward statistics are computed together. A selected
+        statistic has the same value, bit for bit, as in a run that computes every statistic.
+        The theory (``res.theory``) is not affected.
 
     Raises
     ------
     TypeError, ValueError
-        An invalid argument (as :func:`simulate_mlp`; NaN, inf or complex ``W``/``h0`` included).
+        An invalid argument (as :func:`simulate_mlp`; NaN, inf or complex ``W``/``h0`` included,
+        an unknown name in ``stats`` (the message lists the valid ones), ``grad_h_m2`` selected
+        with ``backward=False``).
     MemoryError
         When the estimated peak memory (one ``batch x hidden`` array per step, ``W``, ``U``)
         exceeds the memory available now; checked before anything is allocated.
@@ -100,6 +115,12 @@ def simulate_rnn(hidden, steps, *, batch=256, activation="tanh", activation_para
     1.92
     >>> round(float(o.grad_h_m2[0]), 4), round(float(o.theory["grad_h_m2"][0]), 4)   # BPTT
     (0.0145, 0.0143)
+
+    Only the forward state norm, without the backward pass:
+
+    >>> f = simulate_rnn(128, 50, batch=256, init="orthogonal", seed=0, stats="h_norm")
+    >>> bool(f.h_norm[-1] == o.h_norm[-1]), bool(np.isnan(f.grad_h_m2).all()), f.config["stats"]
+    (True, True, ['h_norm'])
     """
     n = integer(hidden, "hidden", minimum=1)
     T = integer(steps, "steps", minimum=1)
@@ -123,6 +144,8 @@ def simulate_rnn(hidden, steps, *, batch=256, activation="tanh", activation_para
         W = check_array(W, "W", (n, n))
     if h0 is not None:
         h0 = check_array(h0, "h0", (B, n))
+    selected = check_stats(stats, RNN_STATISTICS, _BACKWARD_STATISTICS, bool(backward))
+    backward = bool(backward) and any(s in _BACKWARD_STATISTICS for s in selected)
     check_memory(_passes.rnn_bytes(n, T, B, input_dim, dt.itemsize),
                  f"simulate_rnn(hidden={n}, steps={T}, batch={B}, input_dim={input_dim}, dtype={dt.name})")
 
@@ -152,13 +175,16 @@ def simulate_rnn(hidden, steps, *, batch=256, activation="tanh", activation_para
             random_normal((B, n), 0.0, 1.0, seed, stream(k, 0, KIND_SEED_G), dt) if backward else None)
         out = _passes.rnn_pass(hk, Wk, xs_fn, Uk, bk, act.kind, act.param, T, G=Gk, backward=backward)
         for s in RNN_STATISTICS:
-            per[s].append(out[s])
+            # the forward statistics come out of one fused kernel together: unselected ones are
+            # computed anyway and masked here, so a selected one keeps the full run's bits
+            per[s].append(out[s] if s in selected else np.full(T + 1, np.nan))
     per = {s: np.array(v, dtype=np.float64) for s, v in per.items()}
     stats, stderr = summarise(per, RNN_STATISTICS)
     config = dict(hidden=n, steps=T, batch=B, activation=act.name, activation_param=act.param,
                   init=key, init_params=params, h0_std=h0_std, input_dim=input_dim,
                   input_std=input_std, bias=bias, bias_value=bias_value, bias_std=bias_std,
-                  n_networks=n_networks, seed=seed, dtype=dt.name)
+                  n_networks=n_networks, seed=seed, backward=backward, dtype=dt.name,
+                  stats=list(selected))
     th = {s: np.full(T + 1, np.nan) for s in RNN_STATISTICS}
     if theory:
         th, note = _rnn_theory(n, T, act, scheme, params, h0_std, input_dim,
