@@ -180,3 +180,29 @@ def test_theory_cached_on_disk_gives_the_same_numbers(tmp_path, monkeypatch):
     third = simulate_mlp(**kw).theory
     np.testing.assert_array_equal(third["preact_m2"], first["preact_m2"])
     _mlp._mlp_theory_cached.cache_clear()
+
+
+@pytest.mark.parametrize("kw, stats, weight_gradient, floor", [
+    (dict(depth=6, width=256, activation="tanh"), None, True, 0.5),                      # keeps a_l too
+    (dict(depth=6, width=256, activation="relu", residual_scale=0.5), None, True, 0.5),  # keeps h_l
+    (dict(depth=6, width=256, activation="tanh"), ["grad_preact_m2", "post_m2"], False, 0.5),
+    (dict(depth=6, width=256, activation="gelu"), ["post_m2"], False, 0.0),  # forward only: z not kept
+])
+def test_peak_memory_stays_within_the_estimate(kw, stats, weight_gradient, floor):
+    """What a run allocates (tracemalloc sees NumPy's buffers) stays below mlp_bytes, the estimate the
+    memory check uses, and with a backward pass is more than half of it (not wildly loose either)."""
+    import tracemalloc
+
+    from fastinit.sim import _workspace
+
+    B, n, L = 1024, kw["width"], kw["depth"]
+    simulate_mlp(batch=B, theory=False, stats=stats, **kw)  # compile outside the traced run
+    estimate = _passes.mlp_bytes([n] * (L + 1), B, 4, "residual_scale" in kw, weight_gradient)
+    assert not _workspace._state()["pool"]  # no buffers kept from another run
+    tracemalloc.start()
+    try:
+        simulate_mlp(batch=B, theory=False, stats=stats, **kw)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert floor * estimate < peak <= estimate, (peak, estimate)

@@ -9,8 +9,7 @@ One ``batch x width`` float32 block (the sweep benchmark's layer), medians of ``
 
 * ``fwd moments``: the forward kernel with the moment groups only (``F_ZMOM | F_POST``);
 * ``fwd all``: the forward kernel with every statistic group;
-* ``bwd rebuild``: the backward kernel that also rebuilds ``phi(z)`` (plain nets with the batch-mean
-  weight gradient); ``bwd``: ``phi'`` alone;
+* ``bwd``: the backward kernel (``delta = phi'(z) g`` and its row sums of squares);
 * ``sgemm``: ``numpy.matmul`` of the block by a ``width x width`` matrix on one BLAS thread, per output.
 
 ``--no-wide-vectors`` compiles the kernels without asking LLVM for 512-bit vectors
@@ -44,11 +43,11 @@ def _median_ns(fn, repeats, elements, reset=None):
 
 
 def _activation_row(name, z0, g, reps):
-    """[fwd moments, fwd all, bwd rebuild, bwd] in ns per element for one activation."""
+    """[fwd moments, fwd all, bwd] in ns per element for one activation."""
     B, n = z0.shape
     kind = get_activation(name).kind_id
     nb = len(P.row_blocks(B, n, 4)) - 1
-    z, out, d, a = z0.copy(), np.empty_like(z0), np.empty_like(z0), np.empty_like(z0)
+    z, out, d = z0.copy(), np.empty_like(z0), np.empty_like(z0)
     bias = np.zeros(n)
     ush, us1, us2 = np.zeros((nb, n)), np.zeros((nb, n)), np.zeros((nb, n))
     umax, part, rowsq = np.full((nb, n), -np.inf), np.zeros((nb, K.N_PART)), np.zeros(B)
@@ -58,8 +57,6 @@ def _activation_row(name, z0, g, reps):
                          ush, us1, us2, umax, part, rowsq)
         args = (kind, z, bias, out, z, 1.0, False, 0.0, 2.0, flags, 0, B, 0, ush, us1, us2, umax, part, rowsq)
         row.append(_median_ns(lambda fwd=fwd, args=args: fwd(*args), reps, B * n, reset=lambda: np.copyto(z, z0)))
-    rb = K.compiled(K.backward_rebuild_block, kind, g, z, d, a, 0.0, 0, 0, rowsq)
-    row.append(_median_ns(lambda: rb(kind, g, z, d, a, 0.0, 0, B, rowsq), reps, B * n))
     bw = K.compiled(K.backward_block, kind, g, g, False, z, d, 0.0, 1.0, 0, 0, rowsq)
     row.append(_median_ns(lambda: bw(kind, g, g, False, z, d, 0.0, 1.0, 0, B, rowsq), reps, B * n))
     return row
@@ -83,10 +80,10 @@ def main(argv=None):
     rng = np.random.default_rng(0)
     z0 = rng.standard_normal((B, n)).astype(np.float32)
     g = rng.standard_normal((B, n)).astype(np.float32)
-    print(f"{'activation':10s} {'fwd moments':>12s} {'fwd all':>10s} {'bwd rebuild':>12s} {'bwd':>8s}  (ns/element)")
+    print(f"{'activation':10s} {'fwd moments':>12s} {'fwd all':>10s} {'bwd':>8s}  (ns/element)")
     for name in ("relu", "tanh", "selu", "gelu"):
         row = _activation_row(name, z0, g, reps)
-        print(f"{name:10s} {row[0]:12.2f} {row[1]:10.2f} {row[2]:12.2f} {row[3]:8.2f}")
+        print(f"{name:10s} {row[0]:12.2f} {row[1]:10.2f} {row[2]:8.2f}")
     W = rng.standard_normal((n, n)).astype(np.float32)
     zz = np.empty((B, n), np.float32)
     with _blas.single_threaded_blas():

@@ -5,13 +5,13 @@ Private module. The drivers in :mod:`fastinit.sim._passes` call them; the public
 
 * Everything elementwise is one fused ``@njit`` kernel per block of rows and direction, run by
   the drivers right after the BLAS call that wrote the block (:func:`forward_block`,
-  :func:`backward_block`, :func:`backward_rebuild_block`): bias add, activation, derivative, and
+  :func:`backward_block`): bias add, activation, derivative, and
   the statistics asked for (``flags``, one loop per group of statistics, so a statistic's bits do
   not depend on which others are computed). Each block sums in float64 into its own slots;
   :func:`forward_reduce` merges the blocks in order, so results do not depend on the thread count.
 * The activation is chosen by an integer ``kind`` (an :class:`~fastinit._activations.Activation`'s
   ``kind_id``) at *compile* time: each kernel is compiled once per kind with ``kind`` typed as a
-  literal, and :func:`phi_row`/:func:`dphi_row`/:func:`phi_dphi_row` resolve to that activation's
+  literal, and :func:`phi_row`/:func:`dphi_row` resolve to that activation's
   loops over one row, small functions with the scalar code
   (:data:`fastinit.sim._fastmath.KERNEL_ACTIVATIONS`) inlined so that they vectorise. No branch
   on the kind is left in the loop (a kernel dispatching on a run-time kind inside the loop was 5x
@@ -46,7 +46,7 @@ from . import _fastmath
 from ._fastmath import KERNEL_ACTIVATIONS, prefer_wide_vectors
 
 __all__ = ["compiled", "register_user_activation", "forward_block", "forward_reduce", "backward_block",
-           "backward_rebuild_block", "sumsq",
+           "sumsq",
            "ordered_sum", "N_POOLED", "N_PART", "FORWARD_GROUPS", "F_ZMOM", "F_POST", "F_SPREAD", "F_INACT", "F_SAT",
            "F_DEAD"]
 
@@ -95,7 +95,7 @@ def register_user_activation(phi, dphi):
 
 # The activation's loops over one row, one set per kind, built from its scalar (phi, phi') with
 # the scalars inlined into the loop (so that it vectorises). The kernels call them through
-# `phi_row`, `dphi_row` and `phi_dphi_row`, resolved at compile time from the literal kind. The
+# `phi_row` and `dphi_row`, resolved at compile time from the literal kind. The
 # loops are small functions of their own: inlining the scalar activation into the large kernels
 # instead took Numba several times longer to compile (GELU: ~13 s against ~2 s per kind), and the
 # call once per row costs nothing measurable.
@@ -118,7 +118,7 @@ def _row_functions(kind):
 
     def phi_row_k(z, bias, act, i, p):
         # 512-bit vectors: the forward loops ran 1.2x faster with them, the backward ones not at all
-        # (ReLU's rebuilding loop 2x slower): benchmarks/scripts/sim_kernels.py --no-wide-vectors
+        # (some slower): benchmarks/scripts/sim_kernels.py --no-wide-vectors
         prefer_wide_vectors()
         for j in range(z.shape[1]):
             z[i, j] = np.float64(z[i, j]) + bias[j]
@@ -128,19 +128,13 @@ def _row_functions(kind):
         for j in range(z.shape[1]):
             delta[i, j] = scale * df(np.float64(z[i, j]), p) * np.float64(g[i, j])
 
-    def phi_dphi_row_k(g, z, delta, a_out, i, p):
-        for j in range(z.shape[1]):
-            zz = np.float64(z[i, j])
-            a_out[i, j] = f(zz, p)
-            delta[i, j] = 1.0 * df(zz, p) * np.float64(g[i, j])
-
     # A name of its own per kind: Numba's symbol names come from the qualified name and the
     # argument types, and two kinds' row functions of one name would share one symbol in the
     # process (the first one loaded would serve every kind).
-    for fn in (phi_row_k, dphi_row_k, phi_dphi_row_k):
+    for fn in (phi_row_k, dphi_row_k):
         fn.__name__ = fn.__qualname__ = fn.__name__.replace("_k", f"_kind{kind}")
-    phi_row_k, dphi_row_k, phi_dphi_row_k = (njit(**flags)(fn) for fn in (phi_row_k, dphi_row_k, phi_dphi_row_k))
-    fns = _ROWS[kind] = (phi_row_k, dphi_row_k, phi_dphi_row_k)
+    phi_row_k, dphi_row_k = (njit(**flags)(fn) for fn in (phi_row_k, dphi_row_k))
+    fns = _ROWS[kind] = (phi_row_k, dphi_row_k)
     return fns
 
 
@@ -152,11 +146,6 @@ def phi_row(kind, z, bias, act, i, p):
 def dphi_row(kind, g, z, delta, i, p, scale):
     """``delta[i] = scale * phi'(z[i]) * g[i]`` (Numba only; ``kind`` must be a literal)."""
     raise NotImplementedError("dphi_row is only callable from Numba-compiled code")
-
-
-def phi_dphi_row(kind, g, z, delta, a_out, i, p):
-    """``a_out[i] = phi(z[i])``, ``delta[i] = phi'(z[i]) * g[i]`` (Numba only; literal ``kind``)."""
-    raise NotImplementedError("phi_dphi_row is only callable from Numba-compiled code")
 
 
 def _row_overload(which):
@@ -173,7 +162,6 @@ def _row_overload(which):
 
 overload(phi_row)(_row_overload(0))
 overload(dphi_row)(_row_overload(1))
-overload(phi_dphi_row)(_row_overload(2))
 
 
 # Statistic groups of the forward kernel (the ``flags`` bit set): each group is one loop over a
@@ -376,19 +364,6 @@ def _backward_block(kind, g, gres, residual, z, delta, p, scale, r0, r1, rowsq):
         rowsq[i] = _row_sumsq(delta, i, n)
 
 
-def _backward_rebuild_block(kind, g, z, delta, a_out, p, r0, r1, rowsq):
-    """:func:`_backward_block` of a plain layer that also rebuilds ``a_out = phi(kind, z)``: the
-    previous layer's post-activation, for the batch-mean weight gradient. One loop for both, so
-    their common work (exp, erfc) is done once; ``rowsq`` is summed by the same code as in
-    :func:`_backward_block`, so its bits do not depend on which kernel ran.
-    """
-    numba.literally(kind)  # one compiled kernel per activation (see the module notes)
-    n = z.shape[1]
-    for i in range(r0, r1):
-        phi_dphi_row(kind, g, z, delta, a_out, i, p)
-        rowsq[i] = _row_sumsq(delta, i, n)
-
-
 @njit(inline="always", fastmath=_FAST)
 def _row_sumsq(x, i, n):
     s = 0.0
@@ -406,9 +381,6 @@ _KERNEL_FLAGS = dict(fastmath=_FAST, error_model="numpy", nogil=True, boundschec
 forward_block = njit(_forward_block, cache=NUMBA_CACHE, **_KERNEL_FLAGS)
 #: Fused backward work on a block of rows through one layer's nonlinearity (see ``_backward_block``).
 backward_block = njit(_backward_block, cache=NUMBA_CACHE, **_KERNEL_FLAGS)
-#: The same with the previous layer's post-activation rebuilt (see ``_backward_rebuild_block``); compiled
-#: only when the batch-mean weight gradient is asked for.
-backward_rebuild_block = njit(_backward_rebuild_block, cache=NUMBA_CACHE, **_KERNEL_FLAGS)
 
 
 def _stamp_with_dependencies(kernel, modules):
@@ -430,13 +402,12 @@ def _stamp_with_dependencies(kernel, modules):
     cache_file._source_stamp = (stamp, *extra)
 
 
-for _kernel in (forward_block, backward_block, backward_rebuild_block):
+for _kernel in (forward_block, backward_block):
     _stamp_with_dependencies(_kernel, (_fastmath, _activations))
 
 # the same kernels for user activations, never written to the on-disk cache
 _UNCACHED = {forward_block: njit(_forward_block, **_KERNEL_FLAGS),
-             backward_block: njit(_backward_block, **_KERNEL_FLAGS),
-             backward_rebuild_block: njit(_backward_rebuild_block, **_KERNEL_FLAGS)}
+            backward_block: njit(_backward_block, **_KERNEL_FLAGS)}
 _ENTRIES = {}
 _ENTRIES_LOCK = threading.Lock()
 

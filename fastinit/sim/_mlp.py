@@ -338,7 +338,8 @@ def simulate_mlp(widths=None, *, depth=None, width=None, input_dim=None, batch=1
     backward_names = tuple(n for n in MLP_STATISTICS if n not in MLP_FORWARD_STATISTICS)
     selected = check_stats(stats, MLP_STATISTICS, backward_names, bool(backward))
     backward = bool(backward) and any(n in backward_names for n in selected)
-    check_memory(_passes.mlp_bytes(ws, B, dt.itemsize, residual_scale is not None),
+    check_memory(_passes.mlp_bytes(ws, B, dt.itemsize, residual_scale is not None,
+                                   backward and "grad_weight_m2_batchmean" in selected),
                  f"simulate_mlp(widths={_short(ws)}, batch={B}, dtype={dt.name})")
 
     per = {n: [] for n in MLP_STATISTICS}

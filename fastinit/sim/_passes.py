@@ -9,11 +9,13 @@ Private module: the public functions (:mod:`fastinit.sim`) validate every argume
   that block (still in cache); blocks run on the calling thread and a small thread pool
   (:func:`run_blocks`). The partition depends only on the sizes (:func:`row_blocks`).
 * Memory: the forward pass keeps one pre-activation array per layer in the simulation dtype
-  (float32 by default), plus the post-activation stream for residual nets, which cannot be
-  rebuilt from the pre-activations. Backward forms ``phi'(z)`` from the stored ``z`` (and
-  rebuilds ``phi(z)`` in the same loop when the batch-mean weight gradient needs it). Working
-  buffers are a few ``B x n`` arrays, recycled (:mod:`fastinit.sim._workspace`); there is no
-  float64 copy of any layer (:func:`mlp_bytes`, :func:`rnn_bytes`).
+  (float32 by default), plus the outputs ``a_l`` when the batch-mean weight gradient
+  ``delta_l^T a_{l-1}`` is wanted (and residual nets' ``h_l``). Backward forms ``phi'(z)`` from
+  the stored ``z``. (Rebuilding ``a_{l-1} = phi(z_{l-1})`` in the backward loop instead saves that
+  memory but cost 0.5 to 1.3 ns more per element for tanh, GELU and SELU:
+  ``benchmarks/scripts/sim_kernels.py`` at commit 567d7c9.) Working buffers are a few ``B x n``
+  arrays, recycled (:mod:`fastinit.sim._workspace`); there is no float64 copy of any layer
+  (:func:`mlp_bytes`, :func:`rnn_bytes`).
 """
 
 from __future__ import annotations
@@ -37,7 +39,6 @@ from ._kernels import (
     FORWARD_GROUPS,
     N_PART,
     backward_block,
-    backward_rebuild_block,
     compiled,
     forward_block,
     forward_reduce,
@@ -174,28 +175,19 @@ def forward_layer(nthreads, gemm, kind, z, bias, out, prev, alpha, residual, p, 
     return forward_reduce(bounds, ushift, us1, us2, umax, part), rowsq
 
 
-def backward_layer(nthreads, gemm, kind, g, gres, residual, z, delta, a_out, p, scale, bounds):
+def backward_layer(nthreads, gemm, kind, g, gres, residual, z, delta, p, scale, bounds):
     """Backward through one layer's nonlinearity in blocks: ``gemm(r0, r1)`` fills ``g[r0:r1]`` (or does
-    nothing), then ``delta = scale * phi'(z) * g`` (with ``residual``, after ``g += gres``) and, when
-    ``a_out`` is given (plain layers, ``scale`` 1), ``a_out = phi(z)``.
+    nothing), then ``delta = scale * phi'(z) * g`` (with ``residual``, after ``g += gres``).
 
     Returns the per-row sums of ``delta**2``.
     """
     rowsq = np.zeros(z.shape[0])
-    if a_out is None:
-        fn = compiled(backward_block, kind, g, gres, residual, z, delta, p, scale, 0, 0, rowsq)
+    fn = compiled(backward_block, kind, g, gres, residual, z, delta, p, scale, 0, 0, rowsq)
 
-        def block(c):
-            r0, r1 = int(bounds[c]), int(bounds[c + 1])
-            gemm(r0, r1)
-            fn(kind, g, gres, residual, z, delta, p, scale, r0, r1, rowsq)
-    else:
-        fn = compiled(backward_rebuild_block, kind, g, z, delta, a_out, p, 0, 0, rowsq)
-
-        def block(c):
-            r0, r1 = int(bounds[c]), int(bounds[c + 1])
-            gemm(r0, r1)
-            fn(kind, g, z, delta, a_out, p, r0, r1, rowsq)
+    def block(c):
+        r0, r1 = int(bounds[c]), int(bounds[c + 1])
+        gemm(r0, r1)
+        fn(kind, g, gres, residual, z, delta, p, scale, r0, r1, rowsq)
 
     run_blocks(nthreads, len(bounds) - 1, block)
     return rowsq
@@ -295,7 +287,10 @@ def _mlp_pass(x, weights, biases, kind, p, sat_thr, residual=False, alpha=1.0,
         per_sample = need_bwd and "grad_weight_m2_per_sample" in want
         batchmean = need_bwd and "grad_weight_m2_batchmean" in want
         zs = []          # stored pre-activations (simulation dtype), one per layer
-        posts = [x]      # residual nets keep h_l (cannot be rebuilt from z); plain nets only x
+        # the outputs a_l (h_l for residual nets) are kept for the batch-mean weight gradient's
+        # delta_l^T a_{l-1} (and residual nets' always: their backward kernel adds the skip path)
+        keep_posts = need_bwd and (batchmean or residual)
+        posts = [x]
         rowsq_post = [np.einsum("ij,ij->i", x, x, dtype=np.float64) if per_sample else None]
         a = x
         for l in range(L):
@@ -317,10 +312,10 @@ def _mlp_pass(x, weights, biases, kind, p, sat_thr, residual=False, alpha=1.0,
             else:
                 ws.give(z)
             rowsq_post.append(rsq)
-            if residual and need_bwd:
+            if keep_posts:
                 posts.append(a_new)
             elif a is not x:
-                ws.give(a)  # read by this layer's GEMM only (plain nets rebuild it in backward)
+                ws.give(a)  # read by this layer's GEMM only
             a = a_new
         result = dict(out)
         result["histograms"] = hists
@@ -331,13 +326,8 @@ def _mlp_pass(x, weights, biases, kind, p, sat_thr, residual=False, alpha=1.0,
         # ---- backward: g_l = dl/da_l (or dl/dh_l), delta_l = dl/dz_l ----
         g = np.ascontiguousarray(G, dtype=dtype)
         delta = ws.empty((B, widths[L]), dtype)
-        # with the batch-mean weight gradient, plain nets use the rebuilding kernel here too (into a
-        # scratch array): one backward kernel per activation to compile instead of two; the row functions
-        # are compiled without fast-math flags, so phi' has the same bits with or without phi beside it
-        scratch = ws.empty((B, widths[L]), dtype) if batchmean and not residual else None
-        rd = backward_layer(nthreads, _no_gemm, kind, g, g, False, zs[L - 1], delta, scratch, p,
+        rd = backward_layer(nthreads, _no_gemm, kind, g, g, False, zs[L - 1], delta, p,
                             alpha if residual else 1.0, bounds)
-        ws.give(scratch)
         for l in range(L - 1, -1, -1):
             n_out, n_in = widths[l + 1], widths[l]
             sd2 = float(ordered_sum(rd))
@@ -356,14 +346,9 @@ def _mlp_pass(x, weights, biases, kind, p, sat_thr, residual=False, alpha=1.0,
                 def gemm(r0, r1, delta=delta, W=weights[l], g_new=g_new):
                     np.matmul(delta[r0:r1], W, out=g_new[r0:r1])
 
-                if residual:
-                    aprev = posts[l]
-                    rd_new = backward_layer(nthreads, gemm, kind, g_new, g, True, zs[l - 1], delta_new, None,
-                                            p, alpha, bounds)
-                else:
-                    aprev = ws.empty((B, n_in), dtype) if batchmean else None  # phi(z_{l-1}), rebuilt
-                    rd_new = backward_layer(nthreads, gemm, kind, g_new, g, False, zs[l - 1], delta_new, aprev,
-                                            p, 1.0, bounds)
+                aprev = posts[l] if keep_posts else None
+                rd_new = backward_layer(nthreads, gemm, kind, g_new, g, residual, zs[l - 1], delta_new,
+                                        p, alpha if residual else 1.0, bounds)
             elif "grad_input_m2" in want:
                 g_new = ws.empty((B, n_in), dtype)
 
@@ -378,8 +363,9 @@ def _mlp_pass(x, weights, biases, kind, p, sat_thr, residual=False, alpha=1.0,
                 wsq = weight_gradient_sumsq(nthreads, delta, aprev)
                 out["grad_weight_m2_batchmean"][l] = wsq / (B * B * n_out * n_in)
             if l > 0:
-                if not residual:
-                    ws.give(aprev)
+                if aprev is not None:
+                    ws.give(aprev)  # a_{l-1}: read by this layer's weight gradient only
+                    posts[l] = None
                 ws.give(g, delta, zs[l])  # reused by the next layers: peak memory stays ~ the forward's
                 g, delta, rd = g_new, delta_new, rd_new
                 zs[l] = None
@@ -476,7 +462,7 @@ def _rnn_pass(h0, W, xs_fn, U, b, kind, p, steps, G=None, backward=True, nthread
     grad[T] = sumsq(g) / (B * n)
     delta = np.empty((B, n), dtype=dtype)
     for t in range(T, 0, -1):
-        backward_layer(nthreads, _no_gemm, kind, g, g, False, zs[t - 1], delta, None, p, 1.0, bounds)
+        backward_layer(nthreads, _no_gemm, kind, g, g, False, zs[t - 1], delta, p, 1.0, bounds)
         zs[t - 1] = None
         g = np.matmul(delta, W)
         grad[t - 1] = sumsq(g) / (B * n)
@@ -510,16 +496,16 @@ def rnn_pass(h0, W, *args, **kwargs):
         return _rnn_pass(h0, W, *args, nthreads=threads_for(h0.size), **kwargs)
 
 
-def mlp_bytes(widths, batch, itemsize, residual=False):
+def mlp_bytes(widths, batch, itemsize, residual=False, weight_gradient=True):
     """Peak bytes :func:`mlp_pass` allocates for one network (weights, inputs and seed included).
 
-    The stored pre-activations (``batch x n_l`` per layer; residual nets also keep ``h_l``), the
-    weights, and the working set of the backward pass (``g``, ``delta``, their successors, the
-    rebuilt ``a_{l-1}``, ``G`` and ``x``: about six ``batch x max(n)`` arrays, plus one weight
-    gradient).
+    The stored pre-activations (``batch x n_l`` per layer), the stored outputs (``a_l`` or ``h_l``,
+    kept for residual nets and for the batch-mean weight gradient, ``weight_gradient``), the
+    weights, and the working set of the backward pass (``g``, ``delta``, their successors, ``G``
+    and ``x``: about six ``batch x max(n)`` arrays, plus one weight gradient).
     """
     pairs = [a * b for a, b in zip(widths[1:], widths[:-1], strict=True)]
-    stored = batch * sum(widths[1:]) * (2 if residual else 1)
+    stored = batch * sum(widths[1:]) * (2 if residual or weight_gradient else 1)
     work = 6 * batch * max(widths) + max(pairs)
     return itemsize * (sum(pairs) + stored + work) + 8 * batch * (len(widths) + 2)
 
