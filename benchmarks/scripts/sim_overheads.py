@@ -4,6 +4,7 @@ Usage (from the repository root)::
 
     PYTHONPATH=. python benchmarks/scripts/sim_overheads.py faults
     NUMBA_CACHE_DIR=$(mktemp -d) PYTHONPATH=. python benchmarks/scripts/sim_overheads.py compile
+    PYTHONPATH=. python benchmarks/scripts/sim_overheads.py threads
 
 * ``faults``: minor page faults and system CPU time (``getrusage``) of networks of the default
   ``fastinit simulate`` study (depth 50, width 512, batch 1024, float64, tanh, every statistic),
@@ -13,6 +14,9 @@ Usage (from the repository root)::
 * ``compile``: the default study (``fastinit simulate --no-progress`` into a temporary directory)
   in this process on an empty Numba cache, with the seconds of Numba's compile events summed per
   compiled function (a function compiled while another compiles counts in both); the wall time.
+* ``threads``: the 200-configuration sweep with ``workers=1`` and ``workers=2``, two rounds each after a
+  warm-up: wall time, the process's CPU time (``os.times``, every thread) and the share of the two cores
+  busy (CPU over twice the wall time), which shows how long the two runs at once wait.
 """
 
 from __future__ import annotations
@@ -56,18 +60,31 @@ def faults():
             one(f"study network {i + 1}, buffers kept")
     one("study network on its own")
 
-    def sweep():
-        return sim.sweep(inits=["xavier_normal", "kaiming_normal", "lecun_normal", "orthogonal", "small"],
-                         activations=["tanh", "relu", "selu", "gelu"], depths=[20], widths=[128], seeds=range(10),
-                         batch=512, dtype="float32", theory=False)
-
-    sweep()
+    _small_sweep()
     f0, s0 = _usage()
     t = time.perf_counter()
-    sweep()
+    _small_sweep()
     f1, s1 = _usage()
     print(f"{'sweep of 200 configurations':34s} {f1 - f0:8d} faults  {s1 - s0:6.2f} s system  "
           f"{time.perf_counter() - t:6.2f} s wall")
+
+
+def _small_sweep(**kw):
+    from fastinit import sim
+
+    return sim.sweep(inits=["xavier_normal", "kaiming_normal", "lecun_normal", "orthogonal", "small"],
+                     activations=["tanh", "relu", "selu", "gelu"], depths=[20], widths=[128], seeds=range(10),
+                     batch=512, dtype="float32", theory=False, **kw)
+
+
+def threads():
+    _small_sweep()
+    for workers in (1, 2, 1, 2):
+        c0, t0 = os.times(), time.perf_counter()
+        _small_sweep(workers=workers)
+        c1, wall = os.times(), time.perf_counter() - t0
+        cpu = (c1.user - c0.user) + (c1.system - c0.system)
+        print(f"workers={workers}: {wall:5.2f} s wall  {cpu:5.2f} s CPU  cores busy {cpu / (2 * wall):4.0%}")
 
 
 def compile_times():
@@ -110,9 +127,9 @@ def compile_times():
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("what", choices=["faults", "compile"])
+    ap.add_argument("what", choices=["faults", "compile", "threads"])
     args = ap.parse_args(argv)
-    faults() if args.what == "faults" else compile_times()
+    {"faults": faults, "compile": compile_times, "threads": threads}[args.what]()
 
 
 if __name__ == "__main__":
