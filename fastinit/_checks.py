@@ -43,9 +43,10 @@ InitArgumentError.__module__ = "fastinit"
 def real(x, name: str, *, finite: bool = True, minimum: float | None = None) -> float:
     """``x`` as a float: a real number (not bool, not complex), never NaN, finite unless ``finite``
     is False, and ``>= minimum`` when given."""
-    if isinstance(x, (bool, np.bool_)) or not isinstance(x, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(x).__name__}")
-    x = float(x)
+    if type(x) is not float:  # the common case skips the (slow) abstract-base-class checks
+        if isinstance(x, (bool, np.bool_)) or not isinstance(x, numbers.Real):
+            raise TypeError(f"{name} must be a real number, got {type(x).__name__}")
+        x = float(x)
     if math.isnan(x) or (finite and math.isinf(x)):
         raise InitArgumentError(f"{name} must be finite, got {x}")
     if minimum is not None and x < minimum:
@@ -55,9 +56,10 @@ def real(x, name: str, *, finite: bool = True, minimum: float | None = None) -> 
 
 def integer(x, name: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
     """``x`` as an int: an integral number (not bool), within ``[minimum, maximum]`` when given."""
-    if isinstance(x, (bool, np.bool_)) or not isinstance(x, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {type(x).__name__}")
-    x = int(x)
+    if type(x) is not int:  # exactly int (bool is a subclass): no abstract-base-class checks needed
+        if isinstance(x, (bool, np.bool_)) or not isinstance(x, numbers.Integral):
+            raise TypeError(f"{name} must be an integer, got {type(x).__name__}")
+        x = int(x)
     if minimum is not None and x < minimum:
         raise InitArgumentError(f"{name} must be >= {minimum}, got {x}")
     if maximum is not None and x > maximum:
