@@ -185,6 +185,7 @@ def test_theory_cached_on_disk_gives_the_same_numbers(tmp_path, monkeypatch):
 @pytest.mark.parametrize("kw, stats, weight_gradient, floor", [
     (dict(depth=6, width=256, activation="tanh"), None, True, 0.5),                      # keeps a_l too
     (dict(depth=6, width=256, activation="relu", residual_scale=0.5), None, True, 0.5),  # keeps h_l
+    (dict(depth=6, width=256, activation="relu", residual_scale=0.5), ["grad_preact_m2"], False, 0.5),
     (dict(depth=6, width=256, activation="tanh"), ["grad_preact_m2", "post_m2"], False, 0.5),
     (dict(depth=6, width=256, activation="gelu"), ["post_m2"], False, 0.0),  # forward only: z not kept
 ])
@@ -197,7 +198,7 @@ def test_peak_memory_stays_within_the_estimate(kw, stats, weight_gradient, floor
 
     B, n, L = 1024, kw["width"], kw["depth"]
     simulate_mlp(batch=B, theory=False, stats=stats, **kw)  # compile outside the traced run
-    estimate = _passes.mlp_bytes([n] * (L + 1), B, 4, "residual_scale" in kw, weight_gradient)
+    estimate = _passes.mlp_bytes([n] * (L + 1), B, 4, weight_gradient)
     assert not _workspace._state()["pool"]  # no buffers kept from another run
     tracemalloc.start()
     try:

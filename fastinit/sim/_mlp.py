@@ -287,9 +287,10 @@ def simulate_mlp(widths=None, *, depth=None, width=None, input_dim=None, batch=1
       :math:`\|\delta_b a_b^T\|_F^2 = \|\delta_b\|^2 \|a_b\|^2`; the batch-mean one forms
       :math:`\frac1B \delta^T a_{l-1}` with one GEMM per layer.
     * Memory: one ``batch x n_l`` array per layer in ``dtype`` (the pre-activations backward
-      needs; residual nets also keep ``h_l``), the weights, and about six ``batch x max(n)``
-      working arrays. Halving ``batch`` halves it; ``dtype="float32"`` halves it again; two runs
-      with half the batch each and different seeds, pooled, measure the same statistics.
+      needs), a second one (the outputs ``a_l``) when ``grad_weight_m2_batchmean`` is computed,
+      the weights, and about six ``batch x max(n)`` working arrays. Halving ``batch`` halves it;
+      ``dtype="float32"`` halves it again; two runs with half the batch each and different seeds,
+      pooled, measure the same statistics.
 
     Examples
     --------
@@ -338,8 +339,7 @@ def simulate_mlp(widths=None, *, depth=None, width=None, input_dim=None, batch=1
     backward_names = tuple(n for n in MLP_STATISTICS if n not in MLP_FORWARD_STATISTICS)
     selected = check_stats(stats, MLP_STATISTICS, backward_names, bool(backward))
     backward = bool(backward) and any(n in backward_names for n in selected)
-    check_memory(_passes.mlp_bytes(ws, B, dt.itemsize, residual_scale is not None,
-                                   backward and "grad_weight_m2_batchmean" in selected),
+    check_memory(_passes.mlp_bytes(ws, B, dt.itemsize, backward and "grad_weight_m2_batchmean" in selected),
                  f"simulate_mlp(widths={_short(ws)}, batch={B}, dtype={dt.name})")
 
     per = {n: [] for n in MLP_STATISTICS}

@@ -9,8 +9,8 @@ Private module: the public functions (:mod:`fastinit.sim`) validate every argume
   that block (still in cache); blocks run on the calling thread and a small thread pool
   (:func:`run_blocks`). The partition depends only on the sizes (:func:`row_blocks`).
 * Memory: the forward pass keeps one pre-activation array per layer in the simulation dtype
-  (float32 by default), plus the outputs ``a_l`` when the batch-mean weight gradient
-  ``delta_l^T a_{l-1}`` is wanted (and residual nets' ``h_l``). Backward forms ``phi'(z)`` from
+  (float32 by default), plus the outputs ``a_l`` (residual nets: ``h_l``) when the batch-mean
+  weight gradient ``delta_l^T a_{l-1}`` is wanted. Backward forms ``phi'(z)`` from
   the stored ``z``. (Rebuilding ``a_{l-1} = phi(z_{l-1})`` in the backward loop instead saves that
   memory but cost 0.5 to 1.3 ns more per element for tanh, GELU and SELU:
   ``benchmarks/scripts/sim_kernels.py`` at commit 567d7c9.) Working buffers are a few ``B x n``
@@ -288,8 +288,8 @@ def _mlp_pass(x, weights, biases, kind, p, sat_thr, residual=False, alpha=1.0,
         batchmean = need_bwd and "grad_weight_m2_batchmean" in want
         zs = []          # stored pre-activations (simulation dtype), one per layer
         # the outputs a_l (h_l for residual nets) are kept for the batch-mean weight gradient's
-        # delta_l^T a_{l-1} (and residual nets' always: their backward kernel adds the skip path)
-        keep_posts = need_bwd and (batchmean or residual)
+        # delta_l^T a_{l-1} only: the backward kernels need z and g, never a
+        keep_posts = batchmean
         posts = [x]
         rowsq_post = [np.einsum("ij,ij->i", x, x, dtype=np.float64) if per_sample else None]
         a = x
@@ -496,16 +496,16 @@ def rnn_pass(h0, W, *args, **kwargs):
         return _rnn_pass(h0, W, *args, nthreads=threads_for(h0.size), **kwargs)
 
 
-def mlp_bytes(widths, batch, itemsize, residual=False, weight_gradient=True):
+def mlp_bytes(widths, batch, itemsize, weight_gradient=True):
     """Peak bytes :func:`mlp_pass` allocates for one network (weights, inputs and seed included).
 
     The stored pre-activations (``batch x n_l`` per layer), the stored outputs (``a_l`` or ``h_l``,
-    kept for residual nets and for the batch-mean weight gradient, ``weight_gradient``), the
+    kept for the batch-mean weight gradient, ``weight_gradient``), the
     weights, and the working set of the backward pass (``g``, ``delta``, their successors, ``G``
     and ``x``: about six ``batch x max(n)`` arrays, plus one weight gradient).
     """
     pairs = [a * b for a, b in zip(widths[1:], widths[:-1], strict=True)]
-    stored = batch * sum(widths[1:]) * (2 if residual or weight_gradient else 1)
+    stored = batch * sum(widths[1:]) * (2 if weight_gradient else 1)
     work = 6 * batch * max(widths) + max(pairs)
     return itemsize * (sum(pairs) + stored + work) + 8 * batch * (len(widths) + 2)
 

@@ -137,8 +137,8 @@ def sweep(inits=("xavier_normal", "kaiming_normal"), activations=("tanh", "relu"
     if remote is None:
         # the peak memory of the runs that are in flight at once, before any of them starts
         input_dim = kwargs.get("input_dim")
-        per_run = [_passes.mlp_bytes([w if input_dim is None else int(input_dim)] + [w] * d, batch, dtype.itemsize,
-                                      kwargs.get("residual_scale") is not None) for _, _, d, w in grid]
+        per_run = [_passes.mlp_bytes([w if input_dim is None else int(input_dim)] + [w] * d, batch, dtype.itemsize)
+                   for _, _, d, w in grid]
         workers = _sweep_workers(workers, len(jobs), per_run)
         check_memory(sum(sorted(per_run)[-workers:]),
                      f"sweep(depths={depths}, widths={widths}, batch={batch}, {workers} run(s) at once)")
