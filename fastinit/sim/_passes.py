@@ -149,6 +149,20 @@ def run_blocks(nthreads, nblocks, fn):
             f.result()
 
 
+MERGE_GEMMS = True
+
+
+def _gemm_and_blocks(nthreads, bounds, gemm, block):
+    """``block(c)`` for every block of rows; on one thread the GEMM of all blocks first, in one call."""
+    nb = len(bounds) - 1
+    if MERGE_GEMMS and nthreads <= 1 and nb > 1 and gemm is not _no_gemm:
+        gemm(int(bounds[0]), int(bounds[-1]))
+        for c in range(nb):
+            block(c, _no_gemm)
+        return
+    run_blocks(nthreads, nb, block)
+
+
 def forward_layer(nthreads, gemm, kind, z, bias, out, prev, alpha, residual, p, sat_thr, flags, bounds):
     """One layer forward in blocks: ``gemm(r0, r1)`` fills ``z[r0:r1]``, the fused kernel does the rest.
 
@@ -165,13 +179,13 @@ def forward_layer(nthreads, gemm, kind, z, bias, out, prev, alpha, residual, p, 
     fn = compiled(forward_block, kind, z, bias, out, prev, alpha, residual, p, sat_thr, flags, 0, 0, 0,
                   ushift, us1, us2, umax, part, rowsq)
 
-    def block(c):
+    def block(c, gemm=gemm):
         r0, r1 = int(bounds[c]), int(bounds[c + 1])
         gemm(r0, r1)
         fn(kind, z, bias, out, prev, alpha, residual, p, sat_thr, flags, r0, r1, c, ushift, us1, us2, umax, part,
            rowsq)
 
-    run_blocks(nthreads, nb, block)
+    _gemm_and_blocks(nthreads, bounds, gemm, block)
     return forward_reduce(bounds, ushift, us1, us2, umax, part), rowsq
 
 
@@ -184,12 +198,12 @@ def backward_layer(nthreads, gemm, kind, g, gres, residual, z, delta, p, scale, 
     rowsq = np.zeros(z.shape[0])
     fn = compiled(backward_block, kind, g, gres, residual, z, delta, p, scale, 0, 0, rowsq)
 
-    def block(c):
+    def block(c, gemm=gemm):
         r0, r1 = int(bounds[c]), int(bounds[c + 1])
         gemm(r0, r1)
         fn(kind, g, gres, residual, z, delta, p, scale, r0, r1, rowsq)
 
-    run_blocks(nthreads, len(bounds) - 1, block)
+    _gemm_and_blocks(nthreads, bounds, gemm, block)
     return rowsq
 
 
@@ -209,12 +223,15 @@ def weight_gradient_sumsq(nthreads, delta, aprev):
     nb = len(bounds) - 1
     part = np.zeros(nb)
 
-    def block(c):
-        j0, j1 = int(bounds[c]), int(bounds[c + 1])
+    def gemm(j0, j1):
         np.matmul(delta[:, j0:j1].T, aprev, out=dW[j0:j1])
+
+    def block(c, gemm=gemm):
+        j0, j1 = int(bounds[c]), int(bounds[c + 1])
+        gemm(j0, j1)
         part[c] = sumsq(dW[j0:j1])
 
-    run_blocks(nthreads, nb, block)
+    _gemm_and_blocks(nthreads, bounds, gemm, block)
     return float(ordered_sum(part))
 
 
