@@ -11,9 +11,12 @@ for the mean-field theory (:func:`weight_moments`), written with the public
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import numbers
+import threading
+from concurrent.futures import Future
 
 import numpy as np
 
@@ -22,8 +25,8 @@ from fastinit._checks import InitArgumentError
 from fastinit._fill import fill_normal
 from fastinit._generator import Generator
 
-__all__ = ["WEIGHT_SCHEMES", "resolve_scheme", "weight_moments", "make_weight", "random_normal", "stream",
-           "KIND_WEIGHT", "KIND_BIAS", "KIND_INPUT", "KIND_SEED_G", "KIND_RNN_U", "KIND_RNN_X",
+__all__ = ["WEIGHT_SCHEMES", "resolve_scheme", "weight_moments", "make_weight", "SharedWeights", "random_normal",
+           "stream", "KIND_WEIGHT", "KIND_BIAS", "KIND_INPUT", "KIND_SEED_G", "KIND_RNN_U", "KIND_RNN_X",
            "KIND_WEIGHT2", "KIND_BIAS2", "KIND_PROBE"]
 
 # ------------------------------------------------------------------------------------------
@@ -155,10 +158,93 @@ def make_weight(shape, scheme, params, seed, stream, dtype):  # noqa: F811 - the
     """One weight matrix of ``shape`` = (fan_out, fan_in): ``fastinit.init.<scheme>_`` drawn from
     fastinit's counter-based stream ``(seed, stream)`` (a :class:`fastinit.Generator` positioned
     there), so a simulated network is exactly what ``fastinit.<scheme>_(w, ..., generator=g)``
-    gives."""
-    w = np.empty(tuple(int(s) for s in shape), dtype=dtype)
+    gives. Inside :meth:`SharedWeights.run` the array comes from (or goes into) that store: the
+    caller must not write to it."""
+    shape = tuple(int(s) for s in shape)
+    current = getattr(_SHARING, "current", None)
+    if current is not None:
+        try:
+            key = (shape, scheme, tuple(params.items()), int(seed), int(stream), np.dtype(dtype).str)
+            hash(key)
+        except TypeError:  # an unhashable parameter value: drawn for this run alone
+            pass
+        else:
+            store, group = current
+            return store.get(group, key, lambda: _draw_weight(shape, scheme, params, seed, stream, dtype))
+    return _draw_weight(shape, scheme, params, seed, stream, dtype)
+
+
+def _draw_weight(shape, scheme, params, seed, stream, dtype):  # noqa: F811 - the stream id
+    w = np.empty(shape, dtype=dtype)
     g = Generator(int(seed)).set_state((int(seed), int(stream)))
     return _call(w, scheme, params, g)
+
+
+_SHARING = threading.local()
+
+
+class SharedWeights:
+    """Weights drawn once and read by several runs of a sweep.
+
+    A weight depends on its scheme, shape, dtype, seed and stream only, not on the activation, so
+    the runs of a sweep that differ only in the activation have the same weights, bit for bit.
+    :func:`fastinit.sim.sweep` announces each such group of runs (:meth:`expect`) and wraps every
+    run in :meth:`run`: the group's first run draws each weight, the others read it (a run that
+    asks while another thread draws it waits for that draw), and the group's weights are dropped
+    when its last run ends. The default ``fastinit simulate`` study draws each scheme's 50
+    weights once instead of four times (for the orthogonal scheme, ~6 ms of QR per 512 x 512
+    weight on one core).
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._groups = {}  # group -> [runs not yet ended, {key: Future of the array}]
+
+    def expect(self, group, runs):
+        """``runs`` runs of ``group`` will come (each in a :meth:`run` block)."""
+        with self._lock:
+            self._groups.setdefault(group, [0, {}])[0] += int(runs)
+
+    @contextlib.contextmanager
+    def run(self, group):
+        """In this block, :func:`make_weight` in this thread shares ``group``'s weights."""
+        previous = getattr(_SHARING, "current", None)
+        _SHARING.current = (self, group)
+        try:
+            yield
+        finally:
+            _SHARING.current = previous
+            with self._lock:
+                entry = self._groups.get(group)
+                if entry is not None:
+                    entry[0] -= 1
+                    if entry[0] <= 0:
+                        del self._groups[group]
+
+    def get(self, group, key, draw):
+        """The array of ``key`` in ``group``: drawn here by ``draw()``, or the one another run drew."""
+        with self._lock:
+            entry = self._groups.get(group)
+            if entry is None:  # a run of a group nobody announced: nothing to share it with
+                fut, mine = None, True
+            else:
+                fut = entry[1].get(key)
+                mine = fut is None
+                if mine:
+                    fut = entry[1][key] = Future()
+        if not mine:
+            return fut.result()
+        try:
+            w = draw()
+        except BaseException as exc:
+            if fut is not None:
+                with self._lock:
+                    entry[1].pop(key, None)  # a later run tries again (and raises the same error itself)
+                fut.set_exception(exc)
+            raise
+        if fut is not None:
+            fut.set_result(w)
+        return w
 
 
 def weight_moments(shape, scheme, params):

@@ -18,7 +18,7 @@ from ._activation import resolve_activation
 from ._args import available_memory, check_dtype, check_memory, check_seed
 from ._mlp import config_theory, simulate_mlp
 from ._results import MLPResult, SweepResult, summarise, t975
-from ._schemes import resolve_scheme
+from ._schemes import SharedWeights, resolve_scheme
 
 __all__ = ["sweep"]
 
@@ -133,7 +133,10 @@ def sweep(inits=("xavier_normal", "kaiming_normal"), activations=("tanh", "relu"
         resolve_scheme(*_spec(spec), dtype)
     for spec in activations:
         resolve_activation(*_spec(spec), kwargs.get("activation_derivative"))
-    jobs = [(gi, si) for gi in range(len(grid)) for si in range(len(seeds))]
+    # runs that differ only in the activation follow one another: they share their weights (SharedWeights)
+    nA, nD, nW = len(activations), len(depths), len(widths)
+    jobs = [(((i * nA + a) * nD + d) * nW + w, si) for i in range(len(inits)) for d in range(nD)
+            for w in range(nW) for si in range(len(seeds)) for a in range(nA)]
     if remote is None:
         # the peak memory of the runs that are in flight at once, before any of them starts
         input_dim = kwargs.get("input_dim")
@@ -151,8 +154,13 @@ def sweep(inits=("xavier_normal", "kaiming_normal"), activations=("tanh", "relu"
         return dict(depth=depth, width=width, batch=batch, activation=aname, activation_param=aparam,
                     init=iname, init_params=iparams, n_networks=n_networks, seed=seeds[si], **kwargs)
 
+    shared = SharedWeights()
+    for job in jobs:
+        shared.expect(_weight_group(job, grid), 1)
+
     def run(job):  # the theory is computed once per configuration, beside or after the runs
-        return simulate_mlp(theory=False, **run_kwargs(job))
+        with shared.run(_weight_group(job, grid)):
+            return simulate_mlp(theory=False, **run_kwargs(job))
 
     def label(job):
         gi, si = job
@@ -212,6 +220,13 @@ def sweep(inits=("xavier_normal", "kaiming_normal"), activations=("tanh", "relu"
                 row[n + "_theory"] = _pick(res.theory[n], i)
             records.append(row)
     return SweepResult(records, results)
+
+
+def _weight_group(job, grid):
+    """The runs with the same weights: the same scheme, depth, width and seed (any activation)."""
+    gi, si = job
+    init_spec, _, depth, width = grid[gi]
+    return (repr(init_spec), depth, width, si)
 
 
 def _run_local(jobs, run, label, progress, workers, grid, kwargs, runs):
