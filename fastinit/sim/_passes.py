@@ -211,12 +211,33 @@ def _no_gemm(r0, r1):
     return None
 
 
-def weight_gradient_sumsq(nthreads, delta, aprev):
+SKIP_ZERO_GEMMS = True
+
+
+def all_zero(w):
+    """Whether every entry of ``w`` is zero (a layer of the ``zeros`` scheme; cheap when it is not)."""
+    return bool(SKIP_ZERO_GEMMS and (w.size == 0 or (w.flat[0] == 0 and not w.any())))
+
+
+def zero_product(out, x):
+    """``out[...] = x @ (zero matrix)`` without BLAS when ``x`` is finite (every product is +-0 and they
+    add to +0, as BLAS's sum does); returns False, leaving ``out`` alone, when ``x`` has an inf or
+    NaN (the product then has NaNs: the caller runs the GEMM)."""
+    if not np.isfinite(x).all():
+        return False
+    out[...] = 0
+    return True
+
+
+def weight_gradient_sumsq(nthreads, delta, aprev, delta_is_zero=False):
     """``sum((delta^T aprev)**2)`` in float64: the batch-mean weight gradient's squared norm (times B^2).
 
     The product is formed in blocks of its rows (output units), one BLAS call per block, and the
-    blocks' sums are added in block order.
+    blocks' sums are added in block order. ``delta_is_zero``: every entry of ``delta`` is zero
+    (then, with ``aprev`` finite, the sum is 0 without a GEMM).
     """
+    if delta_is_zero and np.isfinite(aprev).all():
+        return 0.0
     n_out, n_in = delta.shape[1], aprev.shape[1]
     dW = np.empty((n_out, n_in), dtype=delta.dtype)
     bounds = row_blocks(n_out, n_in, delta.dtype.itemsize)
@@ -298,6 +319,8 @@ def _mlp_pass(x, weights, biases, kind, p, sat_thr, residual=False, alpha=1.0,
         keep = [(k, name) for k, name in keep if name != "frac_saturated"]
     hist_layers = set(int(h) for h in hist_layers)
     hists = []
+    # a layer of zero weights (the zeros scheme) maps finite inputs to 0 exactly: no GEMM
+    zero_w = [all_zero(W) for W in weights]
     # working arrays recycled within the pass (and between passes under keep_buffers); none escapes
     with Workspace({B * n * dtype.itemsize for n in widths}) as ws:
         need_bwd = backward and any(n in want for n in MLP_BACKWARD_STATISTICS + ("grad_input_m2",))
@@ -315,8 +338,9 @@ def _mlp_pass(x, weights, biases, kind, p, sat_thr, residual=False, alpha=1.0,
             z = ws.empty((B, widths[l + 1]), dtype)
             a_new = ws.empty((B, widths[l + 1]), dtype)
 
-            def gemm(r0, r1, a=a, W=W, z=z):
-                np.matmul(a[r0:r1], W.T, out=z[r0:r1])
+            def gemm(r0, r1, a=a, W=W, z=z, zero=zero_w[l]):
+                if not (zero and zero_product(z[r0:r1], a[r0:r1])):
+                    np.matmul(a[r0:r1], W.T, out=z[r0:r1])
 
             pooled, rsq = forward_layer(nthreads, gemm, kind, z, biases[l], a_new, a, alpha, residual, p, sat_thr,
                                         flags, bounds)
@@ -360,8 +384,9 @@ def _mlp_pass(x, weights, biases, kind, p, sat_thr, residual=False, alpha=1.0,
                 g_new = ws.empty((B, n_in), dtype)
                 delta_new = ws.empty((B, n_in), dtype)
 
-                def gemm(r0, r1, delta=delta, W=weights[l], g_new=g_new):
-                    np.matmul(delta[r0:r1], W, out=g_new[r0:r1])
+                def gemm(r0, r1, delta=delta, W=weights[l], g_new=g_new, zero=zero_w[l]):
+                    if not (zero and zero_product(g_new[r0:r1], delta[r0:r1])):
+                        np.matmul(delta[r0:r1], W, out=g_new[r0:r1])
 
                 aprev = posts[l] if keep_posts else None
                 rd_new = backward_layer(nthreads, gemm, kind, g_new, g, residual, zs[l - 1], delta_new,
@@ -369,15 +394,19 @@ def _mlp_pass(x, weights, biases, kind, p, sat_thr, residual=False, alpha=1.0,
             elif "grad_input_m2" in want:
                 g_new = ws.empty((B, n_in), dtype)
 
-                def gemm0(c, delta=delta, W=weights[0], g_new=g_new, g=g):
+                def gemm0(c, delta=delta, W=weights[0], g_new=g_new, g=g, zero=zero_w[0]):
                     r0, r1 = int(bounds[c]), int(bounds[c + 1])
-                    np.matmul(delta[r0:r1], W, out=g_new[r0:r1])
+                    if not (zero and zero_product(g_new[r0:r1], delta[r0:r1])):
+                        np.matmul(delta[r0:r1], W, out=g_new[r0:r1])
                     if residual:
                         g_new[r0:r1] += g[r0:r1]
 
                 run_blocks(nthreads, len(bounds) - 1, gemm0)
             if batchmean:
-                wsq = weight_gradient_sumsq(nthreads, delta, aprev)
+                # delta is all zero below a layer of zero weights (g = delta W = 0); the sum of squares
+                # (which can underflow to 0) only says when to look
+                wsq = weight_gradient_sumsq(nthreads, delta, aprev,
+                                            delta_is_zero=SKIP_ZERO_GEMMS and sd2 == 0.0 and not delta.any())
                 out["grad_weight_m2_batchmean"][l] = wsq / (B * B * n_out * n_in)
             if l > 0:
                 if aprev is not None:
