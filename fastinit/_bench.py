@@ -13,12 +13,12 @@ import importlib.util
 import os
 import statistics
 import time
-from pathlib import Path
 
 import numba
 import numpy as np
 
 from . import _fill
+from ._memory import available_memory  # noqa: F401 - `fastinit bench` reads it here (tests replace it)
 from ._numba import threading_layer
 from ._reference.fills import MultithreadedRNG
 
@@ -114,41 +114,6 @@ def peak_memory(nbytes: int, torch_too: bool = True) -> int:
     """Bytes :func:`fill_rows` needs for a buffer of `nbytes` (an upper estimate, from measurements)."""
     torch_rows = torch_too and importlib.util.find_spec("torch") is not None
     return BASE + int(nbytes * (PEAK_PER_BYTE_TORCH if torch_rows else PEAK_PER_BYTE))
-
-
-def _read_int(path: Path) -> int | None:
-    try:
-        text = path.read_text().strip()
-    except OSError:
-        return None
-    return int(text) if text.isdigit() else None  # cgroup v2 writes "max" for no limit
-
-
-def available_memory() -> int | None:
-    """Bytes that can still be allocated without swapping, or None when unknown (not Linux).
-
-    Linux's ``MemAvailable``, capped by the memory limit of the process's cgroup (v2
-    ``memory.max``, v1 ``memory.limit_in_bytes``) less what the cgroup already uses.
-    """
-    try:
-        with open("/proc/meminfo") as f:
-            avail = next(int(line.split()[1]) << 10 for line in f if line.startswith("MemAvailable:"))
-    except (OSError, StopIteration, ValueError, IndexError):
-        return None
-    try:
-        with open("/proc/self/cgroup") as f:  # lines "id:controllers:path"; v2 has no controllers
-            groups = dict(line.rstrip("\n").split(":", 2)[1:] for line in f)
-    except (OSError, ValueError):
-        groups = {}
-    root = Path("/sys/fs/cgroup")
-    candidates = [(root / groups.get("", "/").lstrip("/"), "memory.max", "memory.current"),  # v2
-                  (root / "memory" / groups.get("memory", "/").lstrip("/"), "memory.limit_in_bytes",
-                   "memory.usage_in_bytes")]  # v1
-    for d, limit_file, usage_file in candidates:
-        limit, usage = _read_int(d / limit_file), _read_int(d / usage_file)
-        if limit is not None and usage is not None:
-            avail = min(avail, max(limit - usage, 0))
-    return avail
 
 
 def machine_info() -> dict:

@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 import numbers
-import os
 from collections.abc import Iterable
 
 import numpy as np
 
 from fastinit._checks import U64, InitArgumentError, integer, real
+from fastinit._memory import available_memory
 
 __all__ = ["check_dtype", "resolve_widths", "bias_spec", "check_hist_layers", "check_array", "check_explicit",
            "check_seed", "check_memory", "available_memory", "check_stats"]
@@ -125,22 +125,6 @@ def check_explicit(weights, biases, x, ws, B, n_networks):
     if x is not None:
         x = check_array(x, "x", (B, ws[0]))
     return (weights, biases, x)
-
-
-def available_memory():
-    """Bytes of memory available to a new allocation (``MemAvailable`` of /proc/meminfo, else
-    ``os.sysconf``'s available pages), or None when the system does not say."""
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
 
 
 def check_memory(nbytes, what):
