@@ -4,9 +4,12 @@ measures (one list for both)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 
 from fastinit._activations import Activation, get_activation
+from fastinit._checks import InitArgumentError, integer
 
 __all__ = ["MLP_FORWARD_STATISTICS", "MLP_BACKWARD_STATISTICS", "MLP_STATISTICS", "RNN_STATISTICS",
            "resolve_activation", "check_widths", "per_layer"]
@@ -34,14 +37,18 @@ def resolve_activation(activation, param=None):
     return get_activation(activation, param)
 
 
-def check_widths(widths):
-    try:
-        n = np.asarray(widths)
-    except Exception:  # pragma: no cover - defensive
-        raise ValueError(f"widths must be a sequence of positive ints, got {widths!r}") from None
-    if n.ndim != 1 or n.size < 2 or not np.issubdtype(n.dtype, np.integer) or np.any(n < 1):
-        raise ValueError(f"widths must be a sequence [n_0, ..., n_L] of >= 2 positive ints, got {widths!r}")
-    return n.astype(np.float64)
+def check_widths(widths, length=None):
+    """``[n_0, ..., n_L]`` as a float64 array: a sequence of at least 2 integers >= 1 (exactly
+    ``length`` of them when given). A wrong type raises TypeError, a bad value
+    :class:`~fastinit.InitArgumentError` (a ValueError), each naming ``widths``."""
+    if isinstance(widths, (str, bytes)) or not isinstance(widths, Iterable):
+        raise TypeError(f"widths must be a sequence of integers [n_0, ..., n_L], got {widths!r}")
+    ws = [integer(w, f"widths[{i}]", minimum=1) for i, w in enumerate(widths)]
+    if length is not None and len(ws) != length:
+        raise InitArgumentError(f"widths must have depth + 1 = {length} entries [n_0, ..., n_L], got {len(ws)}")
+    if len(ws) < 2:
+        raise InitArgumentError(f"widths must be a sequence [n_0, ..., n_L] of >= 2 positive ints, got {widths!r}")
+    return np.array(ws, dtype=np.float64)
 
 
 def per_layer(x, L, name, nonneg=True):

@@ -22,14 +22,13 @@ i.i.d. weights (Marchenko-Pastur at ratio 1), 0 for orthogonal weights. For rect
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from fractions import Fraction
 
 import numpy as np
 
 from fastinit._checks import InitArgumentError, integer, real
 
-from ._common import per_layer, resolve_activation
+from ._common import check_widths, per_layer, resolve_activation
 from ._maps import activation_moments
 from ._quadrature import auto_method, expect, features, panel_rule
 
@@ -166,7 +165,7 @@ def jacobian_theory(depth, activation, sigma_w2, sigma_b2=0.0, *, weights="gauss
     if weights not in WEIGHT_SPECTRUM_SPREAD:
         raise InitArgumentError(f"weights must be 'gaussian' or 'orthogonal', got {weights!r}")
     s_w = WEIGHT_SPECTRUM_SPREAD[weights]
-    ws = _check_widths(widths, L)
+    ws = None if widths is None else [int(n) for n in check_widths(widths, L + 1)]
     q = np.empty(L)
     d2 = np.empty(L)
     d4 = np.empty(L)
@@ -188,18 +187,6 @@ def jacobian_theory(depth, activation, sigma_w2, sigma_b2=0.0, *, weights="gauss
         var = np.where(mean > 0.0, mean * mean * np.where(np.isnan(norm_var), 0.0, norm_var), 0.0)
     return {"q": q, "dphi_m2": d2, "dphi_m4": d4, "chi1": chi, "mean_sv2": mean, "norm_var": norm_var,
             "var_sv2": var}
-
-
-def _check_widths(widths, L):
-    """``[n_0, ..., n_L]`` as ints, or None."""
-    if widths is None:
-        return None
-    if isinstance(widths, (str, bytes)) or not isinstance(widths, Iterable):
-        raise TypeError(f"widths must be a sequence of integers [n_0, ..., n_L], got {widths!r}")
-    ws = [integer(w, f"widths[{i}]", minimum=1) for i, w in enumerate(widths)]
-    if len(ws) != L + 1:
-        raise InitArgumentError(f"widths must have depth + 1 = {L + 1} entries [n_0, ..., n_L], got {len(ws)}")
-    return ws
 
 
 def _rectangular_spread(widths, excess, orthogonal):
