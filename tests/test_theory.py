@@ -412,6 +412,10 @@ def test_mlp_theory_keys_and_errors():
     np.testing.assert_allclose(r["preact_m2"], r["preact_var"] + 0.01, rtol=1e-14)
     with pytest.raises(ValueError, match="widths"):
         th.mlp_theory([8], "relu", weight_var=1.0)
+    with pytest.raises(TypeError, match=r"widths\[1\] must be an integer"):   # the project's rule: a type error
+        th.mlp_theory([8, 2.5], "relu", weight_var=1.0)
+    with pytest.raises(TypeError, match="widths must be a sequence"):
+        th.mlp_theory(8, "relu", weight_var=1.0)
     with pytest.raises(ValueError, match="weight_var"):
         th.mlp_theory([8, 8, 8], "relu", weight_var=[1.0, 2.0, 3.0])
     with pytest.raises(ValueError, match="batch"):
