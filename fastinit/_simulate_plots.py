@@ -1,0 +1,271 @@
+"""The PNG figures of ``fastinit simulate``: variance vs depth and post-activation histograms.
+
+Imported only when plots are written: it loads matplotlib (an optional extra) at import time, so
+``fastinit info`` and ``simulate --no-plots`` never do.
+
+The figures are cheap to draw because their layout is fixed: margins are computed in inches from
+the known content (tick labels, titles, the longest end label) instead of by ``tight_layout``,
+which draws every figure once more to measure its text. Log-axis tick labels are plain text with
+Unicode superscripts (10⁻¹²), which look like matplotlib's mathtext ones without parsing TeX for
+every label. The histogram grid is made once and its panels refilled for each activation.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import textwrap
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display is needed or wanted
+import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
+import numpy as np  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.patches import Patch, StepPatch  # noqa: E402
+from matplotlib.ticker import LogFormatterSciNotation, MaxNLocator, NullLocator  # noqa: E402
+
+from .sim import verdict  # noqa: E402
+from .sim._results import BAND_LEVEL  # noqa: E402
+
+__all__ = ["write_plots", "variance_figure", "IN_RANGE_DECADES"]
+
+IN_RANGE_DECADES = 12.0  # a scheme whose simulation and theory span at most 12 decades is drawn on the upper axis
+VARIANCE_DPI = 90
+HISTOGRAM_DPI = 80
+_MARKERS = "osD^vPX*<>hp"
+_STYLES = ("-", "--", "-.", (0, (6, 2)), (0, (3, 1, 1, 1)), (0, (1, 1)))
+_END_FONT = 7  # points, the end labels at the right of the variance panels
+_CHAR_WIDTH = 0.62  # the widest average advance of DejaVu Sans digits and lowercase letters, in ems
+_SUPERSCRIPT = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
+
+
+def _fmt(v):
+    if v is None or not np.isfinite(v):
+        return "nan" if v is None or np.isnan(v) else ("inf" if v > 0 else "-inf")
+    if v == 0:
+        return "0"
+    a = abs(v)
+    return f"{v:.3g}" if 1e-3 <= a < 1e4 else f"{v:.2e}"
+
+
+class _PlainLogFormatter(LogFormatterSciNotation):
+    """matplotlib's log-axis labels (10^-12, 2x10^-1) as plain text with Unicode superscripts."""
+
+    _math = re.compile(r"^\$\\mathdefault\{(.*)\}\$$")
+
+    def __call__(self, x, pos=None):
+        s = super().__call__(x, pos)
+        m = self._math.match(s)
+        if m is None:
+            return s
+        body = m.group(1).replace(r"\times", "×")
+        body = re.sub(r"\^\{(-?\d+)\}", lambda e: e.group(1).translate(_SUPERSCRIPT), body)
+        if any(c in body for c in "\\{}^$"):  # a form this does not know: leave it to mathtext
+            return s
+        return body.replace("-", "−")  # the minus sign matplotlib's own labels use
+
+
+def _positive(y):
+    y = np.asarray(y, dtype=np.float64)
+    return np.where(np.isfinite(y) & (y > 0), y, np.nan)
+
+
+def _in_range(r, stat):
+    """True when the simulation and the mean-field line of ``stat`` span at most IN_RANGE_DECADES decades."""
+    sim = _positive(r.stats[stat])
+    if not np.all(np.isfinite(sim)):  # a zero, an overflow: the values left the range
+        return False
+    y = np.concatenate([sim, _positive(r.theory[stat])])
+    y = y[np.isfinite(y)]  # a theory of NaN (none for this configuration) does not count
+    return float(np.log10(y.max() / y.min())) <= IN_RANGE_DECADES
+
+
+def _end_labels(ax, items, log=True):
+    """Labels at the right end of the lines, pushed apart so that coinciding lines stay readable."""
+    items = sorted((v, t, c) for v, t, c in items if np.isfinite(v) and v > 0)
+    if not items:
+        return
+    lo, hi = ax.get_ylim()
+    span = (np.log10(hi) - np.log10(lo)) if log else hi - lo
+    gap = 0.055 * span
+    ys = [np.log10(v) if log else v for v, _, _ in items]
+    for k in range(1, len(ys)):
+        ys[k] = max(ys[k], ys[k - 1] + gap)
+    shift = max(0.0, ys[-1] - ((np.log10(hi) if log else hi) - 0.02 * span))
+    for y, (_, text, c) in zip(ys, items, strict=True):
+        y = y - shift
+        ax.annotate(text, xy=(1.01, 0), xycoords=("axes fraction", "data"),
+                    xytext=(1.01, 10 ** y if log else y), textcoords=("axes fraction", "data"),
+                    color=c, fontsize=_END_FONT, va="center", annotation_clip=False)
+
+
+def _text_inches(nchar, points):
+    """A generous width of ``nchar`` characters of DejaVu Sans at ``points``, in inches."""
+    return nchar * _CHAR_WIDTH * points / 72
+
+
+def _variance_layout(fig, nrows, label_chars):
+    """Fixed margins for the variance figure, in inches turned into figure fractions.
+
+    Horizontally: the y tick labels (up to 10⁻¹⁰⁴ at 10 pt) left of each panel, the end labels
+    (``label_chars`` characters at 7 pt) right of each; vertically: the suptitle, a panel title of up
+    to two lines, the x tick labels and x label under each panel, and the legend row at the bottom.
+    """
+    W, H = fig.get_size_inches()
+    ticks = 0.62  # "10⁻¹⁰⁴" at 10 pt plus the tick marks and padding
+    labels = 0.12 + _text_inches(label_chars, _END_FONT)
+    panel = (W - 2 * ticks - 2 * labels) / 2
+    top, bottom = 0.95, 0.72  # suptitle + a two-line panel title; tick labels, x label and the legend
+    between = 1.05  # tick labels and x label of the upper row, the two-line title of the lower one
+    fig.subplots_adjust(left=ticks / W, right=(W - labels) / W, wspace=(labels + ticks) / panel,
+                        top=1 - top / H, bottom=bottom / H,
+                        hspace=between / ((H - top - bottom - between * (nrows - 1)) / nrows))
+
+
+def variance_figure(runs, schemes, act, sizes, colors):
+    """Forward and backward panels: schemes that stay in range on their own axis with the finite-width band;
+    schemes that vanish or explode below on a full log axis; symmetric (zero) runs listed, not drawn."""
+    L = sizes["depth"]
+    layers = np.arange(1, L + 1)
+    stats = (("preact_var", "forward: pooled Var(z_l)"), ("grad_preact_m2", "backward: E[(dl/dz_l)^2]"))
+    style = {s: (colors[i % len(colors)], _MARKERS[i % len(_MARKERS)], _STYLES[i % len(_STYLES)])
+             for i, s in enumerate(schemes)}
+    sym = [s for s in schemes if verdict(runs[(s, act)])["overall"] == "symmetric"]
+    groups = {}
+    for stat, _ in stats:
+        rest = [s for s in schemes if s not in sym and np.any(_positive(runs[(s, act)].stats[stat]) > 0)]
+        inr = [s for s in rest if _in_range(runs[(s, act)], stat)]
+        groups[stat] = (inr, [s for s in rest if s not in inr])
+    kinds = [k for k in (0, 1) if any(groups[st][k] for st, _ in stats)] or [0]
+    fig, axes = plt.subplots(len(kinds), 2, figsize=(13, 4.1 * len(kinds) + 0.5), squeeze=False)
+    every = max(1, L // 8)
+    level = round(100 * BAND_LEVEL)
+    longest = 0
+    for col, (stat, title) in enumerate(stats):
+        inr, out = groups[stat]
+        end_layer = L if stat == "preact_var" else 1  # where each pass ends
+        for row, kind in enumerate(kinds):
+            members = (inr, out)[kind]
+            ax = axes[row, col]
+            labels = []
+            for k, s in enumerate(members):
+                r = runs[(s, act)]
+                c, m, ls = style[s]
+                lo, hi = r.theory_band(stat)
+                if np.any(np.isfinite(lo)):
+                    ax.fill_between(layers, _positive(lo), _positive(hi), color=c, alpha=0.13, lw=0)
+                ax.plot(layers, _positive(r.theory[stat]), color=c, ls=":", lw=1.0)
+                y = _positive(r.stats[stat])
+                ax.plot(layers, y, color=c, ls=ls, lw=1.4, marker=m, ms=4.5,
+                        markevery=(k % every, every), label=s)
+                yend = float(y[end_layer - 1])
+                if np.isfinite(yend):
+                    end = "" if kind == 0 else f" ({_fmt(yend)} at l={end_layer})"
+                    labels.append((yend, s + end, c))
+            ax.set_yscale("log")
+            ax.yaxis.set_major_formatter(_PlainLogFormatter())
+            ax.yaxis.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False))
+            if kind == 1:  # tens of decades: a minor tick per decade would be a crowd of grid lines
+                ax.yaxis.set_minor_locator(NullLocator())
+            ax.grid(alpha=0.3, which="both", lw=0.4)
+            if stat == "preact_var":
+                ax.set_xlim(0.5, L + 0.5)
+                ax.set_xlabel("layer l (forward pass: 1 -> L)")
+            else:  # the backward pass runs from L down to 1: drawn left to right, it ends at the labels
+                ax.set_xlim(L + 0.5, 0.5)
+                ax.set_xlabel(f"layer l (backward pass: {L} -> 1)")
+            if kind == 0:
+                ax.set_title(f"{act}, {title}", fontsize=10, y=1.0)
+            else:
+                ax.set_title(textwrap.fill(f"{title.split(':')[0]}, vanish or explode (span beyond "
+                                           f"{IN_RANGE_DECADES:g} decades): {', '.join(out) or 'none'}", 70),
+                             fontsize=9, y=1.0)
+            if not members:
+                ax.text(0.5, 0.5, "none", transform=ax.transAxes, ha="center", va="center", color="0.5")
+            else:
+                _end_labels(ax, labels)
+                longest = max(longest, *(len(t) for _, t, _ in labels))
+    handles = [Line2D([], [], color="0.2", lw=1.4, marker="o", ms=4, label="simulation (markers: scheme)"),
+               Line2D([], [], color="0.2", ls=":", lw=1.0, label="mean-field theory"),
+               Patch(color="0.2", alpha=0.15, label=f"{level}% finite-width band, one network")]
+    if sym:
+        handles.append(Line2D([], [], color="none", label="not drawn (symmetric, all zero): " + ", ".join(sym)))
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
+    fig.suptitle(f"{act}: width {sizes['width']}, batch {sizes['batch']}, depth {L}", fontsize=11)
+    _variance_layout(fig, len(kinds), longest)
+    return fig
+
+
+class _HistogramGrid:
+    """One figure of schemes x layers panels, refilled for each activation (making 35 Axes costs more
+    than drawing them)."""
+
+    def __init__(self, schemes, hist, colors):
+        ns, nh = len(schemes), len(hist)
+        W, H = 2.4 * nh, 1.7 * ns
+        self.fig, self.axes = plt.subplots(ns, nh, figsize=(W, H), squeeze=False)
+        # fixed margins (inches): scheme names left; suptitle and layer titles on top; under each row
+        # its x tick labels (6 pt) and the offset text (1e-11) of a panel with tiny or huge values
+        left, right, top, bottom, between, across = 0.32, 0.12, 0.62, 0.42, 0.48, 0.22
+        ph = (H - top - bottom - between * (ns - 1)) / ns
+        pw = (W - left - right - across * (nh - 1)) / nh
+        self.fig.subplots_adjust(left=left / W, right=1 - right / W, top=1 - top / H, bottom=bottom / H,
+                                 hspace=between / ph, wspace=across / pw)
+        # one step patch per panel, refilled with set_data; the limits are set, never autoscaled
+        self.steps = np.empty((ns, nh), dtype=object)
+        for i, s in enumerate(schemes):
+            for j, lay in enumerate(hist):
+                ax = self.axes[i, j]
+                ax.tick_params(labelsize=6)
+                ax.xaxis.get_offset_text().set_fontsize(7)
+                ax.xaxis.set_major_locator(MaxNLocator(nbins=5))  # the range and a few values between
+                ax.set_yticks([])
+                self.steps[i, j] = ax.add_artist(StepPatch([0.0], [0.0, 1.0], fill=True, color=colors[i % len(colors)]))
+                if i == 0:  # y given: no search for top tick labels (there are none) at every draw
+                    ax.set_title(f"layer {lay}", fontsize=8, y=1.0)
+                if j == 0:
+                    ax.set_ylabel(s, fontsize=8)
+        self.title = self.fig.suptitle("", fontsize=10)
+
+    def draw(self, runs, schemes, act, hist, path):
+        for i, s in enumerate(schemes):
+            hs = {h["layer"]: h for h in runs[(s, act)].histograms}
+            for j, lay in enumerate(hist):
+                ax = self.axes[i, j]
+                h = hs.get(lay)
+                if h is not None and h["post_counts"].sum() > 0:
+                    e, n = h["post_edges"], h["post_counts"]
+                    self.steps[i, j].set_data(n, e)
+                    self.steps[i, j].set_visible(True)
+                    pad = 0.05 * (e[-1] - e[0])  # matplotlib's default margins, set rather than autoscaled
+                    ax.set_xlim(e[0] - pad, e[-1] + pad)
+                    ax.set_ylim(0, 1.05 * n.max())
+                else:
+                    self.steps[i, j].set_visible(False)
+                    ax.set_xlim(0, 1)
+                    ax.set_ylim(0, 1)
+        self.title.set_text(f"{act}: post-activation histograms (note the x-axis ranges)")
+        self.fig.savefig(path, dpi=HISTOGRAM_DPI)
+
+
+def write_plots(runs, schemes, activations, hist, outdir, sizes):
+    """``variance_<act>.png`` and ``histograms_<act>.png`` for each activation in ``outdir``; the paths."""
+    written = []
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    grid = _HistogramGrid(schemes, hist, colors)
+    try:
+        for act in activations:
+            p = os.path.join(outdir, f"variance_{act}.png")
+            fig = variance_figure(runs, schemes, act, sizes, colors)
+            try:
+                fig.savefig(p, dpi=VARIANCE_DPI)
+            finally:
+                plt.close(fig)
+            written.append(p)
+            p = os.path.join(outdir, f"histograms_{act}.png")
+            grid.draw(runs, schemes, act, hist, p)
+            written.append(p)
+    finally:
+        plt.close(grid.fig)
+    return written
