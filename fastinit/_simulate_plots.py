@@ -24,6 +24,7 @@ import numpy as np  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch, StepPatch  # noqa: E402
 from matplotlib.ticker import LogFormatterSciNotation, MaxNLocator, NullLocator  # noqa: E402
+from matplotlib.transforms import ScaledTranslation  # noqa: E402
 
 from .sim import verdict  # noqa: E402
 from .sim._results import BAND_LEVEL  # noqa: E402
@@ -64,6 +65,13 @@ class _PlainLogFormatter(LogFormatterSciNotation):
         if any(c in body for c in "\\{}^$"):  # a form this does not know: leave it to mathtext
             return s
         return body.replace("-", "−")  # the minus sign matplotlib's own labels use
+
+
+def _fix_label(axis, x, y, dx, dy):
+    """Put ``axis``'s label at axes fraction (x, y) moved by (dx, dy) points: where matplotlib puts it for
+    the known tick labels, without measuring them again at every draw."""
+    ax = axis.axes
+    axis.set_label_coords(x, y, ax.transAxes + ScaledTranslation(dx / 72, dy / 72, ax.figure.dpi_scale_trans))
 
 
 def _positive(y):
@@ -116,7 +124,7 @@ def _variance_layout(fig, nrows, label_chars):
     ticks = 0.62  # "10⁻¹⁰⁴" at 10 pt plus the tick marks and padding
     labels = 0.12 + _text_inches(label_chars, _END_FONT)
     panel = (W - 2 * ticks - 2 * labels) / 2
-    top, bottom = 0.95, 0.72  # suptitle + a two-line panel title; tick labels, x label and the legend
+    top, bottom = 0.95, 0.85  # suptitle + a two-line panel title; tick labels, x label and the legend
     between = 1.05  # tick labels and x label of the upper row, the two-line title of the lower one
     fig.subplots_adjust(left=ticks / W, right=(W - labels) / W, wspace=(labels + ticks) / panel,
                         top=1 - top / H, bottom=bottom / H,
@@ -169,6 +177,8 @@ def variance_figure(runs, schemes, act, sizes, colors):
             if kind == 1:  # tens of decades: a minor tick per decade would be a crowd of grid lines
                 ax.yaxis.set_minor_locator(NullLocator())
             ax.grid(alpha=0.3, which="both", lw=0.4)
+            # under one row of 10 pt tick labels: tick 3.5 + pad 3.5 + text 10 + label pad 4 points
+            _fix_label(ax.xaxis, 0.5, 0, 0, -21)
             if stat == "preact_var":
                 ax.set_xlim(0.5, L + 0.5)
                 ax.set_xlabel("layer l (forward pass: 1 -> L)")
@@ -224,8 +234,10 @@ class _HistogramGrid:
                 self.steps[i, j] = ax.add_artist(StepPatch([0.0], [0.0, 1.0], fill=True, color=colors[i % len(colors)]))
                 if i == 0:  # y given: no search for top tick labels (there are none) at every draw
                     ax.set_title(f"layer {lay}", fontsize=8, y=1.0)
+                _fix_label(ax.xaxis, 0.5, 0, 0, -18)  # no x label; its place is not looked for at each draw
                 if j == 0:
                     ax.set_ylabel(s, fontsize=8)
+                    _fix_label(ax.yaxis, 0, 0.5, -4, 0)  # label pad 4 points left of the frame (no y ticks)
         self.title = self.fig.suptitle("", fontsize=10)
 
     def draw(self, runs, schemes, act, hist, path):
