@@ -29,7 +29,7 @@ from matplotlib.transforms import ScaledTranslation  # noqa: E402
 from .sim import verdict  # noqa: E402
 from .sim._results import BAND_LEVEL  # noqa: E402
 
-__all__ = ["write_plots", "variance_figure", "IN_RANGE_DECADES"]
+__all__ = ["write_plots", "IN_RANGE_DECADES"]
 
 IN_RANGE_DECADES = 12.0  # a scheme whose simulation and theory span at most 12 decades is drawn on the upper axis
 VARIANCE_DPI = 90
@@ -38,6 +38,7 @@ _MARKERS = "osD^vPX*<>hp"
 _STYLES = ("-", "--", "-.", (0, (6, 2)), (0, (3, 1, 1, 1)), (0, (1, 1)))
 _END_FONT = 7  # points, the end labels at the right of the variance panels
 _CHAR_WIDTH = 0.62  # the widest average advance of DejaVu Sans digits and lowercase letters, in ems
+_PNG = {"compress_level": 3}  # zlib level: 6 (the default) makes files ~10% smaller and takes twice as long
 _SUPERSCRIPT = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
 
 
@@ -60,7 +61,7 @@ class _PlainLogFormatter(LogFormatterSciNotation):
         m = self._math.match(s)
         if m is None:
             return s
-        body = m.group(1).replace(r"\times", "×")
+        body = m.group(1).replace(r"\times", "\u2009×\u2009")  # thin spaces, as mathtext sets it
         body = re.sub(r"\^\{(-?\d+)\}", lambda e: e.group(1).translate(_SUPERSCRIPT), body)
         if any(c in body for c in "\\{}^$"):  # a form this does not know: leave it to mathtext
             return s
@@ -131,46 +132,39 @@ def _variance_layout(fig, nrows, label_chars):
                         hspace=between / ((H - top - bottom - between * (nrows - 1)) / nrows))
 
 
-def variance_figure(runs, schemes, act, sizes, colors):
-    """Forward and backward panels: schemes that stay in range on their own axis with the finite-width band;
-    schemes that vanish or explode below on a full log axis; symmetric (zero) runs listed, not drawn."""
-    L = sizes["depth"]
-    layers = np.arange(1, L + 1)
-    stats = (("preact_var", "forward: pooled Var(z_l)"), ("grad_preact_m2", "backward: E[(dl/dz_l)^2]"))
-    style = {s: (colors[i % len(colors)], _MARKERS[i % len(_MARKERS)], _STYLES[i % len(_STYLES)])
-             for i, s in enumerate(schemes)}
-    sym = [s for s in schemes if verdict(runs[(s, act)])["overall"] == "symmetric"]
-    groups = {}
-    for stat, _ in stats:
-        rest = [s for s in schemes if s not in sym and np.any(_positive(runs[(s, act)].stats[stat]) > 0)]
-        inr = [s for s in rest if _in_range(runs[(s, act)], stat)]
-        groups[stat] = (inr, [s for s in rest if s not in inr])
-    kinds = [k for k in (0, 1) if any(groups[st][k] for st, _ in stats)] or [0]
-    fig, axes = plt.subplots(len(kinds), 2, figsize=(13, 4.1 * len(kinds) + 0.5), squeeze=False)
-    every = max(1, L // 8)
-    level = round(100 * BAND_LEVEL)
-    longest = 0
-    for col, (stat, title) in enumerate(stats):
-        inr, out = groups[stat]
-        end_layer = L if stat == "preact_var" else 1  # where each pass ends
-        for row, kind in enumerate(kinds):
-            members = (inr, out)[kind]
+class _VarianceFigures:
+    """The variance figures of one study. Forward and backward panels: schemes that stay in range on their
+    own axis with the finite-width band; schemes that vanish or explode below on a full log axis; symmetric
+    (zero) runs listed, not drawn. A figure per row layout is made once and refilled for each activation:
+    its Axes keep their ticks, whose making costs more than drawing them."""
+
+    _STATS = (("preact_var", "forward: pooled Var(z_l)"), ("grad_preact_m2", "backward: E[(dl/dz_l)^2]"))
+
+    def __init__(self, schemes, sizes, colors):
+        self.schemes, self.sizes = schemes, sizes
+        self.style = {s: (colors[i % len(colors)], _MARKERS[i % len(_MARKERS)], _STYLES[i % len(_STYLES)])
+                      for i, s in enumerate(schemes)}
+        self.figures = {}  # row kinds (0: in range, 1: vanish or explode) -> (figure, axes)
+
+    def close(self):
+        for fig, _ in self.figures.values():
+            plt.close(fig)
+        self.figures.clear()
+
+    def _figure(self, kinds):
+        if kinds in self.figures:  # empty the panels of the last activation; the axes stay as they are
+            fig, axes = self.figures[kinds]
+            for ax in axes.flat:
+                for artist in [*ax.lines, *ax.collections, *ax.texts]:
+                    artist.remove()
+                ax.relim()  # the data limits of nothing: the next lines set them
+            for leg in list(fig.legends):
+                leg.remove()
+            return fig, axes
+        L = self.sizes["depth"]
+        fig, axes = plt.subplots(len(kinds), 2, figsize=(13, 4.1 * len(kinds) + 0.5), squeeze=False)
+        for (row, kind), col in ((rk, c) for rk in enumerate(kinds) for c in (0, 1)):
             ax = axes[row, col]
-            labels = []
-            for k, s in enumerate(members):
-                r = runs[(s, act)]
-                c, m, ls = style[s]
-                lo, hi = r.theory_band(stat)
-                if np.any(np.isfinite(lo)):
-                    ax.fill_between(layers, _positive(lo), _positive(hi), color=c, alpha=0.13, lw=0)
-                ax.plot(layers, _positive(r.theory[stat]), color=c, ls=":", lw=1.0)
-                y = _positive(r.stats[stat])
-                ax.plot(layers, y, color=c, ls=ls, lw=1.4, marker=m, ms=4.5,
-                        markevery=(k % every, every), label=s)
-                yend = float(y[end_layer - 1])
-                if np.isfinite(yend):
-                    end = "" if kind == 0 else f" ({_fmt(yend)} at l={end_layer})"
-                    labels.append((yend, s + end, c))
             ax.set_yscale("log")
             ax.yaxis.set_major_formatter(_PlainLogFormatter())
             ax.yaxis.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False))
@@ -179,32 +173,72 @@ def variance_figure(runs, schemes, act, sizes, colors):
             ax.grid(alpha=0.3, which="both", lw=0.4)
             # under one row of 10 pt tick labels: tick 3.5 + pad 3.5 + text 10 + label pad 4 points
             _fix_label(ax.xaxis, 0.5, 0, 0, -21)
-            if stat == "preact_var":
+            _fix_label(ax.yaxis, 0, 0.5, -40, 0)  # no y label; its place is not looked for at each draw
+            if col == 0:
                 ax.set_xlim(0.5, L + 0.5)
                 ax.set_xlabel("layer l (forward pass: 1 -> L)")
             else:  # the backward pass runs from L down to 1: drawn left to right, it ends at the labels
                 ax.set_xlim(L + 0.5, 0.5)
                 ax.set_xlabel(f"layer l (backward pass: {L} -> 1)")
-            if kind == 0:
-                ax.set_title(f"{act}, {title}", fontsize=10, y=1.0)
-            else:
-                ax.set_title(textwrap.fill(f"{title.split(':')[0]}, vanish or explode (span beyond "
-                                           f"{IN_RANGE_DECADES:g} decades): {', '.join(out) or 'none'}", 70),
-                             fontsize=9, y=1.0)
-            if not members:
-                ax.text(0.5, 0.5, "none", transform=ax.transAxes, ha="center", va="center", color="0.5")
-            else:
-                _end_labels(ax, labels)
-                longest = max(longest, *(len(t) for _, t, _ in labels))
-    handles = [Line2D([], [], color="0.2", lw=1.4, marker="o", ms=4, label="simulation (markers: scheme)"),
-               Line2D([], [], color="0.2", ls=":", lw=1.0, label="mean-field theory"),
-               Patch(color="0.2", alpha=0.15, label=f"{level}% finite-width band, one network")]
-    if sym:
-        handles.append(Line2D([], [], color="none", label="not drawn (symmetric, all zero): " + ", ".join(sym)))
-    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
-    fig.suptitle(f"{act}: width {sizes['width']}, batch {sizes['batch']}, depth {L}", fontsize=11)
-    _variance_layout(fig, len(kinds), longest)
-    return fig
+        self.figures[kinds] = fig, axes
+        return fig, axes
+
+    def draw(self, runs, act, path):
+        """Fill the panels with activation ``act`` and write them to ``path``."""
+        schemes, L = self.schemes, self.sizes["depth"]
+        layers = np.arange(1, L + 1)
+        sym = [s for s in schemes if verdict(runs[(s, act)])["overall"] == "symmetric"]
+        groups = {}
+        for stat, _ in self._STATS:
+            rest = [s for s in schemes if s not in sym and np.any(_positive(runs[(s, act)].stats[stat]) > 0)]
+            inr = [s for s in rest if _in_range(runs[(s, act)], stat)]
+            groups[stat] = (inr, [s for s in rest if s not in inr])
+        kinds = tuple(k for k in (0, 1) if any(groups[st][k] for st, _ in self._STATS)) or (0,)
+        fig, axes = self._figure(kinds)
+        every = max(1, L // 8)
+        longest = 0
+        for col, (stat, title) in enumerate(self._STATS):
+            inr, out = groups[stat]
+            end_layer = L if stat == "preact_var" else 1  # where each pass ends
+            for row, kind in enumerate(kinds):
+                members = (inr, out)[kind]
+                ax = axes[row, col]
+                labels = []
+                for k, s in enumerate(members):
+                    r = runs[(s, act)]
+                    c, m, ls = self.style[s]
+                    lo, hi = r.theory_band(stat)
+                    if np.any(np.isfinite(lo)):
+                        ax.fill_between(layers, _positive(lo), _positive(hi), color=c, alpha=0.13, lw=0)
+                    ax.plot(layers, _positive(r.theory[stat]), color=c, ls=":", lw=1.0)
+                    y = _positive(r.stats[stat])
+                    ax.plot(layers, y, color=c, ls=ls, lw=1.4, marker=m, ms=4.5,
+                            markevery=(k % every, every), label=s)
+                    yend = float(y[end_layer - 1])
+                    if np.isfinite(yend):
+                        end = "" if kind == 0 else f" ({_fmt(yend)} at l={end_layer})"
+                        labels.append((yend, s + end, c))
+                if kind == 0:  # y given: no search for top tick labels (there are none) at every draw
+                    ax.set_title(f"{act}, {title}", fontsize=10, y=1.0)
+                else:
+                    ax.set_title(textwrap.fill(f"{title.split(':')[0]}, vanish or explode (span beyond "
+                                               f"{IN_RANGE_DECADES:g} decades): {', '.join(out) or 'none'}", 70),
+                                 fontsize=9, y=1.0)
+                if not members:
+                    ax.text(0.5, 0.5, "none", transform=ax.transAxes, ha="center", va="center", color="0.5")
+                else:
+                    _end_labels(ax, labels)
+                    longest = max(longest, *(len(t) for _, t, _ in labels))
+        level = round(100 * BAND_LEVEL)
+        handles = [Line2D([], [], color="0.2", lw=1.4, marker="o", ms=4, label="simulation (markers: scheme)"),
+                   Line2D([], [], color="0.2", ls=":", lw=1.0, label="mean-field theory"),
+                   Patch(color="0.2", alpha=0.15, label=f"{level}% finite-width band, one network")]
+        if sym:
+            handles.append(Line2D([], [], color="none", label="not drawn (symmetric, all zero): " + ", ".join(sym)))
+        fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
+        fig.suptitle(f"{act}: width {self.sizes['width']}, batch {self.sizes['batch']}, depth {L}", fontsize=11)
+        _variance_layout(fig, len(kinds), longest)
+        fig.savefig(path, dpi=VARIANCE_DPI, pil_kwargs=_PNG)
 
 
 class _HistogramGrid:
@@ -258,26 +292,26 @@ class _HistogramGrid:
                     ax.set_xlim(0, 1)
                     ax.set_ylim(0, 1)
         self.title.set_text(f"{act}: post-activation histograms (note the x-axis ranges)")
-        self.fig.savefig(path, dpi=HISTOGRAM_DPI)
+        self.fig.savefig(path, dpi=HISTOGRAM_DPI, pil_kwargs=_PNG)
 
 
 def write_plots(runs, schemes, activations, hist, outdir, sizes):
     """``variance_<act>.png`` and ``histograms_<act>.png`` for each activation in ``outdir``; the paths."""
     written = []
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    grid = _HistogramGrid(schemes, hist, colors)
+    variance = _VarianceFigures(schemes, sizes, colors)
+    grid = None
     try:
+        grid = _HistogramGrid(schemes, hist, colors)
         for act in activations:
             p = os.path.join(outdir, f"variance_{act}.png")
-            fig = variance_figure(runs, schemes, act, sizes, colors)
-            try:
-                fig.savefig(p, dpi=VARIANCE_DPI)
-            finally:
-                plt.close(fig)
+            variance.draw(runs, act, p)
             written.append(p)
             p = os.path.join(outdir, f"histograms_{act}.png")
             grid.draw(runs, schemes, act, hist, p)
             written.append(p)
     finally:
-        plt.close(grid.fig)
+        variance.close()
+        if grid is not None:
+            plt.close(grid.fig)
     return written
