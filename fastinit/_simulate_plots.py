@@ -162,7 +162,7 @@ class _VarianceFigures:
                 leg.remove()
             return fig, axes
         L = self.sizes["depth"]
-        fig, axes = plt.subplots(len(kinds), 2, figsize=(13, 4.1 * len(kinds) + 0.5), squeeze=False)
+        fig, axes = plt.subplots(len(kinds), 2, figsize=(13, 4.1 * len(kinds) + 0.5), squeeze=False, dpi=VARIANCE_DPI)
         for (row, kind), col in ((rk, c) for rk in enumerate(kinds) for c in (0, 1)):
             ax = axes[row, col]
             ax.set_yscale("log")
@@ -248,7 +248,7 @@ class _HistogramGrid:
     def __init__(self, schemes, hist, colors):
         ns, nh = len(schemes), len(hist)
         W, H = 2.4 * nh, 1.7 * ns
-        self.fig, self.axes = plt.subplots(ns, nh, figsize=(W, H), squeeze=False)
+        self.fig, self.axes = plt.subplots(ns, nh, figsize=(W, H), squeeze=False, dpi=HISTOGRAM_DPI)
         # fixed margins (inches): scheme names left; suptitle and layer titles on top; under each row
         # its x tick labels (6 pt) and the offset text (1e-11) of a panel with tiny or huge values
         left, right, top, bottom, between, across = 0.32, 0.12, 0.62, 0.42, 0.48, 0.22
@@ -263,7 +263,7 @@ class _HistogramGrid:
                 ax = self.axes[i, j]
                 ax.tick_params(labelsize=6)
                 ax.xaxis.get_offset_text().set_fontsize(7)
-                ax.xaxis.set_major_locator(MaxNLocator(nbins=5))  # the range and a few values between
+                ax.xaxis.set_major_locator(MaxNLocator(nbins=4))  # the range and a few values between
                 ax.set_yticks([])
                 self.steps[i, j] = ax.add_artist(StepPatch([0.0], [0.0, 1.0], fill=True, color=colors[i % len(colors)]))
                 if i == 0:  # y given: no search for top tick labels (there are none) at every draw
