@@ -250,7 +250,7 @@ class _HistogramGrid:
         W, H = 2.4 * nh, 1.7 * ns
         self.fig, self.axes = plt.subplots(ns, nh, figsize=(W, H), squeeze=False, dpi=HISTOGRAM_DPI)
         # fixed margins (inches): scheme names left; suptitle and layer titles on top; under each row
-        # its x tick labels (6 pt) and the offset text (1e-11) of a panel with tiny or huge values
+        # its x tick labels (7 pt) and the offset text (1e-11) of a panel with tiny or huge values
         left, right, top, bottom, between, across = 0.32, 0.12, 0.62, 0.42, 0.48, 0.22
         ph = (H - top - bottom - between * (ns - 1)) / ns
         pw = (W - left - right - across * (nh - 1)) / nh
@@ -261,9 +261,9 @@ class _HistogramGrid:
         for i, s in enumerate(schemes):
             for j, lay in enumerate(hist):
                 ax = self.axes[i, j]
-                ax.tick_params(labelsize=6)
+                ax.tick_params(labelsize=7)
                 ax.xaxis.get_offset_text().set_fontsize(7)
-                ax.xaxis.set_major_locator(MaxNLocator(nbins=4))  # the range and a few values between
+                ax.xaxis.set_major_locator(MaxNLocator(nbins=3))  # 3 or 4 labels: the range and its middle
                 ax.set_yticks([])
                 self.steps[i, j] = ax.add_artist(StepPatch([0.0], [0.0, 1.0], fill=True, color=colors[i % len(colors)]))
                 if i == 0:  # y given: no search for top tick labels (there are none) at every draw

@@ -8,27 +8,35 @@ Usage (from the repository root)::
 It runs the default study's sweep once (7 schemes x 4 activations, depth 50, width 512, batch
 1024, float64, one network each, histograms at layers 1, 12, 25, 37, 50: the call
 ``fastinit._simulate_cli`` makes; ``--quick`` for its tiny sizes), builds the ``runs`` dict as the
-command does, then writes the 8 figures (``variance_<activation>.png``, ``histograms_<activation>.png``)
-``--repeats`` times into a temporary directory, timing each round:
+command does and pickles it, then times the command's plotting step (``_simulate_cli._plots``: the
+8 files ``variance_<activation>.png`` and ``histograms_<activation>.png`` written into a temporary
+directory) in two ways, ``--repeats`` times each:
+
+* ``fresh``: one round in a new process per repeat, with ``fastinit.sim`` imported first as in the
+  command; the round includes matplotlib's import and first use (font loading), so it is the cost
+  that ``fastinit simulate`` pays;
+* ``warm``: rounds after a first one in this process (matplotlib loaded): the drawing alone.
+
+Each prints the median and every round of
 
 * ``wall``: ``time.perf_counter``;
-* ``cpu``: this process's CPU time (``time.process_time``) plus that of its finished child
-  processes (``resource.getrusage(RUSAGE_CHILDREN)``), so that figures rendered in worker
-  processes count too.
+* ``cpu``: the process's CPU time (``time.process_time``) plus that of its finished child
+  processes (``resource.getrusage(RUSAGE_CHILDREN)``), so that work in worker processes would count.
 
-The first round (imports of matplotlib, font cache) is printed apart and left out of the medians.
-``--runs-cache FILE`` pickles the sweep's results into FILE the first time and loads them after,
-to skip the ~25 s sweep between edits of the plotting code.
+On a shared machine compare CPU times; the wall times wait for the cores. ``--runs-cache FILE``
+keeps the pickled sweep in FILE (made the first time, loaded after) to skip the sweep between edits.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import pickle
 import resource
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -51,55 +59,77 @@ def study_runs(quick):
     return runs, schemes, acts, hist, sizes
 
 
-def _plot_function():
-    try:
-        from fastinit._simulate_plots import write_plots
-    except ImportError:  # the code from before the plots had a module of their own (for comparison)
-        from fastinit._simulate_cli import _plots as write_plots
-    return write_plots
-
-
 def _cpu():
     ch = resource.getrusage(resource.RUSAGE_CHILDREN)
     return time.process_time() + ch.ru_utime + ch.ru_stime
 
 
+def one_round(data, keep=None):
+    """Time ``_simulate_cli._plots`` once on ``data``; (wall, cpu, number of files)."""
+    from fastinit._simulate_cli import _plots
+
+    runs, schemes, acts, hist, sizes = data
+    with tempfile.TemporaryDirectory() as out:
+        w0, c0 = time.perf_counter(), _cpu()
+        written = _plots(runs, schemes, acts, hist, out, sizes)
+        wall, cpu = time.perf_counter() - w0, _cpu() - c0
+        if keep:
+            os.makedirs(keep, exist_ok=True)
+            for p in written:
+                shutil.copy(p, keep)
+    return wall, cpu, len(written)
+
+
+def _fresh_main(path):
+    """The child of ``fresh``: the command's imports, then one round."""
+    import fastinit.sim  # noqa: F401  (loaded before the plots in the command too)
+
+    with open(path, "rb") as fh:
+        data = pickle.load(fh)
+    wall, cpu, n = one_round(data)
+    print(json.dumps({"wall": wall, "cpu": cpu, "files": n}))
+
+
+def _report(name, walls, cpus):
+    for what, v in (("wall", walls), ("cpu", cpus)):
+        print(f"{name:5s} {what:4s} median {statistics.median(v):6.3f} s   rounds: " + ", ".join(f"{t:.3f}" for t in v))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=5, help="timed rounds after the first (default 5)")
+    ap.add_argument("--repeats", type=int, default=5, help="rounds of each kind (default 5)")
     ap.add_argument("--quick", action="store_true", help="the --quick study's sizes (smoke test)")
     ap.add_argument("--runs-cache", default=None, metavar="FILE", help="pickle of the sweep's results")
-    ap.add_argument("--keep", default=None, metavar="DIR", help="copy the last round's PNGs into DIR")
+    ap.add_argument("--keep", default=None, metavar="DIR", help="copy one round's PNGs into DIR")
+    ap.add_argument("--fresh-child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    if args.runs_cache and os.path.exists(args.runs_cache):
-        with open(args.runs_cache, "rb") as fh:
-            data = pickle.load(fh)
-    else:
-        t = time.perf_counter()
-        data = study_runs(args.quick)
-        print(f"sweep: {time.perf_counter() - t:.1f} s", file=sys.stderr)
-        if args.runs_cache:
-            with open(args.runs_cache, "wb") as fh:
+    if args.fresh_child:
+        return _fresh_main(args.fresh_child)
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = args.runs_cache or os.path.join(tmp, "runs.pkl")
+        if not os.path.exists(cache):
+            t = time.perf_counter()
+            data = study_runs(args.quick)
+            print(f"sweep: {time.perf_counter() - t:.1f} s (not timed below)")
+            with open(cache, "wb") as fh:
                 pickle.dump(data, fh)
-    runs, schemes, acts, hist, sizes = data
-    write_plots = _plot_function()
+        walls, cpus = [], []
+        for _ in range(args.repeats):
+            out = subprocess.run([sys.executable, __file__, "--fresh-child", cache], check=True,
+                                 capture_output=True, text=True, env=dict(os.environ)).stdout
+            r = json.loads(out.strip().splitlines()[-1])
+            walls.append(r["wall"])
+            cpus.append(r["cpu"])
+        _report("fresh", walls, cpus)
+        with open(cache, "rb") as fh:
+            data = pickle.load(fh)
+    one_round(data)  # matplotlib's import and first use
     walls, cpus = [], []
-    for i in range(args.repeats + 1):
-        with tempfile.TemporaryDirectory() as out:
-            w0, c0 = time.perf_counter(), _cpu()
-            written = write_plots(runs, schemes, acts, hist, out, sizes)
-            wall, cpu = time.perf_counter() - w0, _cpu() - c0
-            if i == args.repeats and args.keep:
-                os.makedirs(args.keep, exist_ok=True)
-                for p in written:
-                    shutil.copy(p, args.keep)
-        if i == 0:
-            print(f"first round (imports): wall {wall:.3f} s, cpu {cpu:.3f} s, {len(written)} files")
-        else:
-            walls.append(wall)
-            cpus.append(cpu)
-    print(f"plots wall median {statistics.median(walls):.3f} s   runs: " + ", ".join(f"{t:.3f}" for t in walls))
-    print(f"plots cpu  median {statistics.median(cpus):.3f} s   runs: " + ", ".join(f"{t:.3f}" for t in cpus))
+    for i in range(args.repeats):
+        wall, cpu, _ = one_round(data, args.keep if i == args.repeats - 1 else None)
+        walls.append(wall)
+        cpus.append(cpu)
+    _report("warm", walls, cpus)
 
 
 if __name__ == "__main__":
