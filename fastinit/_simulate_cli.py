@@ -133,7 +133,8 @@ def _progress(total, enabled):
     return update, prog.stop
 
 
-def _fmt(v):
+def fmt_value(v):
+    """Three significant digits; scientific notation outside [1e-3, 1e4)."""
     if v is None or not np.isfinite(v):
         return "nan" if v is None or np.isnan(v) else ("inf" if v > 0 else "-inf")
     if v == 0:
@@ -376,7 +377,7 @@ def _print_tables(runs, verdicts, schemes, activations, report):
                     v, t = r.stats[stat][l - 1], r.theory[stat][l - 1]
                     band = (f"; {fmt_band_end(lo[l - 1])}..{fmt_band_end(hi[l - 1])}"
                             if np.isfinite(lo[l - 1]) and np.isfinite(hi[l - 1]) else "")
-                    cells.append(f"{_fmt(v)} [{_fmt(t)}{band}]")
+                    cells.append(f"{fmt_value(v)} [{fmt_value(t)}{band}]")
                 v = verdicts[(s, act)]
                 if v["overall"] == "symmetric":
                     cells.append("symmetric")

@@ -26,10 +26,11 @@ from matplotlib.patches import Patch, StepPatch  # noqa: E402
 from matplotlib.ticker import LogFormatterSciNotation, MaxNLocator, NullLocator  # noqa: E402
 from matplotlib.transforms import ScaledTranslation  # noqa: E402
 
+from ._simulate_cli import fmt_value  # noqa: E402
 from .sim import verdict  # noqa: E402
 from .sim._results import BAND_LEVEL  # noqa: E402
 
-__all__ = ["write_plots", "IN_RANGE_DECADES"]
+__all__ = ["write_plots", "VarianceFigures", "HistogramGrid", "PlainLogFormatter", "IN_RANGE_DECADES"]
 
 IN_RANGE_DECADES = 12.0  # a scheme whose simulation and theory span at most 12 decades is drawn on the upper axis
 VARIANCE_DPI = 90
@@ -42,16 +43,7 @@ _PNG = {"compress_level": 3}  # zlib level: 6 (the default) makes files ~10% sma
 _SUPERSCRIPT = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
 
 
-def _fmt(v):
-    if v is None or not np.isfinite(v):
-        return "nan" if v is None or np.isnan(v) else ("inf" if v > 0 else "-inf")
-    if v == 0:
-        return "0"
-    a = abs(v)
-    return f"{v:.3g}" if 1e-3 <= a < 1e4 else f"{v:.2e}"
-
-
-class _PlainLogFormatter(LogFormatterSciNotation):
+class PlainLogFormatter(LogFormatterSciNotation):
     """matplotlib's log-axis labels (10^-12, 2x10^-1) as plain text with Unicode superscripts."""
 
     _math = re.compile(r"^\$\\mathdefault\{(.*)\}\$$")
@@ -122,7 +114,7 @@ def _variance_layout(fig, nrows, label_chars):
     to two lines, the x tick labels and x label under each panel, and the legend row at the bottom.
     """
     W, H = fig.get_size_inches()
-    ticks = 0.62  # "10⁻¹⁰⁴" at 10 pt plus the tick marks and padding
+    ticks = 0.75  # "10⁻¹⁰⁴" or "6 × 10⁻¹" at 10 pt, the tick marks and padding
     labels = 0.12 + _text_inches(label_chars, _END_FONT)
     panel = (W - 2 * ticks - 2 * labels) / 2
     top, bottom = 0.95, 0.85  # suptitle + a two-line panel title; tick labels, x label and the legend
@@ -132,7 +124,7 @@ def _variance_layout(fig, nrows, label_chars):
                         hspace=between / ((H - top - bottom - between * (nrows - 1)) / nrows))
 
 
-class _VarianceFigures:
+class VarianceFigures:
     """The variance figures of one study. Forward and backward panels: schemes that stay in range on their
     own axis with the finite-width band; schemes that vanish or explode below on a full log axis; symmetric
     (zero) runs listed, not drawn. A figure per row layout is made once and refilled for each activation:
@@ -166,8 +158,8 @@ class _VarianceFigures:
         for (row, kind), col in ((rk, c) for rk in enumerate(kinds) for c in (0, 1)):
             ax = axes[row, col]
             ax.set_yscale("log")
-            ax.yaxis.set_major_formatter(_PlainLogFormatter())
-            ax.yaxis.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False))
+            ax.yaxis.set_major_formatter(PlainLogFormatter())
+            ax.yaxis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False))
             if kind == 1:  # tens of decades: a minor tick per decade would be a crowd of grid lines
                 ax.yaxis.set_minor_locator(NullLocator())
             ax.grid(alpha=0.3, which="both", lw=0.4)
@@ -184,7 +176,7 @@ class _VarianceFigures:
         return fig, axes
 
     def draw(self, runs, act, path):
-        """Fill the panels with activation ``act`` and write them to ``path``."""
+        """Fill the panels with activation ``act`` and write them to ``path``; the figure."""
         schemes, L = self.schemes, self.sizes["depth"]
         layers = np.arange(1, L + 1)
         sym = [s for s in schemes if verdict(runs[(s, act)])["overall"] == "symmetric"]
@@ -216,7 +208,7 @@ class _VarianceFigures:
                             markevery=(k % every, every), label=s)
                     yend = float(y[end_layer - 1])
                     if np.isfinite(yend):
-                        end = "" if kind == 0 else f" ({_fmt(yend)} at l={end_layer})"
+                        end = "" if kind == 0 else f" ({fmt_value(yend)} at l={end_layer})"
                         labels.append((yend, s + end, c))
                 if kind == 0:  # y given: no search for top tick labels (there are none) at every draw
                     ax.set_title(f"{act}, {title}", fontsize=10, y=1.0)
@@ -239,9 +231,10 @@ class _VarianceFigures:
         fig.suptitle(f"{act}: width {self.sizes['width']}, batch {self.sizes['batch']}, depth {L}", fontsize=11)
         _variance_layout(fig, len(kinds), longest)
         fig.savefig(path, dpi=VARIANCE_DPI, pil_kwargs=_PNG)
+        return fig
 
 
-class _HistogramGrid:
+class HistogramGrid:
     """One figure of schemes x layers panels, refilled for each activation (making 35 Axes costs more
     than drawing them)."""
 
@@ -275,6 +268,7 @@ class _HistogramGrid:
         self.title = self.fig.suptitle("", fontsize=10)
 
     def draw(self, runs, schemes, act, hist, path):
+        """Refill the panels with activation ``act`` and write them to ``path``; the figure."""
         for i, s in enumerate(schemes):
             hs = {h["layer"]: h for h in runs[(s, act)].histograms}
             for j, lay in enumerate(hist):
@@ -293,16 +287,17 @@ class _HistogramGrid:
                     ax.set_ylim(0, 1)
         self.title.set_text(f"{act}: post-activation histograms (note the x-axis ranges)")
         self.fig.savefig(path, dpi=HISTOGRAM_DPI, pil_kwargs=_PNG)
+        return self.fig
 
 
 def write_plots(runs, schemes, activations, hist, outdir, sizes):
     """``variance_<act>.png`` and ``histograms_<act>.png`` for each activation in ``outdir``; the paths."""
     written = []
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    variance = _VarianceFigures(schemes, sizes, colors)
+    variance = VarianceFigures(schemes, sizes, colors)
     grid = None
     try:
-        grid = _HistogramGrid(schemes, hist, colors)
+        grid = HistogramGrid(schemes, hist, colors)
         for act in activations:
             p = os.path.join(outdir, f"variance_{act}.png")
             variance.draw(runs, act, p)
