@@ -254,7 +254,7 @@ class HistogramGrid:
         for i, s in enumerate(schemes):
             for j, lay in enumerate(hist):
                 ax = self.axes[i, j]
-                ax.tick_params(labelsize=7)
+                ax.tick_params(axis="x", labelsize=7)  # the y axis has no ticks
                 ax.xaxis.get_offset_text().set_fontsize(7)
                 ax.xaxis.set_major_locator(MaxNLocator(nbins=3))  # 3 or 4 labels: the range and its middle
                 ax.set_yticks([])
