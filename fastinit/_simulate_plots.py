@@ -3,11 +3,12 @@
 Imported only when plots are written: it loads matplotlib (an optional extra) at import time, so
 ``fastinit info`` and ``simulate --no-plots`` never do.
 
-The figures are cheap to draw because their layout is fixed: margins are computed in inches from
-the known content (tick labels, titles, the longest end label) instead of by ``tight_layout``,
-which draws every figure once more to measure its text. Log-axis tick labels are plain text with
-Unicode superscripts (10⁻¹²), which look like matplotlib's mathtext ones without parsing TeX for
-every label. The histogram grid is made once and its panels refilled for each activation.
+The figures are cheap to draw because their layout is fixed: margins are set in inches for the
+known content (tick labels, titles; the end labels are measured without drawing) instead of by
+``tight_layout``, which draws every figure once more to measure its text. Log-axis tick labels
+are plain text with Unicode superscripts (10⁻¹²), which look like matplotlib's mathtext ones
+without parsing TeX for every label. Each figure is made once and its panels refilled for each
+activation: making Axes and ticks costs more than drawing them.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display is needed or wanted
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 import numpy as np  # noqa: E402
+from matplotlib.font_manager import FontProperties  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch, StepPatch  # noqa: E402
 from matplotlib.ticker import LogFormatterSciNotation, MaxNLocator, NullLocator  # noqa: E402
@@ -38,7 +40,6 @@ HISTOGRAM_DPI = 80
 _MARKERS = "osD^vPX*<>hp"
 _STYLES = ("-", "--", "-.", (0, (6, 2)), (0, (3, 1, 1, 1)), (0, (1, 1)))
 _END_FONT = 7  # points, the end labels at the right of the variance panels
-_CHAR_WIDTH = 0.62  # the widest average advance of DejaVu Sans digits and lowercase letters, in ems
 _PNG = {"compress_level": 3}  # zlib level: 6 (the default) makes files ~10% smaller and takes twice as long
 _SUPERSCRIPT = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
 
@@ -101,21 +102,23 @@ def _end_labels(ax, items, log=True):
                     color=c, fontsize=_END_FONT, va="center", annotation_clip=False)
 
 
-def _text_inches(nchar, points):
-    """A generous width of ``nchar`` characters of DejaVu Sans at ``points``, in inches."""
-    return nchar * _CHAR_WIDTH * points / 72
+def _text_width(fig, texts, points):
+    """The widest of ``texts`` at ``points`` in inches, measured by the figure's renderer (no drawing)."""
+    renderer, prop = fig.canvas.get_renderer(), FontProperties(size=points)
+    return max((renderer.get_text_width_height_descent(t, prop, ismath=False)[0] for t in texts),
+               default=0.0) / fig.dpi
 
 
-def _variance_layout(fig, nrows, label_chars):
+def _variance_layout(fig, nrows, end_labels):
     """Fixed margins for the variance figure, in inches turned into figure fractions.
 
     Horizontally: the y tick labels (up to 10⁻¹⁰⁴ at 10 pt) left of each panel, the end labels
-    (``label_chars`` characters at 7 pt) right of each; vertically: the suptitle, a panel title of up
+    (the widest of ``end_labels``, measured) right of each; vertically: the suptitle, a panel title of up
     to two lines, the x tick labels and x label under each panel, and the legend row at the bottom.
     """
     W, H = fig.get_size_inches()
     ticks = 0.75  # "10⁻¹⁰⁴" or "6 × 10⁻¹" at 10 pt, the tick marks and padding
-    labels = 0.12 + _text_inches(label_chars, _END_FONT)
+    labels = 0.12 + _text_width(fig, end_labels, _END_FONT)  # 1% of the panel and a little air before them
     panel = (W - 2 * ticks - 2 * labels) / 2
     top, bottom = 0.95, 0.85  # suptitle + a two-line panel title; tick labels, x label and the legend
     between = 1.05  # tick labels and x label of the upper row, the two-line title of the lower one
@@ -188,7 +191,7 @@ class VarianceFigures:
         kinds = tuple(k for k in (0, 1) if any(groups[st][k] for st, _ in self._STATS)) or (0,)
         fig, axes = self._figure(kinds)
         every = max(1, L // 8)
-        longest = 0
+        end_labels = []
         for col, (stat, title) in enumerate(self._STATS):
             inr, out = groups[stat]
             end_layer = L if stat == "preact_var" else 1  # where each pass ends
@@ -220,7 +223,7 @@ class VarianceFigures:
                     ax.text(0.5, 0.5, "none", transform=ax.transAxes, ha="center", va="center", color="0.5")
                 else:
                     _end_labels(ax, labels)
-                    longest = max(longest, *(len(t) for _, t, _ in labels))
+                    end_labels += [t for _, t, _ in labels]
         level = round(100 * BAND_LEVEL)
         handles = [Line2D([], [], color="0.2", lw=1.4, marker="o", ms=4, label="simulation (markers: scheme)"),
                    Line2D([], [], color="0.2", ls=":", lw=1.0, label="mean-field theory"),
@@ -229,7 +232,7 @@ class VarianceFigures:
             handles.append(Line2D([], [], color="none", label="not drawn (symmetric, all zero): " + ", ".join(sym)))
         fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
         fig.suptitle(f"{act}: width {self.sizes['width']}, batch {self.sizes['batch']}, depth {L}", fontsize=11)
-        _variance_layout(fig, len(kinds), longest)
+        _variance_layout(fig, len(kinds), end_labels)
         fig.savefig(path, dpi=VARIANCE_DPI, pil_kwargs=_PNG)
         return fig
 
