@@ -109,19 +109,23 @@ def _text_width(fig, texts, points):
                default=0.0) / fig.dpi
 
 
-def _variance_layout(fig, nrows, end_labels):
+def _variance_layout(fig, end_labels, title_lines):
     """Fixed margins for the variance figure, in inches turned into figure fractions.
 
     Horizontally: the y tick labels (up to 10⁻¹⁰⁴ at 10 pt) left of each panel, the end labels
     (the widest of ``end_labels``, measured) right of each; vertically: the suptitle, a panel title of up
     to two lines, the x tick labels and x label under each panel, and the legend row at the bottom.
+    ``title_lines``: the lines of the longest panel title of each row.
     """
     W, H = fig.get_size_inches()
     ticks = 0.75  # "10⁻¹⁰⁴" or "6 × 10⁻¹" at 10 pt, the tick marks and padding
     labels = 0.12 + _text_width(fig, end_labels, _END_FONT)  # 1% of the panel and a little air before them
     panel = (W - 2 * ticks - 2 * labels) / 2
-    top, bottom = 0.95, 0.85  # suptitle + a two-line panel title; tick labels, x label and the legend
-    between = 1.05  # tick labels and x label of the upper row, the two-line title of the lower one
+    line = 0.17  # inches per line of a 9 or 10 pt panel title
+    top = 0.6 + line * title_lines[0]  # the suptitle, then the titles of the first row
+    bottom = 0.85  # tick labels, x label and the legend
+    between = 0.71 + line * max(title_lines[1:], default=0)  # tick labels and x label, the titles below them
+    nrows = len(title_lines)
     fig.subplots_adjust(left=ticks / W, right=(W - labels) / W, wspace=(labels + ticks) / panel,
                         top=1 - top / H, bottom=bottom / H,
                         hspace=between / ((H - top - bottom - between * (nrows - 1)) / nrows))
@@ -232,7 +236,7 @@ class VarianceFigures:
             handles.append(Line2D([], [], color="none", label="not drawn (symmetric, all zero): " + ", ".join(sym)))
         fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
         fig.suptitle(f"{act}: width {self.sizes['width']}, batch {self.sizes['batch']}, depth {L}", fontsize=11)
-        _variance_layout(fig, len(kinds), end_labels)
+        _variance_layout(fig, end_labels, [max(ax.title.get_text().count("\n") + 1 for ax in row) for row in axes])
         fig.savefig(path, dpi=VARIANCE_DPI, pil_kwargs=_PNG)
         return fig
 
@@ -241,10 +245,12 @@ class HistogramGrid:
     """One figure of schemes x layers panels, refilled for each activation (making 35 Axes costs more
     than drawing them)."""
 
-    def __init__(self, schemes, hist, colors):
+    def __init__(self, schemes, hist, colors, activations):
         ns, nh = len(schemes), len(hist)
         W, H = 2.4 * nh, 1.7 * ns
         self.fig, self.axes = plt.subplots(ns, nh, figsize=(W, H), squeeze=False, dpi=HISTOGRAM_DPI)
+        W = max(W, 0.3 + _text_width(self.fig, [self.title_of(a) for a in activations], 10))
+        self.fig.set_size_inches(W, H)  # a grid of one or two layers is narrower than its title
         # fixed margins (inches): scheme names left; suptitle and layer titles on top; under each row
         # its x tick labels (7 pt) and the offset text (1e-11) of a panel with tiny or huge values
         left, right, top, bottom, between, across = 0.32, 0.12, 0.62, 0.42, 0.48, 0.22
@@ -270,6 +276,10 @@ class HistogramGrid:
                     _fix_label(ax.yaxis, 0, 0.5, -4, 0)  # label pad 4 points left of the frame (no y ticks)
         self.title = self.fig.suptitle("", fontsize=10)
 
+    @staticmethod
+    def title_of(act):
+        return f"{act}: post-activation histograms (note the x-axis ranges)"
+
     def draw(self, runs, schemes, act, hist, path):
         """Refill the panels with activation ``act`` and write them to ``path``; the figure."""
         for i, s in enumerate(schemes):
@@ -288,7 +298,7 @@ class HistogramGrid:
                     self.steps[i, j].set_visible(False)
                     ax.set_xlim(0, 1)
                     ax.set_ylim(0, 1)
-        self.title.set_text(f"{act}: post-activation histograms (note the x-axis ranges)")
+        self.title.set_text(self.title_of(act))
         self.fig.savefig(path, dpi=HISTOGRAM_DPI, pil_kwargs=_PNG)
         return self.fig
 
@@ -300,7 +310,7 @@ def write_plots(runs, schemes, activations, hist, outdir, sizes):
     variance = VarianceFigures(schemes, sizes, colors)
     grid = None
     try:
-        grid = HistogramGrid(schemes, hist, colors)
+        grid = HistogramGrid(schemes, hist, colors, activations)
         for act in activations:
             p = os.path.join(outdir, f"variance_{act}.png")
             variance.draw(runs, act, p)

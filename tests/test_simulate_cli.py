@@ -134,7 +134,7 @@ def drawn_texts(monkeypatch):
 
 def _check_layout(fig, drawn):
     W, H = fig.canvas.get_width_height()
-    assert len(drawn) > 20
+    assert len(drawn) > 3
     for text, bb in drawn:   # 1 pixel of slack for rounding
         assert bb.x0 >= -1 and bb.y0 >= -1 and bb.x1 <= W + 1 and bb.y1 <= H + 1, f"{text!r} clipped: {bb}"
     for i, (t1, b1) in enumerate(drawn):
@@ -168,7 +168,7 @@ def test_histogram_grid_keeps_every_text_inside_and_apart(deep_study, drawn_text
     from fastinit._simulate_plots import HistogramGrid
 
     runs, schemes, acts, hist, _ = deep_study
-    grid = HistogramGrid(schemes, hist, ["C0", "C1", "C2", "C3", "C4", "C5", "C6"])
+    grid = HistogramGrid(schemes, hist, ["C0", "C1", "C2", "C3", "C4", "C5", "C6"], acts)
     try:
         for act in acts:
             drawn_texts.clear()
@@ -177,6 +177,31 @@ def test_histogram_grid_keeps_every_text_inside_and_apart(deep_study, drawn_text
             _check_layout(fig, drawn_texts)
     finally:
         import matplotlib.pyplot as plt
+        plt.close(grid.fig)
+
+
+def test_long_names_and_narrow_grids_keep_every_text_inside_and_apart(deep_study, drawn_texts, tmp_path):
+    """Schemes named at length (three-line panel titles, wide end labels) and a one-panel histogram grid."""
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    from fastinit._simulate_plots import HistogramGrid, VarianceFigures
+
+    runs, schemes, _, _, sizes = deep_study
+    long = {s: f"{s}_initialization_scheme" for s in schemes}
+    renamed = {(long[s], a): r for (s, a), r in runs.items()}
+    figs = VarianceFigures(list(long.values()), sizes, ["C0", "C1", "C2", "C3", "C4", "C5", "C6"])
+    try:
+        fig = figs.draw(renamed, "relu", tmp_path / "variance.png")
+        assert max(ax.title.get_text().count("\n") for ax in fig.axes) >= 2
+        _check_layout(fig, drawn_texts)
+    finally:
+        figs.close()
+    drawn_texts.clear()
+    grid = HistogramGrid(["he"], [1], ["C0"], ["tanh"])
+    try:
+        _check_layout(grid.draw(runs, ["he"], "tanh", [1], tmp_path / "histograms.png"), drawn_texts)
+    finally:
         plt.close(grid.fig)
 
 
