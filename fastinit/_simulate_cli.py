@@ -25,7 +25,6 @@ import math
 import os
 import socket
 import sys
-import textwrap
 import time
 
 import numpy as np
@@ -134,7 +133,8 @@ def _progress(total, enabled):
     return update, prog.stop
 
 
-def _fmt(v):
+def fmt_value(v):
+    """Three significant digits; scientific notation outside [1e-3, 1e4)."""
     if v is None or not np.isfinite(v):
         return "nan" if v is None or np.isnan(v) else ("inf" if v > 0 else "-inf")
     if v == 0:
@@ -377,7 +377,7 @@ def _print_tables(runs, verdicts, schemes, activations, report):
                     v, t = r.stats[stat][l - 1], r.theory[stat][l - 1]
                     band = (f"; {fmt_band_end(lo[l - 1])}..{fmt_band_end(hi[l - 1])}"
                             if np.isfinite(lo[l - 1]) and np.isfinite(hi[l - 1]) else "")
-                    cells.append(f"{_fmt(v)} [{_fmt(t)}{band}]")
+                    cells.append(f"{fmt_value(v)} [{fmt_value(t)}{band}]")
                 v = verdicts[(s, act)]
                 if v["overall"] == "symmetric":
                     cells.append("symmetric")
@@ -433,156 +433,16 @@ def _write_csv(path, runs, verdicts):
 
 def _plots(runs, schemes, activations, hist, outdir, sizes):
     try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        import matplotlib  # noqa: F401  (lazy: an optional extra, and `fastinit info` should not load it)
     except ImportError:
         print("matplotlib not installed: skipping plots (pip install fastinit[plot])", file=sys.stderr)
         return []
-    written = []
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for act in activations:
-        p = os.path.join(outdir, f"variance_{act}.png")
-        _variance_figure(plt, runs, schemes, act, sizes, colors).savefig(p, dpi=90)
-        plt.close("all")
-        written.append(p)
+    from ._simulate_plots import write_plots
 
-        fig, axes = plt.subplots(len(schemes), len(hist), figsize=(2.4 * len(hist), 1.7 * len(schemes)),
-                                 squeeze=False)
-        for i, s in enumerate(schemes):
-            hs = {h["layer"]: h for h in runs[(s, act)].histograms}
-            for j, l in enumerate(hist):
-                ax = axes[i, j]
-                h = hs.get(l)
-                if h is not None and h["post_counts"].sum() > 0:
-                    e = h["post_edges"]
-                    ax.stairs(h["post_counts"], e, fill=True, color=colors[i % len(colors)])
-                ax.tick_params(labelsize=6)
-                ax.set_yticks([])
-                if i == 0:
-                    ax.set_title(f"layer {l}", fontsize=8)
-                if j == 0:
-                    ax.set_ylabel(s, fontsize=8)
-        fig.suptitle(f"{act}: post-activation histograms (note the x-axis ranges)", fontsize=10)
-        fig.tight_layout()
-        p = os.path.join(outdir, f"histograms_{act}.png")
-        fig.savefig(p, dpi=80)
-        plt.close(fig)
-        written.append(p)
-    return written
+    return write_plots(runs, schemes, activations, hist, outdir, sizes)
 
 
-IN_RANGE_DECADES = 12.0  # a scheme whose simulation and theory span at most 12 decades is drawn on the upper axis
-_MARKERS = "osD^vPX*<>hp"
-_STYLES = ("-", "--", "-.", (0, (6, 2)), (0, (3, 1, 1, 1)), (0, (1, 1)))
-
-
-def _positive(y):
-    y = np.asarray(y, dtype=np.float64)
-    return np.where(np.isfinite(y) & (y > 0), y, np.nan)
-
-
-def _in_range(r, stat):
-    """True when the simulation and the mean-field line of ``stat`` span at most IN_RANGE_DECADES decades."""
-    sim = _positive(r.stats[stat])
-    if not np.all(np.isfinite(sim)):  # a zero, an overflow: the values left the range
-        return False
-    y = np.concatenate([sim, _positive(r.theory[stat])])
-    y = y[np.isfinite(y)]  # a theory of NaN (none for this configuration) does not count
-    return float(np.log10(y.max() / y.min())) <= IN_RANGE_DECADES
-
-
-def _end_labels(ax, items, log=True):
-    """Labels at the right end of the lines, pushed apart so that coinciding lines stay readable."""
-    items = sorted((v, t, c) for v, t, c in items if np.isfinite(v) and v > 0)
-    if not items:
-        return
-    lo, hi = ax.get_ylim()
-    span = (np.log10(hi) - np.log10(lo)) if log else hi - lo
-    gap = 0.055 * span
-    ys = [np.log10(v) if log else v for v, _, _ in items]
-    for k in range(1, len(ys)):
-        ys[k] = max(ys[k], ys[k - 1] + gap)
-    shift = max(0.0, ys[-1] - ((np.log10(hi) if log else hi) - 0.02 * span))
-    for y, (_, text, c) in zip(ys, items, strict=True):
-        y = y - shift
-        ax.annotate(text, xy=(1.01, 0), xycoords=("axes fraction", "data"),
-                    xytext=(1.01, 10 ** y if log else y), textcoords=("axes fraction", "data"),
-                    color=c, fontsize=7, va="center", annotation_clip=False)
-
-
-def _variance_figure(plt, runs, schemes, act, sizes, colors):
-    """Forward and backward panels: schemes that stay in range on their own axis with the finite-width band;
-    schemes that vanish or explode below on a full log axis; symmetric (zero) runs listed, not drawn."""
-    L = sizes["depth"]
-    layers = np.arange(1, L + 1)
-    stats = (("preact_var", "forward: pooled Var(z_l)"), ("grad_preact_m2", "backward: E[(dl/dz_l)^2]"))
-    style = {s: (colors[i % len(colors)], _MARKERS[i % len(_MARKERS)], _STYLES[i % len(_STYLES)])
-             for i, s in enumerate(schemes)}
-    from fastinit.sim import verdict  # lazy, as every fastinit.sim import of this module
-
-    sym = [s for s in schemes if verdict(runs[(s, act)])["overall"] == "symmetric"]
-    groups = {}
-    for stat, _ in stats:
-        rest = [s for s in schemes if s not in sym and np.any(_positive(runs[(s, act)].stats[stat]) > 0)]
-        inr = [s for s in rest if _in_range(runs[(s, act)], stat)]
-        groups[stat] = (inr, [s for s in rest if s not in inr])
-    kinds = [k for k in (0, 1) if any(groups[st][k] for st, _ in stats)] or [0]
-    fig, axes = plt.subplots(len(kinds), 2, figsize=(13, 4.1 * len(kinds) + 0.5), squeeze=False)
-    every = max(1, L // 8)
-    from fastinit.sim._results import BAND_LEVEL  # lazy, as every fastinit.sim import of this module
-    level = round(100 * BAND_LEVEL)
-    for col, (stat, title) in enumerate(stats):
-        inr, out = groups[stat]
-        end_layer = L if stat == "preact_var" else 1  # where each pass ends
-        for row, kind in enumerate(kinds):
-            members = (inr, out)[kind]
-            ax = axes[row, col]
-            labels = []
-            for k, s in enumerate(members):
-                r = runs[(s, act)]
-                c, m, ls = style[s]
-                lo, hi = r.theory_band(stat)
-                if np.any(np.isfinite(lo)):
-                    ax.fill_between(layers, _positive(lo), _positive(hi), color=c, alpha=0.13, lw=0)
-                ax.plot(layers, _positive(r.theory[stat]), color=c, ls=":", lw=1.0)
-                y = _positive(r.stats[stat])
-                ax.plot(layers, y, color=c, ls=ls, lw=1.4, marker=m, ms=4.5,
-                        markevery=(k % every, every), label=s)
-                yend = float(y[end_layer - 1])
-                if np.isfinite(yend):
-                    end = "" if kind == 0 else f" ({_fmt(yend)} at l={end_layer})"
-                    labels.append((yend, s + end, c))
-            ax.set_yscale("log")
-            ax.grid(alpha=0.3, which="both", lw=0.4)
-            if stat == "preact_var":
-                ax.set_xlim(0.5, L + 0.5)
-                ax.set_xlabel("layer l (forward pass: 1 -> L)")
-            else:  # the backward pass runs from L down to 1: drawn left to right, it ends at the labels
-                ax.set_xlim(L + 0.5, 0.5)
-                ax.set_xlabel(f"layer l (backward pass: {L} -> 1)")
-            if kind == 0:
-                ax.set_title(f"{act}, {title}", fontsize=10)
-            else:
-                ax.set_title(textwrap.fill(f"{title.split(':')[0]}, vanish or explode (span beyond "
-                                           f"{IN_RANGE_DECADES:g} decades): {', '.join(out) or 'none'}", 70),
-                             fontsize=9)
-            if not members:
-                ax.text(0.5, 0.5, "none", transform=ax.transAxes, ha="center", va="center", color="0.5")
-            else:
-                _end_labels(ax, labels)
-    handles = [plt.Line2D([], [], color="0.2", lw=1.4, marker="o", ms=4, label="simulation (markers: scheme)"),
-               plt.Line2D([], [], color="0.2", ls=":", lw=1.0, label="mean-field theory"),
-               plt.matplotlib.patches.Patch(color="0.2", alpha=0.15,
-                                            label=f"{level}% finite-width band, one network")]
-    if sym:
-        handles.append(plt.Line2D([], [], color="none", label="not drawn (symmetric, all zero): " + ", ".join(sym)))
-    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
-    fig.suptitle(f"{act}: width {sizes['width']}, batch {sizes['batch']}, depth {L}", fontsize=11)
-    fig.tight_layout(rect=(0, 0.04, 0.93, 0.97))
-    return fig
-
-
+# ------------------------------------------------------------------------------------------
 def main(argv=None):  # pragma: no cover - convenience for `python -m fastinit._simulate_cli`
     import argparse
     parser = argparse.ArgumentParser(prog="fastinit")
