@@ -135,20 +135,26 @@ def _taylor_exp_tail(r):
 
 
 @njit(**_INLINE)
+def _exp_core(xc):
+    """``(k, p)`` with ``xc = k ln2 + r``, ``|r| <= ln2/2`` and ``p = e^r - 1`` (degree-13 Taylor
+    polynomial, truncation error r^14/14! < 3e-18 relative), for ``xc`` in [_EXP_LO, _EXP_HI]."""
+    kf = np.floor(xc * _LOG2E + 0.5)
+    r = (xc - kf * _LN2_HI) - kf * _LN2_LO
+    p = _fma(_taylor_exp_tail(r) * r, r, r)
+    return kf, p
+
+
+@njit(**_INLINE)
 def _exp_reduced(x):
-    """``(k, p)`` with ``x = k ln2 + r``, ``|r| <= ln2/2`` and ``p = e^r - 1`` (degree-13 Taylor
-    polynomial, truncation error r^14/14! < 3e-18 relative), for ``x`` clamped to the range where
-    ``exp`` is a normal number. :func:`_exp` and :func:`_expm1` share it, so a kernel that needs
-    both of the same argument (tanh and its derivative) computes it once."""
+    """:func:`_exp_core` of ``x`` clamped to the range where ``exp`` is a normal number.
+    :func:`_exp` and :func:`_expm1` share it, so a kernel that needs both of the same argument
+    (tanh and its derivative) computes it once."""
     # below _EXP_LO (and for NaN) the callers return their limit, so any argument would do: 0, not
     # _EXP_LO, whose 2^k = 2^-1021 made subnormal intermediates (2^k p), each a slow microcode
     # assist on x86, in every saturated element (tanh, SELU, sigmoid, GELU's tails: 5x slower)
     xc = x if x > _EXP_LO else 0.0
     xc = xc if xc < _EXP_HI else _EXP_HI
-    kf = np.floor(xc * _LOG2E + 0.5)
-    r = (xc - kf * _LN2_HI) - kf * _LN2_LO
-    p = _fma(_taylor_exp_tail(r) * r, r, r)
-    return kf, p
+    return _exp_core(xc)
 
 
 @njit(**_INLINE)
@@ -160,6 +166,16 @@ def _exp(x):
     y = y if x > _EXP_LO else 0.0
     y = y if x <= _EXP_HI else np.inf
     return y if x == x else x
+
+
+@njit(**_INLINE)
+def _exp_nonpositive(x):
+    """:func:`_exp` of an ``x <= 0`` that is not NaN (erfc's e^(-s^2)), the same bits without the
+    overflow and NaN cases (fewer instructions in GELU's long loop)."""
+    xc = x if x > _EXP_LO else 0.0
+    kf, p = _exp_core(xc)
+    y = ((p + 1.0) * _f64_from_bits((np.int64(kf) + 1022) << 52)) * 2.0
+    return y if x > _EXP_LO else 0.0
 
 
 @njit(**_INLINE)
@@ -197,7 +213,7 @@ _CQ = (2.56852019228982242e00, 1.87295284992346047e00, 5.27905102951428412e-1,
        6.05183413124413191e-2, 2.33520497626869185e-3)
 _SQRPI = 5.6418958354775628695e-1  # 1/sqrt(pi)
 _ERFC_ZERO = 26.543  # erfc(y) underflows to 0 beyond this
-_ERFC_TINY = 1e-100  # below, erfc(y) = 1 - 2y/sqrt(pi) (the central polynomial at t = 0)
+_ERFC_TINY = 2.0 ** -400  # below, erfc(y) = 1 - 2y/sqrt(pi) to the last bit (the central polynomial at t = 0)
 
 
 @njit(**_INLINE)
@@ -208,12 +224,12 @@ def _erfc_gauss(x):
     division. ``exp(-x^2)`` (which the tails need anyway) is returned for GELU's derivative.
     """
     y = abs(x)
-    # The branches below are all evaluated, and at |y| < 1e-100 (t = y^2 subnormal) or |y| > 27
+    # The branches below are all evaluated, and at |y| < 1.5e-154 (t = y^2 subnormal) or |y| > 27
     # (e^(-y^2) underflows, and (y - s)(y + s) and u can overflow or be subnormal) the discarded
     # ones made subnormal numbers (slow on x86) and the Gaussian factor 0 * inf = NaN. They are fed
-    # ys instead: 0 below 1e-100, where the polynomials in t = y^2 round to their constant terms and
-    # e^(-y^2) to 1 either way; 27 above 27, where erfc is 0 or 2 and e^(-y^2) = 0 either way.
-    ys = 0.0 if y < _ERFC_TINY else min(y, 27.0)
+    # ys, y clamped to [2^-400, 27]: below 2^-400 the polynomials in t = y^2 round to their constant
+    # terms and e^(-y^2) to 1 either way; above 27 erfc is 0 or 2 and e^(-y^2) = 0 either way.
+    ys = min(max(y, _ERFC_TINY), 27.0)
     t = ys * ys
     # |y| <= 0.46875: erfc = 1 - x R1(x^2) = (den - x num) / den
     d1 = _horner(t, 1.0, _CB)
@@ -224,7 +240,7 @@ def _erfc_gauss(x):
     # instead of two)
     s = _f64_from_bits(_bits_of_f64(ys) & _HIGH26)
     d = (ys - s) * (ys + s)
-    gauss = _exp(-s * s) * _fma(-d, _fma(-d, _fma(-d, 1.0 / 6.0, 0.5), 1.0), 1.0)
+    gauss = _exp_nonpositive(-s * s) * _fma(-d, _fma(-d, _fma(-d, 1.0 / 6.0, 0.5), 1.0), 1.0)
     # 0.46875 < |y| <= 4: erfc(y) = e^(-y^2) R2(y)
     n2 = gauss * _horner(ys, _CC[8], _CC[:8])
     d2 = _horner(ys, 1.0, _CD)
