@@ -7,7 +7,16 @@ of :mod:`fastinit.sim._kernels`, which LLVM then vectorises (AVX-512: 8 doubles 
 Those are compiled without fast-math flags (``_kernels.ROW_FLAGS``), so every expression here is
 evaluated as written (the order that keeps ``x - k ln 2`` and ``2^k p + (2^k - 1)`` free of
 cancellation is the one you read) and the polynomials' multiply-adds are fused explicitly
-(:func:`_fma`). Accuracy: a few ulp, checked against NumPy/SciPy in tests/test_sim.py.
+(:func:`_fma`). Accuracy: a few ulp, checked against NumPy/SciPy in tests/test_sim_kernels.py and,
+at extreme inputs, tests/test_sim_extremes.py.
+
+Subnormal numbers: x86 CPUs take a microcode assist (on the order of 100 cycles) for each vector
+instruction that makes one. The branches that are computed and then discarded are therefore fed
+arguments that keep them normal (saturated exp/expm1 in :func:`_exp_reduced`, erfc's ``ys``), so huge
+and tiny inputs run at the speed of ordinary ones, with the same bits. Still slow: subnormal inputs
+themselves (most of their phi are subnormal too, and flushing them cost 10-15% on ordinary inputs) and
+exp's arguments in (-708, -707.3), whose subnormal intermediate ``(1 + p) 2^-1022`` makes the result's
+last bits.
 
 :data:`KERNEL_ACTIVATIONS` maps each registry activation's ``kind_id``
 (:mod:`fastinit._activations`) to the ``(phi, phi')`` pair the kernels inline: the versions below
@@ -221,7 +230,8 @@ def _erfc_gauss(x):
     """``(erfc(x), exp(-x^2))`` by Cody's three rational approximations.
 
     All three are evaluated and one numerator/denominator pair selected, so there is a single
-    division. ``exp(-x^2)`` (which the tails need anyway) is returned for GELU's derivative.
+    division. ``exp(-x^2)`` (which the tails need anyway) is returned for GELU's derivative: 0 beyond
+    |x| = 27, and not NaN for a NaN ``x`` (whose erfc is NaN).
     """
     y = abs(x)
     # The branches below are all evaluated, and at |y| < 1.5e-154 (t = y^2 subnormal) or |y| > 27
