@@ -8,7 +8,8 @@ Usage (from the repository root)::
 
 One ``batch x width`` block (the sweep benchmark's layer) of N(0, 1) values times ``--scale`` (default 1;
 1e30 or 1e200 are the pre-activations of an exploding network, 1e-160 those of a vanishing one, whose
-squares are subnormal numbers) in ``--dtype`` (default float32), medians of ``--repeats`` calls:
+squares, and so the forward statistics, are subnormal numbers: those stay slow) in ``--dtype`` (default
+float32), medians of ``--repeats`` calls:
 
 * ``fwd moments``: the forward kernel with the moment groups only (``F_ZMOM | F_POST``);
 * ``fwd all``: the forward kernel with every statistic group;
@@ -16,7 +17,8 @@ squares are subnormal numbers) in ``--dtype`` (default float32), medians of ``--
 * ``sgemm``: ``numpy.matmul`` of the block by a ``width x width`` matrix on one BLAS thread, per output
   (always float32 N(0, 1) values).
 
-The machine's other load shifts every number alike; compare rows (scales, activations) measured in one run.
+On a shared machine the timings drift between runs: compare versions or scales by runs made back to back
+(alternating), or by ratios within one run.
 
 ``--no-wide-vectors`` compiles the kernels without asking LLVM for 512-bit vectors
 (``fastinit.sim._fastmath.prefer_wide_vectors``), for comparison; it needs Numba's on-disk cache off
@@ -87,7 +89,10 @@ def main(argv=None):
     B, n, reps = args.batch, args.width, args.repeats
     rng = np.random.default_rng(0)
     dt = np.dtype(args.dtype)
-    z0 = (rng.standard_normal((B, n)) * args.scale).astype(dt)
+    with np.errstate(over="ignore"):
+        z0 = (rng.standard_normal((B, n)) * args.scale).astype(dt)
+    if not np.isfinite(z0).all():
+        ap.error(f"--scale {args.scale:g} overflows {args.dtype}")
     g = rng.standard_normal((B, n)).astype(dt)
     print(f"{args.dtype}, values N(0, 1) * {args.scale:g}")
     print(f"{'activation':10s} {'fwd moments':>12s} {'fwd all':>10s} {'bwd':>8s}  (ns/element)")
