@@ -3,14 +3,22 @@
 Usage (from the repository root)::
 
     PYTHONPATH=. python benchmarks/scripts/sim_kernels.py [--batch 512] [--width 128] [--repeats 30]
+    PYTHONPATH=. python benchmarks/scripts/sim_kernels.py --dtype float64 --scale 1e200
     FASTINIT_NUMBA_CACHE=0 PYTHONPATH=. python benchmarks/scripts/sim_kernels.py --no-wide-vectors
 
-One ``batch x width`` float32 block (the sweep benchmark's layer), medians of ``--repeats`` calls:
+One ``batch x width`` block (the sweep benchmark's layer) of N(0, 1) values times ``--scale`` (default 1;
+1e30 or 1e200 are the pre-activations of an exploding network, 1e-160 those of a vanishing one, whose
+squares, and so the forward statistics, are subnormal numbers: those stay slow) in ``--dtype`` (default
+float32), medians of ``--repeats`` calls:
 
 * ``fwd moments``: the forward kernel with the moment groups only (``F_ZMOM | F_POST``);
 * ``fwd all``: the forward kernel with every statistic group;
 * ``bwd``: the backward kernel (``delta = phi'(z) g`` and its row sums of squares);
-* ``sgemm``: ``numpy.matmul`` of the block by a ``width x width`` matrix on one BLAS thread, per output.
+* ``sgemm``: ``numpy.matmul`` of the block by a ``width x width`` matrix on one BLAS thread, per output
+  (always float32 N(0, 1) values).
+
+On a shared machine the timings drift between runs: compare versions or scales by runs made back to back
+(alternating), or by ratios within one run.
 
 ``--no-wide-vectors`` compiles the kernels without asking LLVM for 512-bit vectors
 (``fastinit.sim._fastmath.prefer_wide_vectors``), for comparison; it needs Numba's on-disk cache off
@@ -67,6 +75,8 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, default=512)
     ap.add_argument("--width", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--scale", type=float, default=1.0, help="values are N(0, 1) * SCALE (default 1)")
+    ap.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     ap.add_argument("--no-wide-vectors", action="store_true", help="compile without the 512-bit vector request")
     args = ap.parse_args(argv)
     if args.no_wide_vectors:
@@ -78,16 +88,22 @@ def main(argv=None):
         _fastmath._WIDE_OK = False
     B, n, reps = args.batch, args.width, args.repeats
     rng = np.random.default_rng(0)
-    z0 = rng.standard_normal((B, n)).astype(np.float32)
-    g = rng.standard_normal((B, n)).astype(np.float32)
+    dt = np.dtype(args.dtype)
+    with np.errstate(over="ignore"):
+        z0 = (rng.standard_normal((B, n)) * args.scale).astype(dt)
+    if not np.isfinite(z0).all():
+        ap.error(f"--scale {args.scale:g} overflows {args.dtype}")
+    g = rng.standard_normal((B, n)).astype(dt)
+    print(f"{args.dtype}, values N(0, 1) * {args.scale:g}")
     print(f"{'activation':10s} {'fwd moments':>12s} {'fwd all':>10s} {'bwd':>8s}  (ns/element)")
     for name in ("relu", "tanh", "selu", "gelu"):
         row = _activation_row(name, z0, g, reps)
         print(f"{name:10s} {row[0]:12.2f} {row[1]:10.2f} {row[2]:8.2f}")
     W = rng.standard_normal((n, n)).astype(np.float32)
     zz = np.empty((B, n), np.float32)
+    x32 = rng.standard_normal((B, n)).astype(np.float32)
     with _blas.single_threaded_blas():
-        ns = _median_ns(lambda: np.matmul(z0, W.T, out=zz), reps, B * n)
+        ns = _median_ns(lambda: np.matmul(x32, W.T, out=zz), reps, B * n)
     print(f"sgemm {B}x{n}x{n}, one BLAS thread: {ns:.2f} ns per output ({2 * n / ns:.1f} GFLOP/s)")
 
 

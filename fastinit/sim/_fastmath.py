@@ -7,7 +7,16 @@ of :mod:`fastinit.sim._kernels`, which LLVM then vectorises (AVX-512: 8 doubles 
 Those are compiled without fast-math flags (``_kernels.ROW_FLAGS``), so every expression here is
 evaluated as written (the order that keeps ``x - k ln 2`` and ``2^k p + (2^k - 1)`` free of
 cancellation is the one you read) and the polynomials' multiply-adds are fused explicitly
-(:func:`_fma`). Accuracy: a few ulp, checked against NumPy/SciPy in tests/test_sim.py.
+(:func:`_fma`). Accuracy: a few ulp, checked against NumPy/SciPy in tests/test_sim_kernels.py and,
+at extreme inputs, tests/test_sim_extremes.py.
+
+Subnormal numbers: x86 CPUs take a microcode assist (on the order of 100 cycles) for each vector
+instruction that makes one. The branches that are computed and then discarded are therefore fed
+arguments that keep them normal (saturated exp/expm1 in :func:`_exp_reduced`, erfc's ``ys``), so huge
+and tiny inputs run at the speed of ordinary ones, with the same bits. Still slow: subnormal inputs
+themselves (most of their phi are subnormal too, and flushing them cost 10-15% on ordinary inputs) and
+exp's arguments in (-708, -707.3), whose subnormal intermediate ``(1 + p) 2^-1022`` makes the result's
+last bits.
 
 :data:`KERNEL_ACTIVATIONS` maps each registry activation's ``kind_id``
 (:mod:`fastinit._activations`) to the ``(phi, phi')`` pair the kernels inline: the versions below
@@ -135,17 +144,26 @@ def _taylor_exp_tail(r):
 
 
 @njit(**_INLINE)
-def _exp_reduced(x):
-    """``(k, p)`` with ``x = k ln2 + r``, ``|r| <= ln2/2`` and ``p = e^r - 1`` (degree-13 Taylor
-    polynomial, truncation error r^14/14! < 3e-18 relative), for ``x`` clamped to the range where
-    ``exp`` is a normal number. :func:`_exp` and :func:`_expm1` share it, so a kernel that needs
-    both of the same argument (tanh and its derivative) computes it once."""
-    xc = x if x > _EXP_LO else _EXP_LO      # NaN -> _EXP_LO here; the callers restore it
-    xc = xc if xc < _EXP_HI else _EXP_HI
+def _exp_core(xc):
+    """``(k, p)`` with ``xc = k ln2 + r``, ``|r| <= ln2/2`` and ``p = e^r - 1`` (degree-13 Taylor
+    polynomial, truncation error r^14/14! < 3e-18 relative), for ``xc`` in [_EXP_LO, _EXP_HI]."""
     kf = np.floor(xc * _LOG2E + 0.5)
     r = (xc - kf * _LN2_HI) - kf * _LN2_LO
     p = _fma(_taylor_exp_tail(r) * r, r, r)
     return kf, p
+
+
+@njit(**_INLINE)
+def _exp_reduced(x):
+    """:func:`_exp_core` of ``x`` clamped to the range where ``exp`` is a normal number.
+    :func:`_exp` and :func:`_expm1` share it, so a kernel that needs both of the same argument
+    (tanh and its derivative) computes it once."""
+    # below _EXP_LO (and for NaN) the callers return their limit, so any argument would do: 0, not
+    # _EXP_LO, whose 2^k = 2^-1021 made subnormal intermediates (2^k p), each a slow microcode
+    # assist on x86, in every saturated element (tanh, SELU, sigmoid, GELU's tails: 5x slower)
+    xc = x if x > _EXP_LO else 0.0
+    xc = xc if xc < _EXP_HI else _EXP_HI
+    return _exp_core(xc)
 
 
 @njit(**_INLINE)
@@ -157,6 +175,16 @@ def _exp(x):
     y = y if x > _EXP_LO else 0.0
     y = y if x <= _EXP_HI else np.inf
     return y if x == x else x
+
+
+@njit(**_INLINE)
+def _exp_nonpositive(x):
+    """:func:`_exp` of an ``x <= 0`` that is not NaN (erfc's e^(-s^2)), the same bits without the
+    overflow and NaN cases (fewer instructions in GELU's long loop)."""
+    xc = x if x > _EXP_LO else 0.0
+    kf, p = _exp_core(xc)
+    y = ((p + 1.0) * _f64_from_bits((np.int64(kf) + 1022) << 52)) * 2.0
+    return y if x > _EXP_LO else 0.0
 
 
 @njit(**_INLINE)
@@ -194,6 +222,7 @@ _CQ = (2.56852019228982242e00, 1.87295284992346047e00, 5.27905102951428412e-1,
        6.05183413124413191e-2, 2.33520497626869185e-3)
 _SQRPI = 5.6418958354775628695e-1  # 1/sqrt(pi)
 _ERFC_ZERO = 26.543  # erfc(y) underflows to 0 beyond this
+_ERFC_TINY = 2.0 ** -400  # below, erfc(y) = 1 - 2y/sqrt(pi) to the last bit (the central polynomial at t = 0)
 
 
 @njit(**_INLINE)
@@ -201,10 +230,17 @@ def _erfc_gauss(x):
     """``(erfc(x), exp(-x^2))`` by Cody's three rational approximations.
 
     All three are evaluated and one numerator/denominator pair selected, so there is a single
-    division. ``exp(-x^2)`` (which the tails need anyway) is returned for GELU's derivative.
+    division. ``exp(-x^2)`` (which the tails need anyway) is returned for GELU's derivative: 0 beyond
+    |x| = 27, and not NaN for a NaN ``x`` (whose erfc is NaN).
     """
     y = abs(x)
-    t = y * y
+    # The branches below are all evaluated, and at |y| < 1.5e-154 (t = y^2 subnormal) or |y| > 27
+    # (e^(-y^2) underflows, and (y - s)(y + s) and u can overflow or be subnormal) the discarded
+    # ones made subnormal numbers (slow on x86) and the Gaussian factor 0 * inf = NaN. They are fed
+    # ys, y clamped to [2^-400, 27]: below 2^-400 the polynomials in t = y^2 round to their constant
+    # terms and e^(-y^2) to 1 either way; above 27 erfc is 0 or 2 and e^(-y^2) = 0 either way.
+    ys = min(max(y, _ERFC_TINY), 27.0)
+    t = ys * ys
     # |y| <= 0.46875: erfc = 1 - x R1(x^2) = (den - x num) / den
     d1 = _horner(t, 1.0, _CB)
     n1 = _fma(-x, _horner(t, _CA[4], _CA[:4]), d1)
@@ -212,17 +248,17 @@ def _erfc_gauss(x):
     # bits of the significand cleared): s^2 is exact and 0 <= d < 2^-24 y^2 < 4.2e-5 wherever
     # erfc is not 0 (y < 26.543), so e^(-d) = 1 - d + d^2/2 - d^3/6 to 2e-19 relative (one exp
     # instead of two)
-    s = _f64_from_bits(_bits_of_f64(y) & _HIGH26)
-    d = (y - s) * (y + s)
-    gauss = _exp(-s * s) * _fma(-d, _fma(-d, _fma(-d, 1.0 / 6.0, 0.5), 1.0), 1.0)
+    s = _f64_from_bits(_bits_of_f64(ys) & _HIGH26)
+    d = (ys - s) * (ys + s)
+    gauss = _exp_nonpositive(-s * s) * _fma(-d, _fma(-d, _fma(-d, 1.0 / 6.0, 0.5), 1.0), 1.0)
     # 0.46875 < |y| <= 4: erfc(y) = e^(-y^2) R2(y)
-    n2 = gauss * _horner(y, _CC[8], _CC[:8])
-    d2 = _horner(y, 1.0, _CD)
+    n2 = gauss * _horner(ys, _CC[8], _CC[:8])
+    d2 = _horner(ys, 1.0, _CD)
     # |y| > 4: erfc(y) = e^(-y^2) (1/sqrt(pi) - u R3(u)) / y with u = 1/y^2
     u = 1.0 / t
     d3 = _horner(u, 1.0, _CQ)
     n3 = gauss * _fma(-u, _horner(u, _CP[5], _CP[:5]), _SQRPI * d3)
-    d3 = d3 * y
+    d3 = d3 * ys
     central = y <= 0.46875
     n = n1 if central else (n2 if y <= 4.0 else n3)
     d = d1 if central else (d2 if y <= 4.0 else d3)
