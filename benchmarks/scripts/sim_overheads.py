@@ -5,6 +5,8 @@ Usage (from the repository root)::
     PYTHONPATH=. python benchmarks/scripts/sim_overheads.py faults
     NUMBA_CACHE_DIR=$(mktemp -d) PYTHONPATH=. python benchmarks/scripts/sim_overheads.py compile
     PYTHONPATH=. python benchmarks/scripts/sim_overheads.py threads
+    PYTHONPATH=. python benchmarks/scripts/sim_overheads.py gemm-blocks
+    PYTHONPATH=. python benchmarks/scripts/sim_overheads.py shared
 
 * ``faults``: minor page faults and system CPU time (``getrusage``) of networks of the default
   ``fastinit simulate`` study (depth 50, width 512, batch 1024, float64, tanh, every statistic),
@@ -17,6 +19,13 @@ Usage (from the repository root)::
 * ``threads``: the 200-configuration sweep with ``workers=1`` and ``workers=2``, two rounds each after a
   warm-up: wall time, the process's CPU time (``os.times``, every thread) and the share of the two cores
   busy (CPU over twice the wall time), which shows how long the two runs at once wait.
+* ``gemm-blocks``: the default study's three DGEMMs of a layer (1024 x 512 by 512 x 512, the backward
+  one, and the weight gradient's 512 x 1024 by 1024 x 512) on one BLAS thread, in one call or in four
+  calls of a quarter of the rows each (as a run on several threads does), medians of 5 x 20 calls; and
+  whether the two give the same bits.
+* ``shared``: the 200-configuration sweep with the weights shared between the runs that differ only in
+  the activation (``SharedWeights``, the default) and with every run drawing its own, ``workers`` 1 and
+  2, four interleaved rounds, medians.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ import collections
 import contextlib
 import os
 import resource
+import statistics
 import sys
 import tempfile
 import time
@@ -87,6 +97,67 @@ def threads():
         print(f"workers={workers}: {wall:5.2f} s wall  {cpu:5.2f} s CPU  cores busy {cpu / (2 * wall):4.0%}")
 
 
+def gemm_blocks():
+    import numpy as np
+
+    from fastinit import _blas
+
+    rng = np.random.default_rng(0)
+    B, n = 1024, 512
+    a, W = rng.standard_normal((B, n)), rng.standard_normal((n, n))
+    z, dW = np.empty((B, n)), np.empty((n, n))
+
+    def products(nb):
+        r = np.linspace(0, B, nb + 1).astype(int)
+        c = np.linspace(0, n, nb + 1).astype(int)
+        for k in range(nb):
+            np.matmul(a[r[k]:r[k + 1]], W.T, out=z[r[k]:r[k + 1]])
+        fwd = z.copy()
+        for k in range(nb):
+            np.matmul(a[r[k]:r[k + 1]], W, out=z[r[k]:r[k + 1]])
+        for k in range(nb):
+            np.matmul(a[:, c[k]:c[k + 1]].T, z, out=dW[c[k]:c[k + 1]])
+        return fwd, z.copy(), dW.copy()
+
+    with _blas.single_threaded_blas():
+        times = {1: [], 4: []}
+        for _ in range(5):
+            for nb in (1, 4):
+                t = time.perf_counter()
+                for _ in range(20):
+                    products(nb)
+                times[nb].append((time.perf_counter() - t) / 20 * 1e3)
+        same = all(np.array_equal(x, y) for x, y in zip(products(1), products(4), strict=True))
+    for nb, v in times.items():
+        print(f"{nb} call(s) per product: {statistics.median(v):6.2f} ms for the layer's three DGEMMs")
+    print(f"same bits: {same}")
+
+
+def shared():
+    from fastinit.sim import _schemes
+
+    real = _schemes.SharedWeights.get
+
+    def own(self, group, key, draw):
+        return draw()
+
+    _small_sweep()
+    times = collections.defaultdict(list)
+    try:
+        for _ in range(4):
+            for mode, get in (("shared", real), ("each run its own", own)):
+                _schemes.SharedWeights.get = get
+                for workers in (1, 2):
+                    t = time.perf_counter()
+                    _small_sweep(workers=workers)
+                    times[mode, workers].append(time.perf_counter() - t)
+    finally:
+        _schemes.SharedWeights.get = real
+    for (mode, workers), v in sorted(times.items()):
+        print(f"weights {mode:16s} workers={workers}: median {statistics.median(v):5.2f} s   "
+              + " ".join(f"{x:.2f}" for x in v))
+
+
 def compile_times():
     cache = os.environ.get("NUMBA_CACHE_DIR")
     if not cache or (os.path.isdir(cache) and os.listdir(cache)):
@@ -127,9 +198,10 @@ def compile_times():
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("what", choices=["faults", "compile", "threads"])
+    ap.add_argument("what", choices=["faults", "compile", "threads", "gemm-blocks", "shared"])
     args = ap.parse_args(argv)
-    {"faults": faults, "compile": compile_times, "threads": threads}[args.what]()
+    {"faults": faults, "compile": compile_times, "threads": threads, "gemm-blocks": gemm_blocks,
+     "shared": shared}[args.what]()
 
 
 if __name__ == "__main__":

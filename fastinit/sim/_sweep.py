@@ -69,8 +69,9 @@ def sweep(inits=("xavier_normal", "kaiming_normal"), activations=("tanh", "relu"
         core. One run per core does better than every core on one run: a small run cannot use
         several cores well, and a large one leaves cores idle while it builds its weights and
         hands its blocks of rows between threads (the default ``fastinit simulate`` study's sweep:
-        23.8 s against 25.5 s, docs/simulate.md, Performance). Results do not depend on it: every
-        run's numbers are fixed by its seed.
+        20.1 s against 21.1 s, docs/simulate.md, Performance). Results do not depend on it: every
+        run's numbers are fixed by its seed. The runs that differ only in the activation share
+        their weights (drawn once: a weight does not depend on the activation).
     client : dask.distributed.Client, optional
         Run on this cluster: one task per (configuration, seed), progress reported as runs
         complete, the theory computed once per configuration here. A task lost with a worker
