@@ -7,8 +7,8 @@ import functools
 
 import numpy as np
 import pytest
-from numba import njit
 
+from _sim_helpers import apply_compiled
 from fastinit._activations import ACTIVATIONS, SELU_ALPHA, SELU_LAMBDA, get_activation
 from fastinit.sim import _kernels as K
 from fastinit.sim import _passes as P
@@ -20,20 +20,10 @@ _MAX = np.finfo(np.float64).max
 
 @functools.cache
 def _compiled_pair(name):
-    """phi and phi' of ``name`` as the kernels inline them, over an array, with the row functions' flags."""
+    """phi and phi' of ``name`` as the kernels inline them, over an array."""
     act = get_activation(name)
     phi, dphi = KERNEL_ACTIVATIONS[act.kind_id]
-
-    @njit(**K.ROW_FLAGS)
-    def run(xs, p):
-        a = np.empty_like(xs)
-        d = np.empty_like(xs)
-        for i in range(xs.size):
-            a[i] = phi(xs[i], p)
-            d[i] = dphi(xs[i], p)
-        return a, d
-
-    return lambda xs: run(np.asarray(xs, dtype=np.float64), act.param)
+    return lambda xs: apply_compiled(phi, dphi, act.param, np.asarray(xs, dtype=np.float64))
 
 
 def _extreme_values():

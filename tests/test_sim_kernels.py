@@ -10,23 +10,8 @@ import sys
 import numpy as np
 from numba import njit
 
+from _sim_helpers import apply_compiled
 from fastinit.sim import simulate_mlp, sweep
-
-
-def _apply_compiled(phi, dphi, p, xs):
-    """phi and phi' over an array, inlined into a loop compiled with the row functions' flags."""
-    from fastinit.sim import _kernels as k
-
-    @njit(**k.ROW_FLAGS)
-    def run(xs, p):
-        a = np.empty_like(xs)
-        d = np.empty_like(xs)
-        for i in range(xs.size):
-            a[i] = phi(xs[i], p)
-            d[i] = dphi(xs[i], p)
-        return a, d
-
-    return run(xs, p)
 
 
 def test_fast_activations_match_numpy_forms():
@@ -55,7 +40,7 @@ def test_fast_activations_match_numpy_forms():
     for name in ACTIVATIONS:  # what the kernels inline for each registry kind
         act = get_activation(name)
         phi, dphi = KERNEL_ACTIVATIONS[act.kind_id]
-        a, d = _apply_compiled(phi, dphi, act.param, xs)
+        a, d = apply_compiled(phi, dphi, act.param, xs)
         with np.errstate(all="ignore"):
             want = act.phi(xs, act.param)
             want_d = exact_d.get(name, act.dphi(xs, act.param))
