@@ -7,7 +7,9 @@ Private module: the public functions (:mod:`fastinit.sim`) validate every argume
 * Matrix products go through BLAS: ``numpy.matmul(..., out=buffer[r0:r1])`` outside Numba,
   one block of rows at a time on one BLAS thread, each followed at once by the fused kernel on
   that block (still in cache); blocks run on the calling thread and a small thread pool
-  (:func:`run_blocks`). The partition depends only on the sizes (:func:`row_blocks`).
+  (:func:`run_blocks`). The partition depends only on the sizes (:func:`row_blocks`). On one
+  thread a layer's GEMM is one call for all its blocks; a layer of zero weights needs none
+  (:func:`zero_product`).
 * Memory: the forward pass keeps one pre-activation array per layer in the simulation dtype
   (float32 by default), plus the outputs ``a_l`` (residual nets: ``h_l``) when the batch-mean
   weight gradient ``delta_l^T a_{l-1}`` is wanted. Backward forms ``phi'(z)`` from
@@ -149,13 +151,20 @@ def run_blocks(nthreads, nblocks, fn):
             f.result()
 
 
-MERGE_GEMMS = True
+def _no_gemm(r0, r1):
+    return None
 
 
 def _gemm_and_blocks(nthreads, bounds, gemm, block):
-    """``block(c)`` for every block of rows; on one thread the GEMM of all blocks first, in one call."""
+    """``block(c, gemm)`` for every block of rows (it runs ``gemm`` on its rows, then its kernel).
+
+    On one thread the GEMM of all blocks comes first, in one call: each per-block call would pack the
+    layer's weights again (``sim_overheads.py gemm-blocks``), and the product's bits are the per-block
+    products' (BLAS splits no dot product by rows). The kernels still run block by block, so the
+    statistics add in the same order as on several threads.
+    """
     nb = len(bounds) - 1
-    if MERGE_GEMMS and nthreads <= 1 and nb > 1 and gemm is not _no_gemm:
+    if nthreads <= 1 and nb > 1 and gemm is not _no_gemm:
         gemm(int(bounds[0]), int(bounds[-1]))
         for c in range(nb):
             block(c, _no_gemm)
@@ -207,11 +216,7 @@ def backward_layer(nthreads, gemm, kind, g, gres, residual, z, delta, p, scale, 
     return rowsq
 
 
-def _no_gemm(r0, r1):
-    return None
-
-
-SKIP_ZERO_GEMMS = True
+SKIP_ZERO_GEMMS = True  # off only to compare with the GEMMs (tests)
 
 
 def all_zero(w):
