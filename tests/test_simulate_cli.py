@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from _subproc import run_python
 from fastinit._simulate_cli import add_simulate_parser, run_simulate
 
 
@@ -257,14 +258,12 @@ def test_plots_are_skipped_without_matplotlib(monkeypatch, capsys, tmp_path):
 
 
 def test_simulate_cli_and_info_do_not_load_matplotlib():
-    import subprocess
-    import sys
-
     code = ("import sys, contextlib, io\n"
             "import fastinit._simulate_cli\n"
             "from fastinit.cli import main\n"
             "with contextlib.redirect_stdout(io.StringIO()):\n"
             "    main(['info'])\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'matplotlib'))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = run_python(code, timeout=120)   # outside the checkout: the installed package, not the source tree
+    assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[]"
