@@ -134,3 +134,22 @@ def test_a_sweep_draws_each_weight_once_for_all_its_activations(monkeypatch):
                                    theory=False)
                 np.testing.assert_array_equal(res.per_network["grad_weight_m2_batchmean"][i],
                                               one.per_network["grad_weight_m2_batchmean"][0])
+
+
+def test_weights_of_several_networks_are_shared_only_when_they_fit(monkeypatch):
+    """A group of runs keeps all n_networks networks' weights until its last run: that many more
+    bytes must fit in half the available memory, else every run draws its own."""
+    from fastinit.sim import _passes
+
+    draws = []
+    real = _schemes._draw_weight
+    monkeypatch.setattr(_schemes, "_draw_weight", lambda *a: draws.append(a[1]) or real(*a))
+    need = _passes.mlp_bytes([8, 8, 8], 16, 4)
+    extra = 1 * (2 - 1) * 4 * (8 * 8 + 8 * 8)             # one run at once, one more network of two layers
+    kw = dict(inits=["xavier_normal"], activations=["tanh", "relu"], depths=[2], widths=[8], seeds=[0], batch=16,
+              n_networks=2, theory=False, workers=1)
+    for avail, shared in ((2 * (need + extra), True), (2 * (need + extra) - 2, False)):
+        monkeypatch.setattr(_sweep, "available_memory", lambda avail=avail: avail)
+        draws.clear()
+        sweep(**kw)
+        assert len(draws) == (2 * 2 if shared else 2 * 2 * 2), avail    # networks x layers (x activations)

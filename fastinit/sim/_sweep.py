@@ -135,6 +135,7 @@ def sweep(inits=("xavier_normal", "kaiming_normal"), activations=("tanh", "relu"
     for spec in activations:
         resolve_activation(*_spec(spec), kwargs.get("activation_derivative"))
     # runs that differ only in the activation follow one another: they share their weights (SharedWeights)
+    shared = None
     nA, nD, nW = len(activations), len(depths), len(widths)
     jobs = [(((i * nA + a) * nD + d) * nW + w, si) for i in range(len(inits)) for d in range(nD)
             for w in range(nW) for si in range(len(seeds)) for a in range(nA)]
@@ -144,8 +145,17 @@ def sweep(inits=("xavier_normal", "kaiming_normal"), activations=("tanh", "relu"
         per_run = [_passes.mlp_bytes([w if input_dim is None else int(input_dim)] + [w] * d, batch, dtype.itemsize)
                    for _, _, d, w in grid]
         workers = _sweep_workers(workers, len(jobs), per_run)
-        check_memory(sum(sorted(per_run)[-workers:]),
-                     f"sweep(depths={depths}, widths={widths}, batch={batch}, {workers} run(s) at once)")
+        need = sum(sorted(per_run)[-workers:])
+        # A group of runs keeps each of its networks' weights until its last run ends, n_networks - 1
+        # networks more than a run alone holds: shared only when that fits well within the memory.
+        nnet = integer(n_networks, "n_networks", minimum=1)
+        extra = workers * (nnet - 1) * dtype.itemsize * max(
+            (w if input_dim is None else int(input_dim)) * w + (d - 1) * w * w for _, _, d, w in grid)
+        avail = available_memory() if extra else None
+        if avail is None or need + extra <= avail // 2:
+            shared = SharedWeights()
+            need += extra
+        check_memory(need, f"sweep(depths={depths}, widths={widths}, batch={batch}, {workers} run(s) at once)")
 
     def run_kwargs(job):
         gi, si = job
@@ -155,12 +165,11 @@ def sweep(inits=("xavier_normal", "kaiming_normal"), activations=("tanh", "relu"
         return dict(depth=depth, width=width, batch=batch, activation=aname, activation_param=aparam,
                     init=iname, init_params=iparams, n_networks=n_networks, seed=seeds[si], **kwargs)
 
-    shared = SharedWeights()
-    for job in jobs:
+    for job in jobs if shared is not None else ():
         shared.expect(_weight_group(job, grid), 1)
 
     def run(job):  # the theory is computed once per configuration, beside or after the runs
-        with shared.run(_weight_group(job, grid)):
+        with shared.run(_weight_group(job, grid)) if shared is not None else contextlib.nullcontext():
             return simulate_mlp(theory=False, **run_kwargs(job))
 
     def label(job):
