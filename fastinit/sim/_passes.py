@@ -159,8 +159,9 @@ def _gemm_and_blocks(nthreads, bounds, gemm, block):
     """``block(c, gemm)`` for every block of rows (it runs ``gemm`` on its rows, then its kernel).
 
     On one thread the GEMM of all blocks comes first, in one call: each per-block call would pack the
-    layer's weights again (``sim_overheads.py gemm-blocks``), and the product's bits are the per-block
-    products' (BLAS splits no dot product by rows). The kernels still run block by block, so the
+    layer's weights again (``sim_overheads.py gemm-blocks``). OpenBLAS gives the full product the
+    per-block products' bits (its blocking of the summed dimension does not depend on the rows;
+    ``gemm-blocks`` and the thread-count test check it). The kernels still run block by block, so the
     statistics add in the same order as on several threads.
     """
     nb = len(bounds) - 1
